@@ -1,0 +1,336 @@
+//! [`ExecutorHost`] on wasmi 2, the interpreter.
+//!
+//! - **Compilation**: eager (`CompilationMode::Eager`), so every function
+//!   is translated and checked at load, never lazily in the middle of a
+//!   transaction.
+//! - **Host imports**: thin closures that lend the guest memory and the
+//!   store's [`HostEnv`] to `core`'s implementation.
+//! - **Limits**: the store's resource limiter asks `core`
+//!   ([`HostEnv::memory_growing`], [`HostEnv::table_growing`]), so growth past
+//!   the limits traps as `out_of_memory` instead of returning -1; fuel and
+//!   call depth are wasmi's own (engine-native until core's instrumentation
+//!   replaces them).
+//! - **Blanking** (no pooling or copy-on-write in an interpreter): restore
+//!   the post-`executor_init` snapshot in place — memory chunks that differ
+//!   ([`MemorySnapshot`]), every mutable global (the prepared module
+//!   exports even non-exported ones), every table element. Cost: a `memcmp`
+//!   over memory plus copies of what the transaction dirtied; never a
+//!   re-instantiation or a re-run of `executor_init`. A memory or table
+//!   that grew past the snapshot cannot shrink: the driver rebuilds.
+#![warn(missing_docs)]
+
+use executor_core::snapshot::MemorySnapshot;
+use executor_core::{
+    BackendKind, Blanked, CallError, CompiledExecutor, Error, ExecutorHost, ExecutorInstance, Export, HostEnv,
+    InstanceMode, Limits, PreparedModule, Result, Trap, TrapCode, host,
+};
+use std::sync::Arc;
+use wasmi::ResourceLimiter;
+use wasmi_core::LimiterError;
+use wasmi::{Caller, CompilationMode, Config, Engine, Global, Instance, Linker, Memory, Module, Store, Table, Val};
+
+/// Store data: the host state plus a cached memory handle.
+struct StoreData {
+    env: HostEnv,
+    memory: Option<Memory>,
+}
+
+impl ResourceLimiter for StoreData {
+    fn memory_growing(&mut self, _current: usize, desired: usize, maximum: Option<usize>) -> Result<bool, LimiterError> {
+        self.env.memory_growing(desired as u64).map_err(|_| LimiterError::ResourceLimiterDeniedAllocation)?;
+        Ok(maximum.is_none_or(|max| desired <= max))
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, maximum: Option<usize>) -> Result<bool, LimiterError> {
+        self.env.table_growing(desired as u64).map_err(|_| LimiterError::ResourceLimiterDeniedAllocation)?;
+        Ok(maximum.is_none_or(|max| desired <= max))
+    }
+
+    fn memory_grow_failed(&mut self, _error: &wasmi::errors::MemoryError) -> Result<(), LimiterError> {
+        self.env.grow_failed("memory", 0);
+        Err(LimiterError::ResourceLimiterDeniedAllocation)
+    }
+
+    fn table_grow_failed(&mut self, _error: &wasmi::errors::TableError) -> Result<(), LimiterError> {
+        self.env.grow_failed("table", 0);
+        Err(LimiterError::ResourceLimiterDeniedAllocation)
+    }
+
+    fn instances(&self) -> usize {
+        1
+    }
+
+    fn tables(&self) -> usize {
+        usize::MAX
+    }
+
+    fn memories(&self) -> usize {
+        1
+    }
+}
+
+/// The error our import closures return to make wasmi trap; what it means
+/// is in the [`HostEnv`].
+#[derive(Debug)]
+struct HostAbort;
+
+impl std::fmt::Display for HostAbort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("aborted by the executor host")
+    }
+}
+
+impl wasmi::errors::HostError for HostAbort {}
+
+/// The memory handle, cached after the first lookup (imports can run during
+/// `start`, before the instance is returned).
+fn memory_of(caller: &mut Caller<'_, StoreData>) -> Result<Memory, wasmi::Error> {
+    if let Some(m) = caller.data().memory {
+        return Ok(m);
+    }
+    let m = caller
+        .get_export(executor_core::module::exports::MEMORY)
+        .and_then(|e| e.into_memory())
+        .ok_or_else(|| wasmi::Error::new("executor has no memory export"))?;
+    caller.data_mut().memory = Some(m);
+    Ok(m)
+}
+
+fn abort(_: executor_core::Aborted) -> wasmi::Error {
+    wasmi::Error::host(HostAbort)
+}
+
+fn linker(engine: &Engine) -> Result<Linker<StoreData>, wasmi::Error> {
+    let mut linker = Linker::new(engine);
+    linker.func_wrap(
+        host::MODULE,
+        "state_get",
+        |mut caller: Caller<'_, StoreData>, kp: i32, kl: i32, op: i32, oc: i32| -> Result<i32, wasmi::Error> {
+            let memory = memory_of(&mut caller)?;
+            let (mem, data) = memory.data_and_store_mut(&mut caller);
+            host::state_get(&mut data.env, mem, kp, kl, op, oc).map_err(abort)
+        },
+    )?;
+    linker.func_wrap(
+        host::MODULE,
+        "deny_reason",
+        |mut caller: Caller<'_, StoreData>, ptr: i32, len: i32| -> Result<(), wasmi::Error> {
+            let memory = memory_of(&mut caller)?;
+            let (mem, data) = memory.data_and_store_mut(&mut caller);
+            host::deny_reason(&mut data.env, mem, ptr, len).map_err(abort)
+        },
+    )?;
+    linker.func_wrap(
+        host::MODULE,
+        "log",
+        |mut caller: Caller<'_, StoreData>, level: i32, ptr: i32, len: i32| -> Result<(), wasmi::Error> {
+            let memory = memory_of(&mut caller)?;
+            let (mem, data) = memory.data_and_store_mut(&mut caller);
+            host::log(&mut data.env, mem, level, ptr, len).map_err(abort)
+        },
+    )?;
+    Ok(linker)
+}
+
+/// The wasmi engine, configured once from the [`Limits`].
+pub struct WasmiHost {
+    engine: Engine,
+    limits: Limits,
+}
+
+impl WasmiHost {
+    /// An engine enforcing `limits`.
+    pub fn new(limits: Limits) -> Self {
+        let mut config = Config::default();
+        config
+            .compilation_mode(CompilationMode::Eager)
+            .consume_fuel(true)
+            .set_max_recursion_depth(limits.max_call_depth as usize)
+            // The ABI's feature set; core has already refused the rest.
+            .wasm_multi_memory(false)
+            .wasm_tail_call(false)
+            .wasm_extended_const(false)
+            .wasm_custom_page_sizes(false)
+            .wasm_wide_arithmetic(false);
+        WasmiHost { engine: Engine::new(&config), limits }
+    }
+}
+
+/// This backend with the given limits, as `core` takes it.
+pub fn host(limits: Limits) -> Arc<dyn ExecutorHost> {
+    Arc::new(WasmiHost::new(limits))
+}
+
+impl ExecutorHost for WasmiHost {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Wasmi
+    }
+
+    fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    fn compile(&self, module: &PreparedModule) -> Result<Arc<dyn CompiledExecutor>> {
+        let compile_error = |e: wasmi::Error| Error::Compile { backend: BackendKind::Wasmi, message: e.to_string() };
+        let wasm = Module::new(&self.engine, &module.wasm[..]).map_err(compile_error)?;
+        let linker = linker(&self.engine).map_err(compile_error)?;
+        Ok(Arc::new(WasmiCompiled {
+            engine: self.engine.clone(),
+            module: wasm,
+            linker,
+            init_fuel: self.limits.init_fuel,
+            globals: module.info.globals.iter().map(|g| g.export.clone()).collect(),
+            tables: module.info.tables.clone(),
+        }))
+    }
+}
+
+struct WasmiCompiled {
+    engine: Engine,
+    module: Module,
+    linker: Linker<StoreData>,
+    init_fuel: u64,
+    globals: Vec<String>,
+    tables: Vec<String>,
+}
+
+/// Translates a wasmi error: our aborts and the ABI's trap codes are guest
+/// outcomes; anything else is a host failure.
+fn call_error(store: &Store<StoreData>, e: wasmi::Error) -> CallError {
+    if store.data().env.abort().is_some() || e.downcast_ref::<HostAbort>().is_some() {
+        return Trap::Aborted.into();
+    }
+    use wasmi::TrapCode as W;
+    let trap = match e.as_trap_code() {
+        Some(W::UnreachableCodeReached) => Trap::Wasm(TrapCode::Unreachable),
+        Some(W::MemoryOutOfBounds) => Trap::Wasm(TrapCode::MemoryOutOfBounds),
+        Some(W::TableOutOfBounds) => Trap::Wasm(TrapCode::TableOutOfBounds),
+        Some(W::IndirectCallToNull) => Trap::Wasm(TrapCode::IndirectCallToNull),
+        Some(W::IntegerDivisionByZero) => Trap::Wasm(TrapCode::IntegerDivisionByZero),
+        Some(W::IntegerOverflow) => Trap::Wasm(TrapCode::IntegerOverflow),
+        Some(W::BadConversionToInteger) => Trap::Wasm(TrapCode::BadConversionToInteger),
+        Some(W::BadSignature) => Trap::Wasm(TrapCode::BadSignature),
+        Some(W::StackOverflow) => Trap::StackOverflow,
+        Some(W::OutOfFuel) => Trap::OutOfFuel,
+        _ => return CallError::Host(format!("wasmi: {e}")),
+    };
+    trap.into()
+}
+
+impl CompiledExecutor for WasmiCompiled {
+    fn instantiate(&self, env: HostEnv, _mode: InstanceMode) -> Result<Box<dyn ExecutorInstance>, CallError> {
+        // wasmi has no pooling or pre-instantiation: both modes build the
+        // same way; only `Reusable` instances are later snapshotted.
+        let mut store = Store::new(&self.engine, StoreData { env, memory: None });
+        store.limiter(|data| data as &mut dyn ResourceLimiter);
+        store.set_fuel(self.init_fuel).map_err(|e| CallError::Host(e.to_string()))?;
+        let instance = match self.linker.instantiate_and_start(&mut store, &self.module) {
+            Ok(i) => i,
+            Err(e) => return Err(call_error(&store, e)),
+        };
+        let host_error = |what: &str| CallError::Host(format!("prepared module lacks {what}"));
+        let memory = instance.get_memory(&store, executor_core::module::exports::MEMORY).ok_or_else(|| host_error("memory"))?;
+        store.data_mut().memory = Some(memory);
+        let func = |name: &str| instance.get_func(&store, name);
+        let funcs = [Export::Alloc, Export::Validate, Export::Init, Export::Migrate].map(|e| func(e.name()));
+        let globals = self
+            .globals
+            .iter()
+            .map(|name| instance.get_global(&store, name).ok_or_else(|| host_error(name)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let tables = self
+            .tables
+            .iter()
+            .map(|name| instance.get_table(&store, name).ok_or_else(|| host_error(name)))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Box::new(WasmiInstance { store, _instance: instance, memory, funcs, globals, tables, blank: None }))
+    }
+}
+
+/// The blank state of one instance.
+struct BlankState {
+    memory: MemorySnapshot,
+    globals: Vec<Val>,
+    tables: Vec<Vec<wasmi::Ref>>,
+}
+
+struct WasmiInstance {
+    store: Store<StoreData>,
+    _instance: Instance,
+    memory: Memory,
+    /// Indexed like [`Export`]: alloc, validate, init, migrate.
+    funcs: [Option<wasmi::Func>; 4],
+    globals: Vec<Global>,
+    tables: Vec<Table>,
+    blank: Option<BlankState>,
+}
+
+impl ExecutorInstance for WasmiInstance {
+    fn call(&mut self, export: Export, args: &[i32]) -> Result<Option<i32>, CallError> {
+        let idx = match export {
+            Export::Alloc => 0,
+            Export::Validate => 1,
+            Export::Init => 2,
+            Export::Migrate => 3,
+        };
+        let func = self.funcs[idx].ok_or_else(|| CallError::Host(format!("no export {}", export.name())))?;
+        let params: Vec<Val> = args.iter().map(|a| Val::I32(*a)).collect();
+        let mut results = [Val::I32(0)];
+        let n_results = func.ty(&self.store).results().len();
+        match func.call(&mut self.store, &params, &mut results[..n_results]) {
+            Ok(()) => Ok((n_results == 1).then(|| results[0].i32()).flatten()),
+            Err(e) => Err(call_error(&self.store, e)),
+        }
+    }
+
+    fn env(&mut self) -> &mut HostEnv {
+        &mut self.store.data_mut().env
+    }
+
+    fn memory(&mut self) -> &mut [u8] {
+        self.memory.data_mut(&mut self.store)
+    }
+
+    fn set_fuel(&mut self, fuel: u64) -> Result<(), CallError> {
+        self.store.set_fuel(fuel).map_err(|e| CallError::Host(e.to_string()))
+    }
+
+    fn mark_blank(&mut self) -> Result<(), CallError> {
+        let store = &self.store;
+        let tables = self
+            .tables
+            .iter()
+            .map(|t| (0..t.size(store)).map(|i| t.get(store, i).expect("index below size")).collect())
+            .collect();
+        self.blank = Some(BlankState {
+            memory: MemorySnapshot::capture(self.memory.data(store)),
+            globals: self.globals.iter().map(|g| g.get(store)).collect(),
+            tables,
+        });
+        Ok(())
+    }
+
+    fn blank(&mut self) -> Result<Blanked, CallError> {
+        let blank = self.blank.as_ref().ok_or_else(|| CallError::Host("blank() before mark_blank()".into()))?;
+        let host = |e: &dyn std::fmt::Display| CallError::Host(format!("wasmi blank: {e}"));
+        if self.memory.data_size(&self.store) != blank.memory.len()
+            || self.tables.iter().zip(&blank.tables).any(|(t, b)| t.size(&self.store) != b.len() as u64)
+        {
+            return Ok(Blanked::NeedsRebuild);
+        }
+        blank.memory.restore(self.memory.data_mut(&mut self.store));
+        for (g, v) in self.globals.iter().zip(&blank.globals) {
+            g.set(&mut self.store, v.clone()).map_err(|e| host(&e))?;
+        }
+        for (t, elems) in self.tables.iter().zip(&blank.tables) {
+            for (i, e) in elems.iter().enumerate() {
+                t.set(&mut self.store, i as u64, e.clone()).map_err(|e| host(&e))?;
+            }
+        }
+        Ok(Blanked::Restored)
+    }
+
+    fn memory_size(&mut self) -> u64 {
+        self.memory.data_size(&self.store) as u64
+    }
+}

@@ -1,0 +1,2 @@
+//! The shared conformance suite on wasmi.
+conformance::suite!(backend_wasmi::host);

@@ -1,0 +1,79 @@
+//! The shared suite that defines a correct backend.
+//!
+//! Every case is a documented `pub fn` over a [`HostFactory`] — the library
+//! knows only `core` — that asserts exact verdicts and counters. A backend's
+//! own test file runs the whole suite with one line:
+//!
+//! ```ignore
+//! conformance::suite!(backend_wasmi::host);
+//! ```
+//!
+//! so `cargo test -p backend-wasmi` runs every case on wasmi. Fixtures live
+//! in `executors/` at the repository root.
+#![warn(missing_docs)]
+
+pub mod cases;
+pub mod fixtures;
+
+use executor_core::{Driver, DriverConfig, ExecutorHost, Limits, PersistencePolicy, SharedState, Verdict};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Makes a backend's host for the given limits (e.g. `backend_wasmi::host`).
+pub type HostFactory = fn(Limits) -> Arc<dyn ExecutorHost>;
+
+/// World state with the given entries.
+pub fn state(entries: &[(&[u8], &[u8])]) -> SharedState {
+    Arc::new(entries.iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect::<BTreeMap<_, _>>())
+}
+
+/// Loads `executor` on the backend under `policy` with `limits`, panicking
+/// with the load error if it fails.
+pub fn load(factory: HostFactory, executor: &[u8], policy: PersistencePolicy, limits: Limits) -> Driver {
+    Driver::new(factory(limits), executor, DriverConfig { policy, recycle_watermark: None })
+        .unwrap_or_else(|e| panic!("load failed: {e}"))
+}
+
+/// Validates each payload in turn against empty world state.
+pub fn run(driver: &mut Driver, payloads: &[&[u8]]) -> Vec<Verdict> {
+    let empty = state(&[]);
+    payloads
+        .iter()
+        .map(|p| driver.validate(p, empty.clone()).unwrap_or_else(|e| panic!("host failure: {e}")))
+        .collect()
+}
+
+/// Runs every case of [`cases`] as a `#[test]` on the backend made by
+/// `$factory` (a [`HostFactory`]). Adding a case here adds it for every
+/// backend.
+#[macro_export]
+macro_rules! suite {
+    ($factory:path) => {
+        $crate::suite!(@cases $factory;
+            every_rejection_kind,
+            alloc_misbehaviour,
+            deny_reasons,
+            state_get_end_to_end,
+            blank_restores_every_kind_of_state,
+            every_tx_pattern,
+            every_block_pattern,
+            until_crash_pattern,
+            fresh_pattern,
+            recycle_restarts_the_count,
+            watermark_recycles,
+            purge_recycles,
+            load_errors,
+            init_failures,
+            default_executor_judges_the_ledger,
+            many_instances_do_not_exhaust_the_store,
+        );
+    };
+    (@cases $factory:path; $($case:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $case() {
+                $crate::cases::$case($factory)
+            }
+        )*
+    };
+}

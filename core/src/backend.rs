@@ -1,0 +1,180 @@
+//! The contract between `core` and an engine backend.
+//!
+//! A backend answers exactly these questions: compile a prepared module,
+//! instantiate it (running the wasm `start`), call an ABI export, lend the
+//! linear memory, snapshot the blank state and restore it, and say how much
+//! memory is in use. It never decides a verdict and holds no policy: the
+//! [`crate::Driver`] does both, once, for every backend.
+//!
+//! Three small traits, one per lifetime:
+//! [`ExecutorHost`] (an engine configured with the limits, lives as long as
+//! the peer), [`CompiledExecutor`] (one executor's compiled code, shared by
+//! all its instances), [`ExecutorInstance`] (one store and instance).
+
+use crate::{HostEnv, Limits, PreparedModule, Result, TrapCode};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use strum::{Display, EnumIter, EnumString, IntoStaticStr};
+
+/// The engines this project knows. Which are compiled in is `peer`'s
+/// business (cargo features); `core` only names them.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    Display,
+    EnumString,
+    EnumIter,
+    IntoStaticStr,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum BackendKind {
+    /// wasmtime (Cranelift, pooling allocator, copy-on-write images).
+    Wasmtime,
+    /// wasmer (singlepass).
+    Wasmer,
+    /// wasmi (interpreter).
+    Wasmi,
+}
+
+/// An ABI export the host calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Export {
+    /// `executor_alloc(len) -> ptr`
+    Alloc,
+    /// `executor_validate(ptr, len) -> verdict`
+    Validate,
+    /// `executor_init()`
+    Init,
+    /// `executor_migrate() -> status`
+    Migrate,
+}
+
+impl Export {
+    /// The export's name in the module.
+    pub fn name(self) -> &'static str {
+        use crate::module::exports;
+        match self {
+            Export::Alloc => exports::ALLOC,
+            Export::Validate => exports::VALIDATE,
+            Export::Init => exports::INIT,
+            Export::Migrate => exports::MIGRATE,
+        }
+    }
+}
+
+/// How an instance will be used, so a backend can set it up accordingly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InstanceMode {
+    /// Kept warm and blanked: the backend may use its fastest machinery
+    /// (pooling, pre-instantiation) and must support
+    /// [`ExecutorInstance::mark_blank`] / [`ExecutorInstance::blank`].
+    Reusable,
+    /// The `fresh` reference: the engine's default settings, used once.
+    Fresh,
+}
+
+/// How a guest call ended without returning, as the engine saw it.
+///
+/// `Aborted` means a host function or growth check of `core` ended the call;
+/// the reason is in the instance's [`HostEnv`] and takes precedence over
+/// anything the engine reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trap {
+    /// A WebAssembly trap with its code.
+    Wasm(TrapCode),
+    /// The fuel budget ran out.
+    OutOfFuel,
+    /// The call-depth/stack budget ran out.
+    StackOverflow,
+    /// `core` ended the call (see [`HostEnv::abort`]).
+    Aborted,
+}
+
+/// A failed call: a guest trap (becomes a verdict) or a host failure (never
+/// does).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallError {
+    /// The guest trapped.
+    Trap(Trap),
+    /// The engine or backend failed for a reason of its own (an unknown trap
+    /// kind, an internal error): a host failure.
+    Host(String),
+}
+
+impl From<Trap> for CallError {
+    fn from(t: Trap) -> Self {
+        CallError::Trap(t)
+    }
+}
+
+/// What a blank achieved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Blanked {
+    /// The instance is back in its blank state.
+    Restored,
+    /// The instance cannot be restored in place (e.g. memory grew past the
+    /// snapshot and cannot shrink); the driver rebuilds it.
+    NeedsRebuild,
+}
+
+/// An engine, configured once with the limits. The contract:
+///
+/// - [`ExecutorHost::compile`] receives only modules that passed
+///   [`crate::module::prepare`]; failing to compile one is a backend bug
+///   ([`crate::Error::Compile`]).
+/// - Everything is `Send`, so a peer can keep instances on worker threads.
+pub trait ExecutorHost: Send + Sync {
+    /// Which engine this is.
+    fn kind(&self) -> BackendKind;
+
+    /// The limits the engine was configured with.
+    fn limits(&self) -> &Limits;
+
+    /// Compiles a prepared module.
+    fn compile(&self, module: &PreparedModule) -> Result<Arc<dyn CompiledExecutor>>;
+}
+
+/// One executor's compiled code.
+pub trait CompiledExecutor: Send + Sync {
+    /// A new store and instance, with `env` as its host state. Runs the wasm
+    /// `start` function (in [`crate::Phase::Init`], under the init fuel) but
+    /// not `executor_init`, which the driver calls.
+    fn instantiate(&self, env: HostEnv, mode: InstanceMode) -> Result<Box<dyn ExecutorInstance>, CallError>;
+}
+
+/// One live instance in its own store. Dropping it frees the store.
+pub trait ExecutorInstance: Send {
+    /// Calls an ABI export with `i32` arguments; returns its `i32` result,
+    /// if it has one.
+    fn call(&mut self, export: Export, args: &[i32]) -> Result<Option<i32>, CallError>;
+
+    /// The host state the imports use.
+    fn env(&mut self) -> &mut HostEnv;
+
+    /// The guest's linear memory.
+    fn memory(&mut self) -> &mut [u8];
+
+    /// Sets the fuel available to the next calls.
+    fn set_fuel(&mut self, fuel: u64) -> Result<(), CallError>;
+
+    /// Records the current state (memory bytes and size, every mutable
+    /// global, every table) as the blank state. Called once, after
+    /// `executor_init`, on [`InstanceMode::Reusable`] instances.
+    fn mark_blank(&mut self) -> Result<(), CallError>;
+
+    /// Restores the blank state recorded by [`ExecutorInstance::mark_blank`]
+    /// exactly, or says it cannot.
+    fn blank(&mut self) -> Result<Blanked, CallError>;
+
+    /// Current linear-memory size in bytes.
+    fn memory_size(&mut self) -> u64;
+}

@@ -1,0 +1,459 @@
+//! The one place the persistence policy lives.
+//!
+//! The [`Driver`] owns one warm instance of one executor on any backend and
+//! decides, exactly as abi.md pins it, when that instance is blanked
+//! (scheduled by the [`PersistencePolicy`]) or recycled (after a rejection,
+//! past the memory watermark, on purge, after a host failure). Both happen
+//! lazily, before the next transaction that needs the instance; a recycle
+//! restarts the policy's count. It also maps everything a call can end with
+//! to a [`Verdict`] — backends report, the driver decides.
+
+use crate::backend::{Blanked, CallError, CompiledExecutor, Export, ExecutorHost, ExecutorInstance, InstanceMode, Trap};
+use crate::host::{Abort, HostEnv, Phase, SharedState};
+use crate::module::PreparedModule;
+use crate::verdict::{Rejection, RejectionKind, Verdict};
+use crate::{Error, PersistencePolicy, Result};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use strum::{Display, EnumIter, IntoStaticStr};
+
+/// Why an instance was rebuilt outside the policy's schedule.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Display, EnumIter, IntoStaticStr,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum RecycleCause {
+    /// After a `rejected(out_of_fuel)` verdict.
+    OutOfFuel,
+    /// After a `rejected(out_of_memory)` verdict.
+    OutOfMemory,
+    /// After a `rejected(stack_overflow)` verdict.
+    StackOverflow,
+    /// After a `rejected(trap)` verdict.
+    Trap,
+    /// After a `rejected(host_fault)` verdict.
+    HostFault,
+    /// After a `rejected(bad_verdict)` verdict.
+    BadVerdict,
+    /// After a `rejected(upgrade_failed)` verdict.
+    UpgradeFailed,
+    /// Linear memory was above the recycle watermark after a transaction.
+    Watermark,
+    /// The executor was upgraded.
+    Upgrade,
+    /// The embedder asked for a purge.
+    Purge,
+    /// An audited verdict differed from the blank instance's.
+    AuditMismatch,
+    /// The host itself failed (panic or internal error) and the transaction
+    /// was retried on a rebuilt instance.
+    HostFailure,
+}
+
+impl From<RejectionKind> for RecycleCause {
+    fn from(kind: RejectionKind) -> Self {
+        match kind {
+            RejectionKind::OutOfFuel => RecycleCause::OutOfFuel,
+            RejectionKind::OutOfMemory => RecycleCause::OutOfMemory,
+            RejectionKind::StackOverflow => RecycleCause::StackOverflow,
+            RejectionKind::Trap => RecycleCause::Trap,
+            RejectionKind::HostFault => RecycleCause::HostFault,
+            RejectionKind::BadVerdict => RecycleCause::BadVerdict,
+            RejectionKind::UpgradeFailed => RecycleCause::UpgradeFailed,
+        }
+    }
+}
+
+/// How the driver runs: the policy and the recycle watermark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DriverConfig {
+    /// When to blank.
+    pub policy: PersistencePolicy,
+    /// Recycle when linear memory is above this many bytes after a
+    /// transaction. `None`: half the memory limit.
+    pub recycle_watermark: Option<u64>,
+}
+
+/// Counters and timings of a driver.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Stats {
+    /// Transactions validated.
+    pub transactions: u64,
+    /// Approved verdicts.
+    pub approved: u64,
+    /// Denied verdicts.
+    pub denied: u64,
+    /// Rejected verdicts by kind.
+    pub rejected: BTreeMap<RejectionKind, u64>,
+    /// Scheduled blanks done.
+    pub blanks: u64,
+    /// Recycles done (unscheduled rebuilds), all causes.
+    pub recycles: u64,
+    /// Recycles by cause.
+    pub recycles_by_cause: BTreeMap<RecycleCause, u64>,
+    /// Blocks ended.
+    pub blocks: u64,
+    /// Host failures survived by a rebuild and retry.
+    pub host_failures: u64,
+    /// Instances built (instantiate + `executor_init`).
+    pub instances_built: u64,
+    /// Time spent building instances.
+    #[serde(skip)]
+    pub build_time: Duration,
+    /// Time spent in scheduled blanks (restores and rebuilds).
+    #[serde(skip)]
+    pub blank_time: Duration,
+    /// Time spent in guest calls of transactions.
+    #[serde(skip)]
+    pub call_time: Duration,
+}
+
+/// Drives one executor on one backend under one policy.
+pub struct Driver {
+    host: Arc<dyn ExecutorHost>,
+    config: DriverConfig,
+    module: Arc<PreparedModule>,
+    compiled: Arc<dyn CompiledExecutor>,
+    instance: Option<Box<dyn ExecutorInstance>>,
+    due: Option<RecycleCause>,
+    served: u64,
+    blocks_ended: u64,
+    stats: Stats,
+}
+
+impl std::fmt::Debug for Driver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Driver")
+            .field("backend", &self.host.kind())
+            .field("config", &self.config)
+            .field("executor", &self.module.hash_hex())
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A host failure inside one step, before the retry.
+struct HostFailed(String);
+
+impl From<CallError> for HostFailed {
+    fn from(e: CallError) -> Self {
+        match e {
+            CallError::Host(m) => HostFailed(m),
+            CallError::Trap(t) => HostFailed(format!("unexpected trap {t:?} outside a guest call")),
+        }
+    }
+}
+
+/// Runs `f`, turning a panic into a host failure.
+fn guarded<T>(f: impl FnOnce() -> Result<T, HostFailed>) -> Result<T, HostFailed> {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        let msg = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "non-string panic".into());
+        Err(HostFailed(format!("panic: {msg}")))
+    })
+}
+
+/// Maps how a guest call ended to a rejection, reading the host's abort
+/// first: what `core` decided wins over what the engine reported.
+fn rejection(env: &mut HostEnv, trap: Trap) -> Result<Rejection, HostFailed> {
+    if let Some(abort) = env.take_abort() {
+        return Ok(match abort {
+            Abort::HostFault(what) => {
+                tracing::debug!(%what, "host fault");
+                Rejection::HostFault
+            }
+            Abort::OutOfMemory { .. } => Rejection::OutOfMemory,
+            Abort::StateDuringInit => Rejection::HostFault,
+        });
+    }
+    match trap {
+        Trap::Wasm(code) => Ok(Rejection::Trap(code)),
+        Trap::OutOfFuel => Ok(Rejection::OutOfFuel),
+        Trap::StackOverflow => Ok(Rejection::StackOverflow),
+        Trap::Aborted => Err(HostFailed("a host function aborted without recording why".into())),
+    }
+}
+
+impl Driver {
+    /// Loads an executor (binary or WAT): checks and prepares it, compiles
+    /// it, and builds the first instance (instantiation, `start`,
+    /// `executor_init`, blank-state snapshot). Every load error surfaces
+    /// here.
+    pub fn new(host: Arc<dyn ExecutorHost>, executor: &[u8], config: DriverConfig) -> Result<Self> {
+        let module = Arc::new(crate::module::prepare(executor, host.limits())?);
+        let compiled = host.compile(&module)?;
+        let mut driver = Driver {
+            host,
+            config,
+            module,
+            compiled,
+            instance: None,
+            due: None,
+            served: 0,
+            blocks_ended: 0,
+            stats: Stats::default(),
+        };
+        driver.instance = Some(driver.build()?);
+        Ok(driver)
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> crate::BackendKind {
+        self.host.kind()
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> PersistencePolicy {
+        self.config.policy
+    }
+
+    /// The loaded executor.
+    pub fn module(&self) -> &PreparedModule {
+        &self.module
+    }
+
+    /// Counters and timings so far.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    fn watermark(&self) -> u64 {
+        self.config
+            .recycle_watermark
+            .unwrap_or(self.host.limits().memory_pages() * crate::limits::PAGE_SIZE / 2)
+    }
+
+    fn mode(&self) -> InstanceMode {
+        match self.config.policy {
+            PersistencePolicy::Fresh => InstanceMode::Fresh,
+            _ => InstanceMode::Reusable,
+        }
+    }
+
+    /// Builds an instance: instantiate (runs `start`), `executor_init`,
+    /// snapshot. Failures of the executor are load errors.
+    fn build(&mut self) -> Result<Box<dyn ExecutorInstance>> {
+        let started = Instant::now();
+        let backend = self.host.kind();
+        let limits = self.host.limits().clone();
+        let host_failure = |message: String| Error::HostFailure { backend, message };
+        let init_failed = |phase: &'static str, env: &mut HostEnv, e: CallError| match e {
+            CallError::Host(m) => host_failure(m),
+            CallError::Trap(t) => {
+                let reason = match env.abort() {
+                    Some(Abort::StateDuringInit) => "it called host.state_get, but init has no world state".into(),
+                    Some(Abort::HostFault(what)) => format!("host_fault: {what}"),
+                    _ => match rejection(env, t) {
+                        Ok(r) => r.to_string(),
+                        Err(HostFailed(m)) => return host_failure(m),
+                    },
+                };
+                Error::InitFailed { phase, reason }
+            }
+        };
+        let mode = self.mode();
+        let mut env = HostEnv::new(&limits);
+        env.begin(Phase::Init, None);
+        let mut instance = match self.compiled.instantiate(env, mode) {
+            Ok(i) => i,
+            Err(e) => {
+                let mut env = HostEnv::new(&limits);
+                return Err(init_failed("instantiation (data segments, start)", &mut env, e));
+            }
+        };
+        if self.module.info.has_init {
+            instance.env().begin(Phase::Init, None);
+            instance.set_fuel(limits.init_fuel).map_err(|e| init_failed("executor_init", instance.env(), e))?;
+            if let Err(e) = instance.call(Export::Init, &[]) {
+                return Err(init_failed("executor_init", instance.env(), e));
+            }
+            instance.env().end();
+        }
+        if mode == InstanceMode::Reusable {
+            instance.mark_blank().map_err(|e| host_failure(format!("blank-state snapshot failed: {e:?}")))?;
+        }
+        self.stats.instances_built += 1;
+        self.stats.build_time += started.elapsed();
+        Ok(instance)
+    }
+
+    /// Replaces the instance by a newly built one.
+    fn rebuild(&mut self) -> Result<()> {
+        self.instance = None; // drop the old store first: bounded memory
+        self.instance = Some(self.build()?);
+        self.served = 0;
+        self.blocks_ended = 0;
+        Ok(())
+    }
+
+    fn recycle(&mut self, cause: RecycleCause) -> Result<()> {
+        tracing::debug!(%cause, "recycle");
+        self.stats.recycles += 1;
+        *self.stats.recycles_by_cause.entry(cause).or_default() += 1;
+        self.rebuild()
+    }
+
+    /// Whether the policy schedules a blank before the next transaction.
+    fn blank_due(&self) -> bool {
+        match self.config.policy {
+            PersistencePolicy::EveryTransactions(n) => self.served >= u64::from(n.get()),
+            PersistencePolicy::EveryBlocks(n) => self.blocks_ended >= u64::from(n.get()),
+            PersistencePolicy::UntilCrash => false,
+            PersistencePolicy::Fresh => self.stats.transactions > 0,
+        }
+    }
+
+    /// Lazily blanks or recycles before a transaction.
+    fn ready(&mut self) -> Result<()> {
+        let scheduled = self.blank_due();
+        if let Some(cause) = self.due.take() {
+            self.recycle(cause)?;
+            // A recycle leaves a blank instance and restarts the count; only
+            // under `fresh` is every transaction after the first a blank
+            // regardless (abi.md).
+            if scheduled && self.config.policy == PersistencePolicy::Fresh {
+                self.stats.blanks += 1;
+            }
+            return Ok(());
+        }
+        if self.instance.is_none() {
+            // Dropped after a host failure that the retry did not survive.
+            return self.recycle(RecycleCause::HostFailure);
+        }
+        if !scheduled {
+            return Ok(());
+        }
+        let started = Instant::now();
+        self.stats.blanks += 1;
+        let restored = match self.mode() {
+            InstanceMode::Fresh => Ok(Blanked::NeedsRebuild),
+            InstanceMode::Reusable => {
+                let instance = self.instance.as_mut().expect("checked above");
+                guarded(|| instance.blank().map_err(HostFailed::from))
+            }
+        };
+        match restored {
+            Ok(Blanked::Restored) => {
+                self.served = 0;
+                self.blocks_ended = 0;
+            }
+            Ok(Blanked::NeedsRebuild) => self.rebuild()?,
+            Err(HostFailed(message)) => {
+                tracing::warn!(%message, "blank failed; rebuilding");
+                self.stats.host_failures += 1;
+                self.rebuild()?;
+            }
+        }
+        self.stats.blank_time += started.elapsed();
+        Ok(())
+    }
+
+    /// Validates one encoded transaction against `state` and returns its
+    /// verdict. `state` is held only for the length of the call.
+    ///
+    /// `Err` only for host failures (after one rebuild and retry) — never
+    /// for anything the executor does.
+    pub fn validate(&mut self, tx: &[u8], state: SharedState) -> Result<Verdict> {
+        self.ready()?;
+        let verdict = match self.run(tx, state.clone()) {
+            Ok(v) => v,
+            Err(HostFailed(first)) => {
+                tracing::warn!(message = %first, "host failure; rebuilding and retrying once");
+                self.stats.host_failures += 1;
+                self.recycle(RecycleCause::HostFailure)?;
+                self.run(tx, state).map_err(|HostFailed(message)| Error::HostFailure {
+                    backend: self.host.kind(),
+                    message: format!("{message} (after a retry; first failure: {first})"),
+                })?
+            }
+        };
+        self.served += 1;
+        self.stats.transactions += 1;
+        match &verdict {
+            Verdict::Approved => self.stats.approved += 1,
+            Verdict::Denied { .. } => self.stats.denied += 1,
+            Verdict::Rejected { rejection } => {
+                *self.stats.rejected.entry(rejection.kind()).or_default() += 1;
+                self.due = Some(rejection.kind().into());
+            }
+        }
+        if self.due.is_none() {
+            let size = self.instance.as_mut().map_or(0, |i| i.memory_size());
+            if size > self.watermark() {
+                self.due = Some(RecycleCause::Watermark);
+            }
+        }
+        Ok(verdict)
+    }
+
+    /// One attempt at a transaction on the current instance.
+    fn run(&mut self, tx: &[u8], state: SharedState) -> Result<Verdict, HostFailed> {
+        let fuel = self.host.limits().fuel;
+        let instance = self.instance.as_mut().ok_or_else(|| HostFailed("no instance".into()))?;
+        let started = Instant::now();
+        let result = guarded(|| {
+            let len = i32::try_from(tx.len()).map_err(|_| HostFailed("transaction longer than 2 GiB".into()))?;
+            instance.env().begin(Phase::Validate, Some(state));
+            instance.set_fuel(fuel)?;
+            let verdict = Self::call_validate(instance.as_mut(), tx, len);
+            instance.env().end();
+            verdict
+        });
+        self.stats.call_time += started.elapsed();
+        if result.is_err() {
+            // Never reuse a poisoned instance.
+            self.instance = None;
+        }
+        result
+    }
+
+    fn call_validate(instance: &mut dyn ExecutorInstance, tx: &[u8], len: i32) -> Result<Verdict, HostFailed> {
+        let ended = |instance: &mut dyn ExecutorInstance, e: CallError| match e {
+            CallError::Host(m) => Err(HostFailed(m)),
+            CallError::Trap(t) => rejection(instance.env(), t).map(Verdict::rejected),
+        };
+        let ptr = match instance.call(Export::Alloc, &[len]) {
+            Ok(Some(ptr)) => ptr as u32 as usize,
+            Ok(None) => return Err(HostFailed("executor_alloc returned no value".into())),
+            Err(e) => return ended(instance, e),
+        };
+        let memory = instance.memory();
+        if ptr == 0 || ptr + tx.len() > memory.len() {
+            tracing::debug!(ptr, len, memory = memory.len(), "executor_alloc returned a bad range");
+            return Ok(Verdict::rejected(Rejection::HostFault));
+        }
+        memory[ptr..ptr + tx.len()].copy_from_slice(tx);
+        match instance.call(Export::Validate, &[ptr as i32, len]) {
+            Ok(Some(0)) => Ok(Verdict::Approved),
+            Ok(Some(1)) => Ok(Verdict::Denied { reason: instance.env().take_deny_reason().unwrap_or_default() }),
+            Ok(Some(_)) => Ok(Verdict::rejected(Rejection::BadVerdict)),
+            Ok(None) => Err(HostFailed("executor_validate returned no value".into())),
+            Err(e) => ended(instance, e),
+        }
+    }
+
+    /// Marks the end of a block (for `every-block:N`).
+    pub fn end_block(&mut self) {
+        self.blocks_ended += 1;
+        self.stats.blocks += 1;
+    }
+
+    /// Drops the warm instance now, freeing its memory; the next transaction
+    /// gets a rebuilt blank instance (counted as a `purge` recycle).
+    pub fn purge(&mut self) {
+        self.instance = None;
+        self.due = Some(RecycleCause::Purge);
+    }
+
+    /// Current linear memory of the warm instance, in bytes.
+    pub fn memory_in_use(&mut self) -> u64 {
+        self.instance.as_mut().map_or(0, |i| i.memory_size())
+    }
+}

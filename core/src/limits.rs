@@ -1,0 +1,85 @@
+//! Resource limits, the same on every backend, with documented defaults.
+
+use serde::{Deserialize, Serialize};
+
+/// One WebAssembly page.
+pub const PAGE_SIZE: u64 = 65_536;
+
+/// What one executor may use. Every field is enforced identically on every
+/// backend: module-size limits by [`crate::module`] before any engine sees
+/// the bytes; memory and table growth through [`crate::HostEnv`]'s growth
+/// checks; fuel and stack per transaction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Fuel per transaction (the `executor_alloc` and `executor_validate`
+    /// calls together). Default 10,000,000.
+    pub fuel: u64,
+    /// Fuel for the wasm `start` function and `executor_init` together, paid
+    /// once per instance build. Default 100,000,000.
+    pub init_fuel: u64,
+    /// The most linear memory one instance may have, in bytes (rounded down
+    /// to whole 64 KiB pages). Default 64 MiB.
+    pub memory_bytes: u64,
+    /// The most elements one table may have. Default 10,000.
+    pub table_elements: u64,
+    /// The call-depth budget: how many nested wasm calls a transaction may
+    /// make. Default 1,000. (The byte-accurate, engine-independent stack
+    /// model of abi.md replaces this.)
+    pub max_call_depth: u32,
+    /// Size limits of the module itself.
+    pub module: ModuleLimits,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            fuel: 10_000_000,
+            init_fuel: 100_000_000,
+            memory_bytes: 64 << 20,
+            table_elements: 10_000,
+            max_call_depth: 1_000,
+            module: ModuleLimits::default(),
+        }
+    }
+}
+
+impl Limits {
+    /// The memory limit in whole pages.
+    pub fn memory_pages(&self) -> u64 {
+        self.memory_bytes / PAGE_SIZE
+    }
+}
+
+/// Size limits checked at load, before any engine sees the module; a module
+/// over any of them is a load error on every backend alike.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModuleLimits {
+    /// Binary module size in bytes (WAT text may be at most as long).
+    /// Default 32 MiB.
+    pub bytes: u64,
+    /// Functions, imported and defined. Default 100,000.
+    pub functions: u32,
+    /// Locals (parameters included) of any one function. Default 50,000.
+    pub locals_per_function: u32,
+    /// Globals. Default 10,000.
+    pub globals: u32,
+    /// Exports. Default 10,000.
+    pub exports: u32,
+    /// Data and element segments, each. Default 100,000.
+    pub segments: u32,
+}
+
+impl Default for ModuleLimits {
+    fn default() -> Self {
+        ModuleLimits {
+            bytes: 32 << 20,
+            functions: 100_000,
+            locals_per_function: 50_000,
+            globals: 10_000,
+            exports: 10_000,
+            segments: 100_000,
+        }
+    }
+}

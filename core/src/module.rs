@@ -1,0 +1,359 @@
+//! Module checks and preparation, before any engine sees the bytes.
+//!
+//! [`prepare`] accepts a binary module or WAT text and either returns a
+//! [`PreparedModule`] — checked against abi.md (feature set, size limits,
+//! exports, imports, one memory) and rewritten so that every mutable global
+//! and every table is reachable for blanking — or an [`Error`] that names the
+//! feature, limit, export or import at fault. Because this runs once, in
+//! core, a module is accepted or refused identically on every backend.
+
+use crate::host::{IMPORTS, MODULE};
+use crate::{Error, Limits, Result};
+use sha2::{Digest, Sha256};
+use wasmparser::{
+    CompositeInnerType, ExternalKind, FuncType, Parser, Payload, TypeRef, ValType, Validator,
+    WasmFeatures,
+};
+
+/// Export names starting with this are reserved for the host's own exports
+/// (see [`ModuleInfo::globals`]); an executor may not use them.
+pub const RESERVED_PREFIX: &str = "__executor_host_";
+
+/// The ABI's exports.
+pub mod exports {
+    /// The executor's linear memory.
+    pub const MEMORY: &str = "memory";
+    /// `(len: i32) -> i32`.
+    pub const ALLOC: &str = "executor_alloc";
+    /// `(tx_ptr: i32, tx_len: i32) -> i32`.
+    pub const VALIDATE: &str = "executor_validate";
+    /// `() -> ()`, optional.
+    pub const INIT: &str = "executor_init";
+    /// `() -> i32`, optional.
+    pub const MIGRATE: &str = "executor_migrate";
+}
+
+/// The WebAssembly features abi.md allows: 2.0 without SIMD.
+pub fn abi_features() -> WasmFeatures {
+    WasmFeatures::WASM2.difference(WasmFeatures::SIMD)
+}
+
+/// Features refused at load, with the name an error gives them; checked in
+/// this order.
+const FORBIDDEN: &[(&str, WasmFeatures)] = &[
+    ("SIMD", WasmFeatures::SIMD.union(WasmFeatures::RELAXED_SIMD)),
+    ("threads/atomics", WasmFeatures::THREADS.union(WasmFeatures::SHARED_EVERYTHING_THREADS)),
+    ("tail calls", WasmFeatures::TAIL_CALL),
+    ("exceptions", WasmFeatures::EXCEPTIONS.union(WasmFeatures::LEGACY_EXCEPTIONS)),
+    ("GC", WasmFeatures::GC),
+    ("function references", WasmFeatures::FUNCTION_REFERENCES),
+    ("memory64", WasmFeatures::MEMORY64),
+    ("multi-memory", WasmFeatures::MULTI_MEMORY),
+    ("extended-const", WasmFeatures::EXTENDED_CONST),
+    ("custom page sizes", WasmFeatures::CUSTOM_PAGE_SIZES),
+    ("wide arithmetic", WasmFeatures::WIDE_ARITHMETIC),
+    ("stack switching", WasmFeatures::STACK_SWITCHING),
+    ("memory control", WasmFeatures::MEMORY_CONTROL),
+];
+
+/// A mutable global made reachable for blanking.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GlobalInfo {
+    /// Its index in the module.
+    pub index: u32,
+    /// The export under which the prepared module exposes it.
+    pub export: String,
+}
+
+/// What the host needs to know about a prepared module.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModuleInfo {
+    /// Whether `executor_init` is exported.
+    pub has_init: bool,
+    /// Whether `executor_migrate` is exported.
+    pub has_migrate: bool,
+    /// Whether the module has a wasm `start` function.
+    pub has_start: bool,
+    /// Initial memory size in pages.
+    pub memory_initial_pages: u64,
+    /// Every mutable global, exported under a reserved name.
+    pub globals: Vec<GlobalInfo>,
+    /// Every table's reserved export name, by table index.
+    pub tables: Vec<String>,
+    /// The host imports the module uses.
+    pub imports: Vec<&'static str>,
+}
+
+/// A checked module, ready for any backend to compile.
+#[derive(Debug, Clone)]
+pub struct PreparedModule {
+    /// The binary the engines compile (the input, rewritten).
+    pub wasm: Vec<u8>,
+    /// What the checks learned.
+    pub info: ModuleInfo,
+    /// SHA-256 of the executor as given (binary after WAT parsing).
+    pub hash: [u8; 32],
+}
+
+impl PreparedModule {
+    /// The executor's hash as hex.
+    pub fn hash_hex(&self) -> String {
+        hex::encode(self.hash)
+    }
+}
+
+/// Turns WAT text into a binary; passes binaries through.
+fn to_binary<'a>(input: &'a [u8], limits: &Limits) -> Result<std::borrow::Cow<'a, [u8]>> {
+    let max = limits.module.bytes;
+    if input.len() as u64 > max {
+        return Err(Error::ModuleLimit { what: "module size (bytes)", actual: input.len() as u64, limit: max });
+    }
+    if input.starts_with(b"\0asm") {
+        return Ok(input.into());
+    }
+    let text = std::str::from_utf8(input)
+        .map_err(|_| Error::NotWasm("no `\\0asm` header and not UTF-8 WAT text".into()))?;
+    let wasm = wat::parse_str(text).map_err(|e| {
+        let msg = e.to_string();
+        Error::NotWasm(format!("no `\\0asm` header and not valid WAT: {}", msg.lines().next().unwrap_or("")))
+    })?;
+    if wasm.len() as u64 > max {
+        return Err(Error::ModuleLimit { what: "module size (bytes)", actual: wasm.len() as u64, limit: max });
+    }
+    Ok(wasm.into())
+}
+
+fn invalid(e: wasmparser::BinaryReaderError) -> Error {
+    Error::InvalidModule(e.to_string())
+}
+
+fn limit(what: &'static str, actual: u64, limit: u64) -> Result<()> {
+    if actual > limit { Err(Error::ModuleLimit { what, actual, limit }) } else { Ok(()) }
+}
+
+/// Validates against the ABI feature set; on failure names the forbidden
+/// feature the module needs, if any.
+fn validate_features(wasm: &[u8]) -> Result<wasmparser::types::Types> {
+    let abi_err = match Validator::new_with_features(abi_features()).validate_all(wasm) {
+        Ok(types) => return Ok(types),
+        Err(e) => e,
+    };
+    let everything = WasmFeatures::all();
+    if Validator::new_with_features(everything).validate_all(wasm).is_err() {
+        return Err(invalid(abi_err));
+    }
+    for &(feature, flags) in FORBIDDEN {
+        if Validator::new_with_features(everything.difference(flags)).validate_all(wasm).is_err() {
+            return Err(Error::ForbiddenFeature { feature, detail: abi_err.message().to_owned() });
+        }
+    }
+    Err(invalid(abi_err))
+}
+
+fn describe(ty: &FuncType) -> String {
+    let list = |ts: &[ValType]| ts.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+    format!("func ({}) -> ({})", list(ty.params()), list(ty.results()))
+}
+
+fn is_i32s(ts: &[ValType], n: usize) -> bool {
+    ts.len() == n && ts.iter().all(|t| *t == ValType::I32)
+}
+
+/// Checks `input` (binary or WAT) against abi.md and the limits, and
+/// prepares it for the engines.
+pub fn prepare(input: &[u8], limits: &Limits) -> Result<PreparedModule> {
+    let wasm = to_binary(input, limits)?;
+    let hash: [u8; 32] = Sha256::digest(&wasm).into();
+    if wasm.len() < 8 {
+        return Err(Error::NotWasm("shorter than the 8-byte header".into()));
+    }
+    if wasm[4..8] != [1, 0, 0, 0] {
+        return Err(Error::NotWasm("not a core module of binary version 1 (a component?)".into()));
+    }
+    let m = &limits.module;
+
+    // Counts first, cheaply, so an oversized module is refused before the
+    // validator spends time on it.
+    let mut functions = 0u64;
+    for payload in Parser::new(0).parse_all(&wasm) {
+        match payload.map_err(invalid)? {
+            Payload::ImportSection(s) => {
+                for imp in s.into_imports() {
+                    if matches!(imp.map_err(invalid)?.ty, TypeRef::Func(_) | TypeRef::FuncExact(_)) {
+                        functions += 1;
+                    }
+                }
+            }
+            Payload::FunctionSection(s) => functions += u64::from(s.count()),
+            Payload::GlobalSection(s) => limit("globals", s.count().into(), m.globals.into())?,
+            Payload::ExportSection(s) => limit("exports", s.count().into(), m.exports.into())?,
+            Payload::DataSection(s) => limit("data segments", s.count().into(), m.segments.into())?,
+            Payload::ElementSection(s) => limit("element segments", s.count().into(), m.segments.into())?,
+            Payload::CodeSectionEntry(body) => {
+                let mut locals = 0u64;
+                for l in body.get_locals_reader().map_err(invalid)? {
+                    locals += u64::from(l.map_err(invalid)?.0);
+                    limit("locals per function", locals, m.locals_per_function.into())?;
+                }
+            }
+            _ => {}
+        }
+    }
+    limit("functions", functions, m.functions.into())?;
+
+    let types = validate_features(&wasm)?;
+    let types = types.as_ref();
+    let func_type = |index: u32| -> FuncType {
+        match &types[types.core_function_at(index)].composite_type.inner {
+            CompositeInnerType::Func(f) => f.clone(),
+            // Validation without GC admits only function types.
+            other => unreachable!("non-function type {other:?} after validation"),
+        }
+    };
+
+    // Memory and tables.
+    if types.memory_count() != 1 {
+        return Err(Error::Memory(format!("it has {}", types.memory_count())));
+    }
+    let memory = types.memory_at(0);
+    limit("initial memory (pages)", memory.initial, limits.memory_pages())?;
+    for t in 0..types.table_count() {
+        limit("initial table elements", types.table_at(t).initial, limits.table_elements)?;
+    }
+
+    // Imports, exports, start; and the sections to rewrite.
+    let mut info = ModuleInfo {
+        has_init: false,
+        has_migrate: false,
+        has_start: false,
+        memory_initial_pages: memory.initial,
+        globals: Vec::new(),
+        tables: (0..types.table_count()).map(|t| format!("{RESERVED_PREFIX}table_{t}")).collect(),
+        imports: Vec::new(),
+    };
+    let mut export_section = None;
+    let mut imported_funcs = 0u32;
+    let mut seen = [false; 3]; // memory, alloc, validate
+    for payload in Parser::new(0).parse_all(&wasm) {
+        match payload.map_err(invalid)? {
+            Payload::ImportSection(s) => {
+                for imp in s.into_imports() {
+                    let imp = imp.map_err(invalid)?;
+                    let unknown = || Error::UnknownImport { module: imp.module.into(), name: imp.name.into() };
+                    let spec = IMPORTS
+                        .iter()
+                        .find(|s| imp.module == MODULE && imp.name == s.name)
+                        .ok_or_else(unknown)?;
+                    let TypeRef::Func(_) = imp.ty else { return Err(unknown()) };
+                    let ty = func_type(imported_funcs);
+                    imported_funcs += 1;
+                    if !is_i32s(ty.params(), spec.params.len()) || !is_i32s(ty.results(), spec.results.len()) {
+                        let i32s = |n: usize| vec!["i32"; n].join(", ");
+                        return Err(Error::ImportType {
+                            name: spec.name,
+                            expected: format!("func ({}) -> ({})", i32s(spec.params.len()), i32s(spec.results.len())),
+                            found: describe(&ty),
+                        });
+                    }
+                    if !info.imports.contains(&spec.name) {
+                        info.imports.push(spec.name);
+                    }
+                }
+            }
+            Payload::ExportSection(s) => {
+                for export in s.clone() {
+                    let export = export.map_err(invalid)?;
+                    if export.name.starts_with(RESERVED_PREFIX) {
+                        return Err(Error::ReservedExport(export.name.into()));
+                    }
+                    let func = |expected: &'static str, ok: &dyn Fn(&FuncType) -> bool| {
+                        let name = abi_name(export.name);
+                        if export.kind != ExternalKind::Func {
+                            return Err(Error::ExportType { name, expected, found: format!("{:?}", export.kind).to_lowercase() });
+                        }
+                        let ty = func_type(export.index);
+                        if ok(&ty) { Ok(()) } else { Err(Error::ExportType { name, expected, found: describe(&ty) }) }
+                    };
+                    match export.name {
+                        exports::MEMORY => {
+                            if export.kind != ExternalKind::Memory {
+                                return Err(Error::ExportType {
+                                    name: exports::MEMORY,
+                                    expected: "a memory",
+                                    found: format!("{:?}", export.kind).to_lowercase(),
+                                });
+                            }
+                            seen[0] = true;
+                        }
+                        exports::ALLOC => {
+                            func("func (i32) -> (i32)", &|t| is_i32s(t.params(), 1) && is_i32s(t.results(), 1))?;
+                            seen[1] = true;
+                        }
+                        exports::VALIDATE => {
+                            func("func (i32, i32) -> (i32)", &|t| is_i32s(t.params(), 2) && is_i32s(t.results(), 1))?;
+                            seen[2] = true;
+                        }
+                        exports::INIT => {
+                            func("func () -> ()", &|t| t.params().is_empty() && t.results().is_empty())?;
+                            info.has_init = true;
+                        }
+                        exports::MIGRATE => {
+                            func("func () -> (i32)", &|t| t.params().is_empty() && is_i32s(t.results(), 1))?;
+                            info.has_migrate = true;
+                        }
+                        _ => {}
+                    }
+                }
+                export_section = Some(s);
+            }
+            Payload::StartSection { .. } => info.has_start = true,
+            _ => {}
+        }
+    }
+    for (ok, name) in seen.into_iter().zip([exports::MEMORY, exports::ALLOC, exports::VALIDATE]) {
+        if !ok {
+            return Err(Error::MissingExport(name));
+        }
+    }
+
+    // Make every mutable global and every table reachable for blanking.
+    for g in 0..types.global_count() {
+        if types.global_at(g).mutable {
+            info.globals.push(GlobalInfo { index: g, export: format!("{RESERVED_PREFIX}global_{g}") });
+        }
+    }
+    let mut new_exports = wasm_encoder::ExportSection::new();
+    for export in export_section.expect("memory export was seen").into_iter() {
+        let export = export.map_err(invalid)?;
+        new_exports.export(export.name, export.kind.into(), export.index);
+    }
+    for g in &info.globals {
+        new_exports.export(&g.export, wasm_encoder::ExportKind::Global, g.index);
+    }
+    for (t, name) in info.tables.iter().enumerate() {
+        new_exports.export(name, wasm_encoder::ExportKind::Table, t as u32);
+    }
+    let mut out = wasm_encoder::Module::new();
+    for payload in Parser::new(0).parse_all(&wasm) {
+        let payload = payload.map_err(invalid)?;
+        match payload.as_section() {
+            Some((id, _)) if id == wasm_encoder::SectionId::Export as u8 => {
+                out.section(&new_exports);
+            }
+            // Custom sections (names, producers) never matter to a verdict.
+            Some((0, _)) => {}
+            Some((id, range)) => {
+                out.section(&wasm_encoder::RawSection { id, data: &wasm[range] });
+            }
+            None => {}
+        }
+    }
+    Ok(PreparedModule { wasm: out.finish(), info, hash })
+}
+
+fn abi_name(name: &str) -> &'static str {
+    [exports::MEMORY, exports::ALLOC, exports::VALIDATE, exports::INIT, exports::MIGRATE]
+        .into_iter()
+        .find(|n| *n == name)
+        .unwrap_or("?")
+}
