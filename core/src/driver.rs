@@ -8,7 +8,10 @@
 //! restarts the policy's count. It also maps everything a call can end with
 //! to a [`Verdict`] — backends report, the driver decides.
 
-use crate::backend::{Blanked, CallError, CompiledExecutor, Export, ExecutorHost, ExecutorInstance, InstanceMode, Trap};
+use crate::backend::{
+    Blanked, CallError, CompiledExecutor, ExecutorHost, ExecutorInstance, Export, InstanceMode,
+    Trap,
+};
 use crate::host::{Abort, HostEnv, Phase, SharedState};
 use crate::module::PreparedModule;
 use crate::verdict::{Rejection, RejectionKind, Verdict};
@@ -22,7 +25,18 @@ use strum::{Display, EnumIter, IntoStaticStr};
 
 /// Why an instance was rebuilt outside the policy's schedule.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Display, EnumIter, IntoStaticStr,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Display,
+    EnumIter,
+    IntoStaticStr,
 )]
 #[serde(rename_all = "snake_case")]
 #[strum(serialize_all = "snake_case")]
@@ -177,7 +191,9 @@ fn rejection(env: &mut HostEnv, trap: Trap) -> Result<Rejection, HostFailed> {
         Trap::Wasm(code) => Ok(Rejection::Trap(code)),
         Trap::OutOfFuel => Ok(Rejection::OutOfFuel),
         Trap::StackOverflow => Ok(Rejection::StackOverflow),
-        Trap::Aborted => Err(HostFailed("a host function aborted without recording why".into())),
+        Trap::Aborted => Err(HostFailed(
+            "a host function aborted without recording why".into(),
+        )),
     }
 }
 
@@ -248,7 +264,9 @@ impl Driver {
             CallError::Host(m) => host_failure(m),
             CallError::Trap(t) => {
                 let reason = match env.abort() {
-                    Some(Abort::StateDuringInit) => "it called host.state_get, but init has no world state".into(),
+                    Some(Abort::StateDuringInit) => {
+                        "it called host.state_get, but init has no world state".into()
+                    }
                     Some(Abort::HostFault(what)) => format!("host_fault: {what}"),
                     _ => match rejection(env, t) {
                         Ok(r) => r.to_string(),
@@ -265,19 +283,27 @@ impl Driver {
             Ok(i) => i,
             Err(e) => {
                 let mut env = HostEnv::new(&limits);
-                return Err(init_failed("instantiation (data segments, start)", &mut env, e));
+                return Err(init_failed(
+                    "instantiation (data segments, start)",
+                    &mut env,
+                    e,
+                ));
             }
         };
         if self.module.info.has_init {
             instance.env().begin(Phase::Init, None);
-            instance.set_fuel(limits.init_fuel).map_err(|e| init_failed("executor_init", instance.env(), e))?;
+            instance
+                .set_fuel(limits.init_fuel)
+                .map_err(|e| init_failed("executor_init", instance.env(), e))?;
             if let Err(e) = instance.call(Export::Init, &[]) {
                 return Err(init_failed("executor_init", instance.env(), e));
             }
             instance.env().end();
         }
         if mode == InstanceMode::Reusable {
-            instance.mark_blank().map_err(|e| host_failure(format!("blank-state snapshot failed: {e:?}")))?;
+            instance
+                .mark_blank()
+                .map_err(|e| host_failure(format!("blank-state snapshot failed: {e:?}")))?;
         }
         self.stats.instances_built += 1;
         self.stats.build_time += started.elapsed();
@@ -368,10 +394,11 @@ impl Driver {
                 tracing::warn!(message = %first, "host failure; rebuilding and retrying once");
                 self.stats.host_failures += 1;
                 self.recycle(RecycleCause::HostFailure)?;
-                self.run(tx, state).map_err(|HostFailed(message)| Error::HostFailure {
-                    backend: self.host.kind(),
-                    message: format!("{message} (after a retry; first failure: {first})"),
-                })?
+                self.run(tx, state)
+                    .map_err(|HostFailed(message)| Error::HostFailure {
+                        backend: self.host.kind(),
+                        message: format!("{message} (after a retry; first failure: {first})"),
+                    })?
             }
         };
         self.served += 1;
@@ -396,10 +423,14 @@ impl Driver {
     /// One attempt at a transaction on the current instance.
     fn run(&mut self, tx: &[u8], state: SharedState) -> Result<Verdict, HostFailed> {
         let fuel = self.host.limits().fuel;
-        let instance = self.instance.as_mut().ok_or_else(|| HostFailed("no instance".into()))?;
+        let instance = self
+            .instance
+            .as_mut()
+            .ok_or_else(|| HostFailed("no instance".into()))?;
         let started = Instant::now();
         let result = guarded(|| {
-            let len = i32::try_from(tx.len()).map_err(|_| HostFailed("transaction longer than 2 GiB".into()))?;
+            let len = i32::try_from(tx.len())
+                .map_err(|_| HostFailed("transaction longer than 2 GiB".into()))?;
             instance.env().begin(Phase::Validate, Some(state));
             instance.set_fuel(fuel)?;
             let verdict = Self::call_validate(instance.as_mut(), tx, len);
@@ -414,7 +445,11 @@ impl Driver {
         result
     }
 
-    fn call_validate(instance: &mut dyn ExecutorInstance, tx: &[u8], len: i32) -> Result<Verdict, HostFailed> {
+    fn call_validate(
+        instance: &mut dyn ExecutorInstance,
+        tx: &[u8],
+        len: i32,
+    ) -> Result<Verdict, HostFailed> {
         let ended = |instance: &mut dyn ExecutorInstance, e: CallError| match e {
             CallError::Host(m) => Err(HostFailed(m)),
             CallError::Trap(t) => rejection(instance.env(), t).map(Verdict::rejected),
@@ -426,13 +461,20 @@ impl Driver {
         };
         let memory = instance.memory();
         if ptr == 0 || ptr + tx.len() > memory.len() {
-            tracing::debug!(ptr, len, memory = memory.len(), "executor_alloc returned a bad range");
+            tracing::debug!(
+                ptr,
+                len,
+                memory = memory.len(),
+                "executor_alloc returned a bad range"
+            );
             return Ok(Verdict::rejected(Rejection::HostFault));
         }
         memory[ptr..ptr + tx.len()].copy_from_slice(tx);
         match instance.call(Export::Validate, &[ptr as i32, len]) {
             Ok(Some(0)) => Ok(Verdict::Approved),
-            Ok(Some(1)) => Ok(Verdict::Denied { reason: instance.env().take_deny_reason().unwrap_or_default() }),
+            Ok(Some(1)) => Ok(Verdict::Denied {
+                reason: instance.env().take_deny_reason().unwrap_or_default(),
+            }),
             Ok(Some(_)) => Ok(Verdict::rejected(Rejection::BadVerdict)),
             Ok(None) => Err(HostFailed("executor_validate returned no value".into())),
             Err(e) => ended(instance, e),

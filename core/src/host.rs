@@ -41,9 +41,21 @@ use ValType::I32;
 
 /// Every import the host provides; nothing else exists.
 pub const IMPORTS: [ImportSpec; 3] = [
-    ImportSpec { name: "state_get", params: &[I32, I32, I32, I32], results: &[I32] },
-    ImportSpec { name: "deny_reason", params: &[I32, I32], results: &[] },
-    ImportSpec { name: "log", params: &[I32, I32, I32], results: &[] },
+    ImportSpec {
+        name: "state_get",
+        params: &[I32, I32, I32, I32],
+        results: &[I32],
+    },
+    ImportSpec {
+        name: "deny_reason",
+        params: &[I32, I32],
+        results: &[],
+    },
+    ImportSpec {
+        name: "log",
+        params: &[I32, I32, I32],
+        results: &[],
+    },
 ];
 
 /// Read-only world state as the executor sees it through `host.state_get`.
@@ -191,7 +203,11 @@ impl HostEnv {
     /// `out_of_memory`.
     pub fn memory_growing(&mut self, desired: u64) -> Result<(), Aborted> {
         if desired > self.memory_limit {
-            return Err(self.fail(Abort::OutOfMemory { what: "memory", desired, limit: self.memory_limit }));
+            return Err(self.fail(Abort::OutOfMemory {
+                what: "memory",
+                desired,
+                limit: self.memory_limit,
+            }));
         }
         Ok(())
     }
@@ -200,7 +216,11 @@ impl HostEnv {
     /// elements.
     pub fn table_growing(&mut self, desired: u64) -> Result<(), Aborted> {
         if desired > self.table_limit {
-            return Err(self.fail(Abort::OutOfMemory { what: "table", desired, limit: self.table_limit }));
+            return Err(self.fail(Abort::OutOfMemory {
+                what: "table",
+                desired,
+                limit: self.table_limit,
+            }));
         }
         Ok(())
     }
@@ -208,8 +228,16 @@ impl HostEnv {
     /// Called by a backend when the engine itself failed a growth the limits
     /// allowed (e.g. the allocation failed): the same `out_of_memory`.
     pub fn grow_failed(&mut self, what: &'static str, desired: u64) -> Aborted {
-        let limit = if what == "table" { self.table_limit } else { self.memory_limit };
-        self.fail(Abort::OutOfMemory { what, desired, limit })
+        let limit = if what == "table" {
+            self.table_limit
+        } else {
+            self.memory_limit
+        };
+        self.fail(Abort::OutOfMemory {
+            what,
+            desired,
+            limit,
+        })
     }
 }
 
@@ -243,7 +271,10 @@ pub fn state_get(
     out_cap: i32,
 ) -> Result<i32, Aborted> {
     if key_len as u32 > MAX_KEY_LEN {
-        return Err(env.fault(format!("state_get key length {} exceeds {MAX_KEY_LEN}", key_len as u32)));
+        return Err(env.fault(format!(
+            "state_get key length {} exceeds {MAX_KEY_LEN}",
+            key_len as u32
+        )));
     }
     let key = range(env, memory.len(), "state_get key", key_ptr, key_len)?;
     let out = range(env, memory.len(), "state_get out", out_ptr, out_cap)?;
@@ -253,7 +284,9 @@ pub fn state_get(
     let Some(state) = env.state.as_ref() else {
         return Err(env.fault("state_get without world state".into()));
     };
-    let Some(value) = state.get(&memory[key]) else { return Ok(-1) };
+    let Some(value) = state.get(&memory[key]) else {
+        return Ok(-1);
+    };
     let Ok(len) = i32::try_from(value.len()) else {
         return Err(env.fault("state_get value longer than i32::MAX".into()));
     };
@@ -274,7 +307,13 @@ pub fn deny_reason(env: &mut HostEnv, memory: &[u8], ptr: i32, len: i32) -> Resu
 
 /// `host.log(level, ptr, len)`: a log line (level 0 error … 4 trace; higher
 /// levels count as trace), first 1024 bytes. Never affects a verdict.
-pub fn log(env: &mut HostEnv, memory: &[u8], level: i32, ptr: i32, len: i32) -> Result<(), Aborted> {
+pub fn log(
+    env: &mut HostEnv,
+    memory: &[u8],
+    level: i32,
+    ptr: i32,
+    len: i32,
+) -> Result<(), Aborted> {
     let r = range(env, memory.len(), "log", ptr, len)?;
     let kept = &memory[r.start..r.end.min(r.start + MAX_LOG_LEN)];
     let line = String::from_utf8_lossy(kept);
@@ -294,8 +333,10 @@ mod tests {
     use std::collections::BTreeMap;
 
     fn env_with(state: &[(&[u8], &[u8])]) -> HostEnv {
-        let map: BTreeMap<Vec<u8>, Vec<u8>> =
-            state.iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect();
+        let map: BTreeMap<Vec<u8>, Vec<u8>> = state
+            .iter()
+            .map(|(k, v)| (k.to_vec(), v.to_vec()))
+            .collect();
         let mut env = HostEnv::new(&crate::Limits::default());
         env.begin(Phase::Validate, Some(Arc::new(map)));
         env
@@ -314,7 +355,11 @@ mod tests {
         assert_eq!(&mem[10..15], b"value");
         mem[10..15].fill(0);
         assert_eq!(state_get(&mut env, &mut mem, 0, 1, 10, 4), Ok(5));
-        assert_eq!(&mem[10..15], &[0; 5], "nothing written when it does not fit");
+        assert_eq!(
+            &mem[10..15],
+            &[0; 5],
+            "nothing written when it does not fit"
+        );
         mem[0] = b'x';
         assert_eq!(state_get(&mut env, &mut mem, 0, 1, 10, 5), Ok(-1));
         assert!(env.abort().is_none());
@@ -323,25 +368,37 @@ mod tests {
     #[test]
     fn every_bad_range_is_a_host_fault() {
         let cases: &[(i32, i32, i32, i32)] = &[
-            (60, 5, 0, 0),                // key past the end
-            (0, 1, 60, 5),                // out past the end, nothing would be written
-            (0, 1, 0, 0x7fff_ffff),       // huge out_cap
-            (0, 1, 0, -1),                // 0xffffffff out_cap
-            (-1, 1, 0, 0),                // pointer 0xffffffff
-            (0, 1025, 0, 0),              // key too long (also outside memory)
-            (i32::MAX, i32::MAX, 0, 0),   // sum past 2^32 must not wrap
+            (60, 5, 0, 0),              // key past the end
+            (0, 1, 60, 5),              // out past the end, nothing would be written
+            (0, 1, 0, 0x7fff_ffff),     // huge out_cap
+            (0, 1, 0, -1),              // 0xffffffff out_cap
+            (-1, 1, 0, 0),              // pointer 0xffffffff
+            (0, 1025, 0, 0),            // key too long (also outside memory)
+            (i32::MAX, i32::MAX, 0, 0), // sum past 2^32 must not wrap
         ];
         for &(kp, kl, op, oc) in cases {
             let mut env = env_with(&[(b"k", b"v")]);
             let mut mem = vec![0u8; 64];
-            assert_eq!(state_get(&mut env, &mut mem, kp, kl, op, oc), Err(Aborted), "{kp} {kl} {op} {oc}");
+            assert_eq!(
+                state_get(&mut env, &mut mem, kp, kl, op, oc),
+                Err(Aborted),
+                "{kp} {kl} {op} {oc}"
+            );
             assert!(faulted(&env));
         }
         let mut env = env_with(&[]);
         let mut mem = vec![0u8; 4096];
-        assert_eq!(state_get(&mut env, &mut mem, 0, 1025, 0, 0), Err(Aborted), "key > 1024 even inside memory");
+        assert_eq!(
+            state_get(&mut env, &mut mem, 0, 1025, 0, 0),
+            Err(Aborted),
+            "key > 1024 even inside memory"
+        );
         let mut env = env_with(&[]);
-        assert_eq!(state_get(&mut env, &mut mem, 0, 1024, 0, 0), Ok(-1), "key of exactly 1024 is fine");
+        assert_eq!(
+            state_get(&mut env, &mut mem, 0, 1024, 0, 0),
+            Ok(-1),
+            "key of exactly 1024 is fine"
+        );
         for (p, l) in [(0, 65), (64, 1), (-1, 1), (0, -1), (1, 0x7fff_ffff)] {
             let mut env = env_with(&[]);
             assert_eq!(deny_reason(&mut env, &mem[..64], p, l), Err(Aborted));
@@ -350,7 +407,11 @@ mod tests {
             assert!(faulted(&env));
         }
         let mut env = env_with(&[]);
-        assert_eq!(deny_reason(&mut env, &mem[..64], 64, 0), Ok(()), "empty range at the end is inside");
+        assert_eq!(
+            deny_reason(&mut env, &mem[..64], 64, 0),
+            Ok(()),
+            "empty range at the end is inside"
+        );
     }
 
     #[test]
@@ -383,15 +444,28 @@ mod tests {
 
     #[test]
     fn growth_past_the_limits_is_out_of_memory() {
-        let limits = crate::Limits { memory_bytes: 2 * 65536 + 100, table_elements: 10, ..Default::default() };
+        let limits = crate::Limits {
+            memory_bytes: 2 * 65536 + 100,
+            table_elements: 10,
+            ..Default::default()
+        };
         let mut env = HostEnv::new(&limits);
-        assert!(env.memory_growing(2 * 65536).is_ok(), "limit rounds down to whole pages");
+        assert!(
+            env.memory_growing(2 * 65536).is_ok(),
+            "limit rounds down to whole pages"
+        );
         assert!(env.memory_growing(3 * 65536).is_err());
-        assert!(matches!(env.abort(), Some(Abort::OutOfMemory { what: "memory", .. })));
+        assert!(matches!(
+            env.abort(),
+            Some(Abort::OutOfMemory { what: "memory", .. })
+        ));
         let mut env = HostEnv::new(&limits);
         assert!(env.table_growing(10).is_ok());
         assert!(env.table_growing(11).is_err());
-        assert!(matches!(env.abort(), Some(Abort::OutOfMemory { what: "table", .. })));
+        assert!(matches!(
+            env.abort(),
+            Some(Abort::OutOfMemory { what: "table", .. })
+        ));
     }
 
     #[test]

@@ -19,7 +19,8 @@ pub mod snapshot;
 pub mod verdict;
 
 pub use backend::{
-    BackendKind, Blanked, CallError, CompiledExecutor, Export, ExecutorHost, ExecutorInstance, InstanceMode, Trap,
+    BackendKind, Blanked, CallError, CompiledExecutor, ExecutorHost, ExecutorInstance, Export,
+    InstanceMode, Trap,
 };
 pub use driver::{Driver, DriverConfig, RecycleCause, Stats};
 pub use error::{Error, Result};

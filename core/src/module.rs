@@ -42,9 +42,15 @@ pub fn abi_features() -> WasmFeatures {
 /// this order.
 const FORBIDDEN: &[(&str, WasmFeatures)] = &[
     ("SIMD", WasmFeatures::SIMD.union(WasmFeatures::RELAXED_SIMD)),
-    ("threads/atomics", WasmFeatures::THREADS.union(WasmFeatures::SHARED_EVERYTHING_THREADS)),
+    (
+        "threads/atomics",
+        WasmFeatures::THREADS.union(WasmFeatures::SHARED_EVERYTHING_THREADS),
+    ),
     ("tail calls", WasmFeatures::TAIL_CALL),
-    ("exceptions", WasmFeatures::EXCEPTIONS.union(WasmFeatures::LEGACY_EXCEPTIONS)),
+    (
+        "exceptions",
+        WasmFeatures::EXCEPTIONS.union(WasmFeatures::LEGACY_EXCEPTIONS),
+    ),
     ("GC", WasmFeatures::GC),
     ("function references", WasmFeatures::FUNCTION_REFERENCES),
     ("memory64", WasmFeatures::MEMORY64),
@@ -106,7 +112,11 @@ impl PreparedModule {
 fn to_binary<'a>(input: &'a [u8], limits: &Limits) -> Result<std::borrow::Cow<'a, [u8]>> {
     let max = limits.module.bytes;
     if input.len() as u64 > max {
-        return Err(Error::ModuleLimit { what: "module size (bytes)", actual: input.len() as u64, limit: max });
+        return Err(Error::ModuleLimit {
+            what: "module size (bytes)",
+            actual: input.len() as u64,
+            limit: max,
+        });
     }
     if input.starts_with(b"\0asm") {
         return Ok(input.into());
@@ -115,10 +125,17 @@ fn to_binary<'a>(input: &'a [u8], limits: &Limits) -> Result<std::borrow::Cow<'a
         .map_err(|_| Error::NotWasm("no `\\0asm` header and not UTF-8 WAT text".into()))?;
     let wasm = wat::parse_str(text).map_err(|e| {
         let msg = e.to_string();
-        Error::NotWasm(format!("no `\\0asm` header and not valid WAT: {}", msg.lines().next().unwrap_or("")))
+        Error::NotWasm(format!(
+            "no `\\0asm` header and not valid WAT: {}",
+            msg.lines().next().unwrap_or("")
+        ))
     })?;
     if wasm.len() as u64 > max {
-        return Err(Error::ModuleLimit { what: "module size (bytes)", actual: wasm.len() as u64, limit: max });
+        return Err(Error::ModuleLimit {
+            what: "module size (bytes)",
+            actual: wasm.len() as u64,
+            limit: max,
+        });
     }
     Ok(wasm.into())
 }
@@ -128,7 +145,15 @@ fn invalid(e: wasmparser::BinaryReaderError) -> Error {
 }
 
 fn limit(what: &'static str, actual: u64, limit: u64) -> Result<()> {
-    if actual > limit { Err(Error::ModuleLimit { what, actual, limit }) } else { Ok(()) }
+    if actual > limit {
+        Err(Error::ModuleLimit {
+            what,
+            actual,
+            limit,
+        })
+    } else {
+        Ok(())
+    }
 }
 
 /// Validates against the ABI feature set; on failure names the forbidden
@@ -139,19 +164,33 @@ fn validate_features(wasm: &[u8]) -> Result<wasmparser::types::Types> {
         Err(e) => e,
     };
     let everything = WasmFeatures::all();
-    if Validator::new_with_features(everything).validate_all(wasm).is_err() {
+    if Validator::new_with_features(everything)
+        .validate_all(wasm)
+        .is_err()
+    {
         return Err(invalid(abi_err));
     }
     for &(feature, flags) in FORBIDDEN {
-        if Validator::new_with_features(everything.difference(flags)).validate_all(wasm).is_err() {
-            return Err(Error::ForbiddenFeature { feature, detail: abi_err.message().to_owned() });
+        if Validator::new_with_features(everything.difference(flags))
+            .validate_all(wasm)
+            .is_err()
+        {
+            return Err(Error::ForbiddenFeature {
+                feature,
+                detail: abi_err.message().to_owned(),
+            });
         }
     }
     Err(invalid(abi_err))
 }
 
 fn describe(ty: &FuncType) -> String {
-    let list = |ts: &[ValType]| ts.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+    let list = |ts: &[ValType]| {
+        ts.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     format!("func ({}) -> ({})", list(ty.params()), list(ty.results()))
 }
 
@@ -168,7 +207,9 @@ pub fn prepare(input: &[u8], limits: &Limits) -> Result<PreparedModule> {
         return Err(Error::NotWasm("shorter than the 8-byte header".into()));
     }
     if wasm[4..8] != [1, 0, 0, 0] {
-        return Err(Error::NotWasm("not a core module of binary version 1 (a component?)".into()));
+        return Err(Error::NotWasm(
+            "not a core module of binary version 1 (a component?)".into(),
+        ));
     }
     let m = &limits.module;
 
@@ -179,7 +220,10 @@ pub fn prepare(input: &[u8], limits: &Limits) -> Result<PreparedModule> {
         match payload.map_err(invalid)? {
             Payload::ImportSection(s) => {
                 for imp in s.into_imports() {
-                    if matches!(imp.map_err(invalid)?.ty, TypeRef::Func(_) | TypeRef::FuncExact(_)) {
+                    if matches!(
+                        imp.map_err(invalid)?.ty,
+                        TypeRef::Func(_) | TypeRef::FuncExact(_)
+                    ) {
                         functions += 1;
                     }
                 }
@@ -188,7 +232,9 @@ pub fn prepare(input: &[u8], limits: &Limits) -> Result<PreparedModule> {
             Payload::GlobalSection(s) => limit("globals", s.count().into(), m.globals.into())?,
             Payload::ExportSection(s) => limit("exports", s.count().into(), m.exports.into())?,
             Payload::DataSection(s) => limit("data segments", s.count().into(), m.segments.into())?,
-            Payload::ElementSection(s) => limit("element segments", s.count().into(), m.segments.into())?,
+            Payload::ElementSection(s) => {
+                limit("element segments", s.count().into(), m.segments.into())?
+            }
             Payload::CodeSectionEntry(body) => {
                 let mut locals = 0u64;
                 for l in body.get_locals_reader().map_err(invalid)? {
@@ -216,9 +262,17 @@ pub fn prepare(input: &[u8], limits: &Limits) -> Result<PreparedModule> {
         return Err(Error::Memory(format!("it has {}", types.memory_count())));
     }
     let memory = types.memory_at(0);
-    limit("initial memory (pages)", memory.initial, limits.memory_pages())?;
+    limit(
+        "initial memory (pages)",
+        memory.initial,
+        limits.memory_pages(),
+    )?;
     for t in 0..types.table_count() {
-        limit("initial table elements", types.table_at(t).initial, limits.table_elements)?;
+        limit(
+            "initial table elements",
+            types.table_at(t).initial,
+            limits.table_elements,
+        )?;
     }
 
     // Imports, exports, start; and the sections to rewrite.
@@ -228,7 +282,9 @@ pub fn prepare(input: &[u8], limits: &Limits) -> Result<PreparedModule> {
         has_start: false,
         memory_initial_pages: memory.initial,
         globals: Vec::new(),
-        tables: (0..types.table_count()).map(|t| format!("{RESERVED_PREFIX}table_{t}")).collect(),
+        tables: (0..types.table_count())
+            .map(|t| format!("{RESERVED_PREFIX}table_{t}"))
+            .collect(),
         imports: Vec::new(),
     };
     let mut export_section = None;
@@ -239,19 +295,30 @@ pub fn prepare(input: &[u8], limits: &Limits) -> Result<PreparedModule> {
             Payload::ImportSection(s) => {
                 for imp in s.into_imports() {
                     let imp = imp.map_err(invalid)?;
-                    let unknown = || Error::UnknownImport { module: imp.module.into(), name: imp.name.into() };
+                    let unknown = || Error::UnknownImport {
+                        module: imp.module.into(),
+                        name: imp.name.into(),
+                    };
                     let spec = IMPORTS
                         .iter()
                         .find(|s| imp.module == MODULE && imp.name == s.name)
                         .ok_or_else(unknown)?;
-                    let TypeRef::Func(_) = imp.ty else { return Err(unknown()) };
+                    let TypeRef::Func(_) = imp.ty else {
+                        return Err(unknown());
+                    };
                     let ty = func_type(imported_funcs);
                     imported_funcs += 1;
-                    if !is_i32s(ty.params(), spec.params.len()) || !is_i32s(ty.results(), spec.results.len()) {
+                    if !is_i32s(ty.params(), spec.params.len())
+                        || !is_i32s(ty.results(), spec.results.len())
+                    {
                         let i32s = |n: usize| vec!["i32"; n].join(", ");
                         return Err(Error::ImportType {
                             name: spec.name,
-                            expected: format!("func ({}) -> ({})", i32s(spec.params.len()), i32s(spec.results.len())),
+                            expected: format!(
+                                "func ({}) -> ({})",
+                                i32s(spec.params.len()),
+                                i32s(spec.results.len())
+                            ),
                             found: describe(&ty),
                         });
                     }
@@ -269,10 +336,22 @@ pub fn prepare(input: &[u8], limits: &Limits) -> Result<PreparedModule> {
                     let func = |expected: &'static str, ok: &dyn Fn(&FuncType) -> bool| {
                         let name = abi_name(export.name);
                         if export.kind != ExternalKind::Func {
-                            return Err(Error::ExportType { name, expected, found: format!("{:?}", export.kind).to_lowercase() });
+                            return Err(Error::ExportType {
+                                name,
+                                expected,
+                                found: format!("{:?}", export.kind).to_lowercase(),
+                            });
                         }
                         let ty = func_type(export.index);
-                        if ok(&ty) { Ok(()) } else { Err(Error::ExportType { name, expected, found: describe(&ty) }) }
+                        if ok(&ty) {
+                            Ok(())
+                        } else {
+                            Err(Error::ExportType {
+                                name,
+                                expected,
+                                found: describe(&ty),
+                            })
+                        }
                     };
                     match export.name {
                         exports::MEMORY => {
@@ -286,19 +365,27 @@ pub fn prepare(input: &[u8], limits: &Limits) -> Result<PreparedModule> {
                             seen[0] = true;
                         }
                         exports::ALLOC => {
-                            func("func (i32) -> (i32)", &|t| is_i32s(t.params(), 1) && is_i32s(t.results(), 1))?;
+                            func("func (i32) -> (i32)", &|t| {
+                                is_i32s(t.params(), 1) && is_i32s(t.results(), 1)
+                            })?;
                             seen[1] = true;
                         }
                         exports::VALIDATE => {
-                            func("func (i32, i32) -> (i32)", &|t| is_i32s(t.params(), 2) && is_i32s(t.results(), 1))?;
+                            func("func (i32, i32) -> (i32)", &|t| {
+                                is_i32s(t.params(), 2) && is_i32s(t.results(), 1)
+                            })?;
                             seen[2] = true;
                         }
                         exports::INIT => {
-                            func("func () -> ()", &|t| t.params().is_empty() && t.results().is_empty())?;
+                            func("func () -> ()", &|t| {
+                                t.params().is_empty() && t.results().is_empty()
+                            })?;
                             info.has_init = true;
                         }
                         exports::MIGRATE => {
-                            func("func () -> (i32)", &|t| t.params().is_empty() && is_i32s(t.results(), 1))?;
+                            func("func () -> (i32)", &|t| {
+                                t.params().is_empty() && is_i32s(t.results(), 1)
+                            })?;
                             info.has_migrate = true;
                         }
                         _ => {}
@@ -310,7 +397,10 @@ pub fn prepare(input: &[u8], limits: &Limits) -> Result<PreparedModule> {
             _ => {}
         }
     }
-    for (ok, name) in seen.into_iter().zip([exports::MEMORY, exports::ALLOC, exports::VALIDATE]) {
+    for (ok, name) in seen
+        .into_iter()
+        .zip([exports::MEMORY, exports::ALLOC, exports::VALIDATE])
+    {
         if !ok {
             return Err(Error::MissingExport(name));
         }
@@ -319,7 +409,10 @@ pub fn prepare(input: &[u8], limits: &Limits) -> Result<PreparedModule> {
     // Make every mutable global and every table reachable for blanking.
     for g in 0..types.global_count() {
         if types.global_at(g).mutable {
-            info.globals.push(GlobalInfo { index: g, export: format!("{RESERVED_PREFIX}global_{g}") });
+            info.globals.push(GlobalInfo {
+                index: g,
+                export: format!("{RESERVED_PREFIX}global_{g}"),
+            });
         }
     }
     let mut new_exports = wasm_encoder::ExportSection::new();
@@ -343,17 +436,30 @@ pub fn prepare(input: &[u8], limits: &Limits) -> Result<PreparedModule> {
             // Custom sections (names, producers) never matter to a verdict.
             Some((0, _)) => {}
             Some((id, range)) => {
-                out.section(&wasm_encoder::RawSection { id, data: &wasm[range] });
+                out.section(&wasm_encoder::RawSection {
+                    id,
+                    data: &wasm[range],
+                });
             }
             None => {}
         }
     }
-    Ok(PreparedModule { wasm: out.finish(), info, hash })
+    Ok(PreparedModule {
+        wasm: out.finish(),
+        info,
+        hash,
+    })
 }
 
 fn abi_name(name: &str) -> &'static str {
-    [exports::MEMORY, exports::ALLOC, exports::VALIDATE, exports::INIT, exports::MIGRATE]
-        .into_iter()
-        .find(|n| *n == name)
-        .unwrap_or("?")
+    [
+        exports::MEMORY,
+        exports::ALLOC,
+        exports::VALIDATE,
+        exports::INIT,
+        exports::MIGRATE,
+    ]
+    .into_iter()
+    .find(|n| *n == name)
+    .unwrap_or("?")
 }

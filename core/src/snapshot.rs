@@ -18,7 +18,9 @@ pub struct MemorySnapshot {
 impl MemorySnapshot {
     /// Copies `memory`.
     pub fn capture(memory: &[u8]) -> Self {
-        MemorySnapshot { bytes: memory.to_vec() }
+        MemorySnapshot {
+            bytes: memory.to_vec(),
+        }
     }
 
     /// The snapshot's size in bytes.
@@ -35,7 +37,11 @@ impl MemorySnapshot {
     /// memory cannot shrink: rebuild instead). Returns the number of
     /// [`CHUNK`]s copied back.
     pub fn restore(&self, memory: &mut [u8]) -> usize {
-        assert_eq!(memory.len(), self.bytes.len(), "restore needs a memory of the snapshot's size");
+        assert_eq!(
+            memory.len(),
+            self.bytes.len(),
+            "restore needs a memory of the snapshot's size"
+        );
         let mut copied = 0;
         for (now, then) in memory.chunks_mut(CHUNK).zip(self.bytes.chunks(CHUNK)) {
             if now != then {

@@ -1,0 +1,92 @@
+//! `module::prepare` without an engine: what the prepared module looks like.
+
+use executor_core::module::{RESERVED_PREFIX, prepare};
+use executor_core::{Error, Limits};
+use wasmparser::{Parser, Payload};
+
+const STATEFUL: &str = r#"(module
+  (memory (export "memory") 1)
+  (global $hidden (mut i32) (i32.const 1))
+  (global $const i64 (i64.const 2))
+  (global (export "visible") (mut f64) (f64.const 3))
+  (table 2 funcref) (table 1 externref)
+  (func (export "executor_init"))
+  (func (export "executor_alloc") (param i32) (result i32) (i32.const 1024))
+  (func (export "executor_validate") (param i32 i32) (result i32) (i32.const 0))
+  (@custom "junk" "bytes"))"#;
+
+fn exports(wasm: &[u8]) -> Vec<String> {
+    let mut names = Vec::new();
+    for p in Parser::new(0).parse_all(wasm) {
+        if let Payload::ExportSection(s) = p.unwrap() {
+            names.extend(s.into_iter().map(|e| e.unwrap().name.to_string()));
+        }
+    }
+    names
+}
+
+#[test]
+fn every_mutable_global_and_table_is_exported_for_blanking() {
+    let m = prepare(STATEFUL.as_bytes(), &Limits::default()).unwrap();
+    let names = exports(&m.wasm);
+    let reserved: Vec<&String> = names
+        .iter()
+        .filter(|n| n.starts_with(RESERVED_PREFIX))
+        .collect();
+    assert_eq!(
+        reserved,
+        [
+            "__executor_host_global_0",
+            "__executor_host_global_2",
+            "__executor_host_table_0",
+            "__executor_host_table_1"
+        ]
+    );
+    assert!(
+        names.contains(&"visible".to_string()),
+        "original exports are kept"
+    );
+    assert_eq!(
+        m.info.globals.iter().map(|g| g.index).collect::<Vec<_>>(),
+        [0, 2],
+        "immutable globals need no restore"
+    );
+    assert!(m.info.has_init && !m.info.has_migrate && !m.info.has_start);
+    assert_eq!(m.info.memory_initial_pages, 1);
+    wasmparser::Validator::new()
+        .validate_all(&m.wasm)
+        .expect("the prepared module is valid");
+    let custom = Parser::new(0)
+        .parse_all(&m.wasm)
+        .any(|p| matches!(p.unwrap(), Payload::CustomSection(_)));
+    assert!(!custom, "custom sections are dropped");
+}
+
+#[test]
+fn binary_and_text_give_the_same_hash() {
+    let binary = wat::parse_str(STATEFUL).unwrap();
+    let a = prepare(&binary, &Limits::default()).unwrap();
+    let b = prepare(STATEFUL.as_bytes(), &Limits::default()).unwrap();
+    assert_eq!(a.hash, b.hash);
+    assert_eq!(a.wasm, b.wasm);
+}
+
+#[test]
+fn the_default_executor_uses_only_abi_features() {
+    let bytes = include_bytes!("../../executors/default.wasm");
+    let m = prepare(bytes, &Limits::default()).unwrap();
+    assert!(m.info.has_init);
+    let mut imports = m.info.imports.clone();
+    imports.sort();
+    assert_eq!(imports, ["deny_reason", "log", "state_get"]);
+}
+
+#[test]
+fn oversized_wat_is_refused_before_parsing() {
+    let mut limits = Limits::default();
+    limits.module.bytes = 10;
+    assert!(matches!(
+        prepare(STATEFUL.as_bytes(), &limits),
+        Err(Error::ModuleLimit { .. })
+    ));
+}

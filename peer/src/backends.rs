@@ -1,0 +1,50 @@
+//! Backend selection: the one place that maps a [`BackendKind`] to an
+//! engine, by cargo feature.
+
+use crate::Error;
+use executor_core::{BackendKind, ExecutorHost, Limits};
+use std::sync::Arc;
+use strum::IntoEnumIterator;
+
+/// Whether `kind` can run in this build.
+pub fn is_compiled_in(kind: BackendKind) -> bool {
+    match kind {
+        #[cfg(feature = "wasmtime")]
+        BackendKind::Wasmtime => backend_wasmtime::AVAILABLE,
+        #[cfg(feature = "wasmer")]
+        BackendKind::Wasmer => backend_wasmer::AVAILABLE,
+        #[cfg(feature = "wasmi")]
+        BackendKind::Wasmi => true,
+        #[allow(unreachable_patterns)]
+        _ => false,
+    }
+}
+
+/// The backends that can run in this build, in preference order.
+pub fn compiled_in() -> Vec<BackendKind> {
+    BackendKind::iter().filter(|k| is_compiled_in(*k)).collect()
+}
+
+/// cli.md's default: wasmtime when compiled in, else the first of wasmer,
+/// wasmi that is.
+pub fn default_backend() -> Option<BackendKind> {
+    compiled_in().into_iter().next()
+}
+
+/// The engine for `kind`, configured with `limits`.
+pub fn host(kind: BackendKind, limits: Limits) -> Result<Arc<dyn ExecutorHost>, Error> {
+    match kind {
+        #[cfg(feature = "wasmi")]
+        BackendKind::Wasmi => Ok(backend_wasmi::host(limits)),
+        // Features that exist before their backend is built.
+        #[cfg(feature = "wasmtime")]
+        BackendKind::Wasmtime => Err(Error::NotAvailable(format!("backend {kind}"))),
+        #[cfg(feature = "wasmer")]
+        BackendKind::Wasmer => Err(Error::NotAvailable(format!("backend {kind}"))),
+        #[allow(unreachable_patterns)]
+        _ => {
+            let _ = limits;
+            Err(Error::NotCompiledIn(kind))
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! `configs/peer/config.json`: every key optional, unknown keys refused,
+//! every error naming the file and the field. Keys mirror the `peer run`
+//! flags (snake_case); flags override them. See the README for the table.
+
+use crate::Error;
+use executor_core::{BackendKind, Limits, ModuleLimits, PersistencePolicy};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// The default config file, relative to the working directory.
+pub const DEFAULT_PATH: &str = "configs/peer/config.json";
+
+/// The config file's contents.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Backend to run; default wasmtime when compiled in, else the first of
+    /// wasmer, wasmi.
+    pub backend: Option<BackendKind>,
+    /// Persistence policy; default `{"every_transactions": 1}`.
+    pub policy: Option<PersistencePolicy>,
+    /// Executor file (`.wasm` or `.wat`), relative to the config file's
+    /// directory; default the embedded default executor.
+    pub executor: Option<PathBuf>,
+    /// Transactions to validate; default 10,000.
+    pub transactions: Option<u64>,
+    /// Transactions per block; default 100.
+    pub block_size: Option<u64>,
+    /// Workload seed; default 42.
+    pub seed: Option<u64>,
+    /// Fuel per transaction.
+    pub fuel: Option<u64>,
+    /// Fuel for `start` + `executor_init`.
+    pub init_fuel: Option<u64>,
+    /// Most linear memory per instance, bytes.
+    pub memory_limit: Option<u64>,
+    /// Most elements per table.
+    pub table_elements: Option<u64>,
+    /// Call-depth budget.
+    pub max_call_depth: Option<u32>,
+    /// Module size limits.
+    pub module_limits: Option<ModuleLimits>,
+    /// Recycle watermark, bytes; default half of `memory_limit`.
+    pub recycle_watermark: Option<u64>,
+    /// Deterministic stack budget, bytes (not available yet).
+    pub max_stack: Option<u64>,
+    /// Upgrade every N blocks (not available yet).
+    pub upgrade_every: Option<u64>,
+    /// Audit every K-th transaction (not available yet).
+    pub audit_every: Option<u64>,
+    /// Pre-validation threads (not available yet).
+    pub threads: Option<u64>,
+    /// Prometheus metrics file (not available yet).
+    pub metrics: Option<PathBuf>,
+}
+
+impl Config {
+    /// Reads `path`. A missing file is an error only when `required` (it
+    /// was named with `--config`); otherwise the built-in defaults apply.
+    pub fn load(path: &Path, required: bool) -> Result<(Config, Option<PathBuf>), Error> {
+        let err = |message: String| Error::Config {
+            path: path.display().to_string(),
+            message,
+        };
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
+                return Ok((Config::default(), None));
+            }
+            Err(e) => return Err(err(e.to_string())),
+        };
+        let de = &mut serde_json::Deserializer::from_str(&text);
+        let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let field = e.path().to_string();
+            let inner = e.into_inner();
+            if field == "." {
+                err(inner.to_string())
+            } else {
+                err(format!("field `{field}`: {inner}"))
+            }
+        })?;
+        if config.block_size == Some(0) {
+            return Err(err("field `block_size`: must be at least 1".into()));
+        }
+        let dir = path.parent().map(Path::to_path_buf);
+        Ok((config, dir))
+    }
+
+    /// The limits these settings describe, defaults elsewhere.
+    pub fn limits(&self) -> Limits {
+        let d = Limits::default();
+        Limits {
+            fuel: self.fuel.unwrap_or(d.fuel),
+            init_fuel: self.init_fuel.unwrap_or(d.init_fuel),
+            memory_bytes: self.memory_limit.unwrap_or(d.memory_bytes),
+            table_elements: self.table_elements.unwrap_or(d.table_elements),
+            max_call_depth: self.max_call_depth.unwrap_or(d.max_call_depth),
+            module: self.module_limits.clone().unwrap_or(d.module),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_str(text: &str) -> Result<Config, Error> {
+        let dir = std::env::temp_dir().join(format!(
+            "peer-config-test-{}-{}",
+            std::process::id(),
+            text.len()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("config.json");
+        std::fs::write(&path, text).unwrap();
+        Config::load(&path, true).map(|(c, _)| c)
+    }
+
+    #[test]
+    fn the_shipped_config_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/peer/config.json");
+        let (config, _) = Config::load(&path, true).unwrap();
+        assert_eq!(config.policy, Some(PersistencePolicy::default()));
+        assert_eq!(
+            config.limits(),
+            Limits::default(),
+            "the shipped file states the defaults"
+        );
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let e = load_str(r#"{"fuel": "lots"}"#).unwrap_err();
+        assert!(e.to_string().contains("field `fuel`"), "{e}");
+        let e = load_str(r#"{"fule": 1}"#).unwrap_err();
+        assert!(e.to_string().contains("unknown field `fule`"), "{e}");
+        let e = load_str(r#"{"module_limits": {"bytes": 1, "functionz": 2}}"#).unwrap_err();
+        assert!(e.to_string().contains("module_limits"), "{e}");
+        let e = load_str(r#"{"policy": {"every_transactions": 0}}"#).unwrap_err();
+        assert!(e.to_string().contains("field `policy"), "{e}");
+        let e = load_str(r#"{"backend": "v8"}"#).unwrap_err();
+        assert!(e.to_string().contains("field `backend`"), "{e}");
+        let e = load_str(r#"{"block_size": 0}"#).unwrap_err();
+        assert!(e.to_string().contains("block_size"), "{e}");
+        assert!(load_str("{").unwrap_err().to_string().contains("config "));
+        let ok = load_str(r#"{"policy": "until_crash", "memory_limit": 1048576}"#).unwrap();
+        assert_eq!(ok.policy, Some(PersistencePolicy::UntilCrash));
+        assert_eq!(ok.limits().memory_bytes, 1 << 20);
+    }
+}

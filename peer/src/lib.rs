@@ -1,0 +1,80 @@
+//! The peer: runs an executor over a deterministic synthetic ledger
+//! workload on any compiled-in backend, and compares engines.
+//!
+//! This is the only crate that knows every backend; which are compiled in
+//! is decided by its cargo features (`wasmtime`, `wasmer`, `wasmi`), and all
+//! feature→backend dispatch is in [`backends::host`].
+#![warn(missing_docs)]
+
+pub mod backends;
+pub mod config;
+pub mod rss;
+pub mod run;
+pub mod workload;
+
+/// The embedded default executor (see `executors/default`).
+pub const DEFAULT_EXECUTOR: &[u8] = include_bytes!("../../executors/default.wasm");
+
+/// Everything `peer` can fail with. [`Error::exit_code`] maps each to the
+/// exit status cli.md fixes.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Bad command-line usage.
+    #[error("{0}")]
+    Usage(String),
+    /// A config file that cannot be used; the message names the field.
+    #[error("config {path}: {message}")]
+    Config {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// An executor file that cannot be read.
+    #[error("executor {path}: {message}")]
+    ExecutorFile {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A backend that is not compiled into this build.
+    #[error("backend {0} is not compiled in (build peer with `--features {0}`)")]
+    NotCompiledIn(executor_core::BackendKind),
+    /// A capability that is not built yet.
+    #[error("{0} is not available yet")]
+    NotAvailable(String),
+    /// The executor cannot be loaded (names the feature/export/import), or
+    /// the host failed; [`executor_core::Error::is_host_failure`] tells.
+    #[error("executor {executor}: {source}")]
+    Executor {
+        /// Which executor.
+        executor: String,
+        /// What went wrong.
+        source: executor_core::Error,
+    },
+    /// Backends disagreed in `peer compare`.
+    #[error("{0}")]
+    Inconsistent(String),
+    /// Output could not be written.
+    #[error("cannot write {path}: {message}")]
+    Output {
+        /// Where.
+        path: String,
+        /// Why.
+        message: String,
+    },
+}
+
+impl Error {
+    /// cli.md: 1 for failures of the host itself and for disagreeing
+    /// backends, 2 for bad usage, configs and executors.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Executor { source, .. } if source.is_host_failure() => 1,
+            Error::Inconsistent(_) | Error::Output { .. } => 1,
+            _ => 2,
+        }
+    }
+}

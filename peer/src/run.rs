@@ -1,0 +1,204 @@
+//! `peer run`: one executor, one backend, one policy, one workload.
+
+use crate::workload::{Generator, Ledger, Rng, decode};
+use crate::{Error, backends, rss};
+use executor_core::{
+    BackendKind, Driver, DriverConfig, Limits, PersistencePolicy, RejectionKind, SharedState,
+    Verdict, VerdictDigest,
+};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use strum::IntoEnumIterator;
+
+/// An executor to run: its bytes and a name for messages.
+#[derive(Debug, Clone)]
+pub struct Executor {
+    /// `default` or the file it came from.
+    pub name: String,
+    /// Binary or WAT.
+    pub bytes: Vec<u8>,
+}
+
+impl Executor {
+    /// The embedded default executor.
+    pub fn default_executor() -> Self {
+        Executor {
+            name: "default".into(),
+            bytes: crate::DEFAULT_EXECUTOR.to_vec(),
+        }
+    }
+
+    /// Reads an executor file (`.wasm` or `.wat`).
+    pub fn from_file(path: &std::path::Path) -> Result<Self, Error> {
+        let bytes = std::fs::read(path).map_err(|e| Error::ExecutorFile {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        Ok(Executor {
+            name: path.display().to_string(),
+            bytes,
+        })
+    }
+}
+
+/// Everything a run needs, resolved from config and flags.
+#[derive(Debug, Clone)]
+pub struct RunSettings {
+    /// The backend.
+    pub backend: BackendKind,
+    /// The persistence policy.
+    pub policy: PersistencePolicy,
+    /// The executor.
+    pub executor: Executor,
+    /// Transactions to validate.
+    pub transactions: u64,
+    /// Transactions per block (≥ 1).
+    pub block_size: u64,
+    /// Workload seed.
+    pub seed: u64,
+    /// Resource limits.
+    pub limits: Limits,
+    /// Recycle watermark in bytes (`None`: half the memory limit).
+    pub recycle_watermark: Option<u64>,
+}
+
+/// What `peer run --json` prints: cli.md's fields and a few more.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    /// Backend, CLI spelling.
+    pub backend: String,
+    /// Policy, CLI spelling.
+    pub policy: String,
+    /// Executor name (`default` or its file).
+    pub executor: String,
+    /// SHA-256 of the executor binary.
+    pub executor_hash: String,
+    /// Transactions validated.
+    pub transactions: u64,
+    /// Blocks run.
+    pub blocks: u64,
+    /// Approved verdicts.
+    pub approved: u64,
+    /// Denied verdicts.
+    pub denied: u64,
+    /// Rejected verdicts by kind (every kind present).
+    pub rejected: BTreeMap<RejectionKind, u64>,
+    /// Scheduled blanks done.
+    pub blanks: u64,
+    /// Unscheduled rebuilds.
+    pub recycles: u64,
+    /// Recycles by cause.
+    pub recycles_by_cause: BTreeMap<String, u64>,
+    /// Hash of the verdict sequence.
+    pub verdict_digest: String,
+    /// Hash of the final world state.
+    pub state_digest: String,
+    /// Validation wall time, seconds.
+    pub elapsed_s: f64,
+    /// Transactions per second of validation.
+    pub tx_per_sec: f64,
+    /// Loading the executor (checks, compile, first instance), seconds.
+    pub load_s: f64,
+    /// Time in scheduled blanks, seconds.
+    pub blank_s: f64,
+    /// Instances built (load, recycles, rebuilding blanks).
+    pub instances_built: u64,
+    /// Peak resident memory of the process, bytes.
+    pub peak_rss_bytes: u64,
+    /// Executor upgrades applied.
+    pub upgrades: u64,
+    /// Audited transactions whose warm verdict differed.
+    pub state_leaks: u64,
+    /// Host failures survived by a retry.
+    pub host_failures: u64,
+    /// Workload seed.
+    pub seed: u64,
+    /// Transactions per block.
+    pub block_size: u64,
+}
+
+/// Runs the workload; `progress` is told how many transactions are done
+/// after each block.
+pub fn run(settings: &RunSettings, progress: &mut dyn FnMut(u64)) -> Result<RunReport, Error> {
+    let host = backends::host(settings.backend, settings.limits.clone())?;
+    let executor_error = |source| Error::Executor {
+        executor: settings.executor.name.clone(),
+        source,
+    };
+    let started = Instant::now();
+    let config = DriverConfig {
+        policy: settings.policy,
+        recycle_watermark: settings.recycle_watermark,
+    };
+    let mut driver = Driver::new(host, &settings.executor.bytes, config).map_err(executor_error)?;
+    let load = started.elapsed();
+
+    let mut rng = Rng::new(settings.seed);
+    let mut ledger = Arc::new(Ledger::genesis(&mut rng));
+    let mut generator = Generator::new(rng);
+    let mut digest = VerdictDigest::new();
+    let mut validation = Duration::ZERO;
+    let mut done = 0u64;
+    while done < settings.transactions {
+        let in_block = settings.block_size.min(settings.transactions - done);
+        for _ in 0..in_block {
+            let tx = generator.next(&ledger);
+            let state: SharedState = ledger.clone();
+            let t = Instant::now();
+            let verdict = driver.validate(&tx, state).map_err(executor_error)?;
+            validation += t.elapsed();
+            digest.push(&verdict);
+            if verdict == Verdict::Approved {
+                let decoded = decode(&tx).expect("the generator's own encoding decodes");
+                // The driver released its handle: no copy unless it kept one.
+                Arc::make_mut(&mut ledger).apply(&decoded.instruction);
+            }
+        }
+        done += in_block;
+        driver.end_block();
+        progress(done);
+    }
+
+    let stats = driver.stats();
+    let mut rejected: BTreeMap<RejectionKind, u64> =
+        RejectionKind::iter().map(|k| (k, 0)).collect();
+    rejected.extend(stats.rejected.iter().map(|(k, v)| (*k, *v)));
+    let secs = validation.as_secs_f64();
+    Ok(RunReport {
+        backend: settings.backend.to_string(),
+        policy: settings.policy.to_string(),
+        executor: settings.executor.name.clone(),
+        executor_hash: driver.module().hash_hex(),
+        transactions: stats.transactions,
+        blocks: stats.blocks,
+        approved: stats.approved,
+        denied: stats.denied,
+        rejected,
+        blanks: stats.blanks,
+        recycles: stats.recycles,
+        recycles_by_cause: stats
+            .recycles_by_cause
+            .iter()
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect(),
+        verdict_digest: digest.hex(),
+        state_digest: ledger.digest(),
+        elapsed_s: secs,
+        tx_per_sec: if secs > 0.0 {
+            stats.transactions as f64 / secs
+        } else {
+            0.0
+        },
+        load_s: load.as_secs_f64(),
+        blank_s: stats.blank_time.as_secs_f64(),
+        instances_built: stats.instances_built,
+        peak_rss_bytes: rss::peak_rss_bytes(),
+        upgrades: 0,
+        state_leaks: 0,
+        host_failures: stats.host_failures,
+        seed: settings.seed,
+        block_size: settings.block_size,
+    })
+}

@@ -1,0 +1,359 @@
+//! The `peer` command line as cli.md fixes it: JSON fields, exit codes and
+//! one-line errors.
+
+use serde_json::Value;
+use std::process::{Command, Output};
+
+fn peer(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_peer"))
+        .args(args)
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .output()
+        .expect("peer runs")
+}
+
+fn json(args: &[&str]) -> Value {
+    let out = peer(args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        stdout.trim().lines().count(),
+        1,
+        "exactly one JSON object: {stdout}"
+    );
+    serde_json::from_str(&stdout).unwrap()
+}
+
+/// Asserts exit status 2 and exactly one `error:` line naming `needle`.
+fn usage_error(args: &[&str], needle: &str) {
+    let out = peer(args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+    assert_eq!(
+        stderr.lines().count(),
+        1,
+        "{args:?}: one line, got {stderr}"
+    );
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    assert!(
+        stderr.contains(needle),
+        "{args:?}: {stderr} should mention {needle}"
+    );
+    assert!(out.stdout.is_empty(), "nothing on stdout");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+const FIELDS: &[&str] = &[
+    "backend",
+    "policy",
+    "transactions",
+    "approved",
+    "denied",
+    "rejected",
+    "blanks",
+    "recycles",
+    "verdict_digest",
+    "state_digest",
+    "elapsed_s",
+    "tx_per_sec",
+    "peak_rss_bytes",
+    "upgrades",
+    "state_leaks",
+];
+
+#[test]
+fn run_json_has_every_field_of_the_contract() {
+    let v = json(&[
+        "run",
+        "--backend",
+        "wasmi",
+        "--transactions",
+        "500",
+        "--block-size",
+        "50",
+        "--json",
+    ]);
+    for field in FIELDS {
+        assert!(v.get(field).is_some(), "missing {field}: {v}");
+    }
+    assert_eq!(v["backend"], "wasmi");
+    assert_eq!(v["policy"], "every-tx:1");
+    assert_eq!(v["transactions"], 500);
+    let rejected = v["rejected"].as_object().unwrap();
+    for kind in [
+        "out_of_fuel",
+        "out_of_memory",
+        "stack_overflow",
+        "trap",
+        "host_fault",
+        "bad_verdict",
+        "upgrade_failed",
+    ] {
+        assert_eq!(rejected[kind], 0, "{kind}");
+    }
+    let approved = v["approved"].as_u64().unwrap();
+    let denied = v["denied"].as_u64().unwrap();
+    assert_eq!(approved + denied, 500);
+    assert!(
+        approved > 250 && denied > 25,
+        "the workload mixes approvals and denials: {approved}/{denied}"
+    );
+    assert_eq!(v["blanks"], 499);
+    assert_eq!(v["verdict_digest"].as_str().unwrap().len(), 64);
+    assert!(v["peak_rss_bytes"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn every_policy_gives_the_same_verdicts_with_the_counts_abi_md_predicts() {
+    let base = [
+        "run",
+        "--backend",
+        "wasmi",
+        "--transactions",
+        "300",
+        "--block-size",
+        "30",
+        "--json",
+        "--policy",
+    ];
+    let mut digests = Vec::new();
+    for (policy, blanks) in [
+        ("fresh", 299),
+        ("every-tx:1", 299),
+        ("every-tx:7", 42),
+        ("every-block:1", 9),
+        ("every-block:3", 3),
+        ("until-crash", 0),
+    ] {
+        let mut args = base.to_vec();
+        args.push(policy);
+        let v = json(&args);
+        assert_eq!(v["policy"], policy);
+        assert_eq!(v["blanks"], blanks, "{policy}");
+        assert_eq!(v["recycles"], 0, "{policy}");
+        digests.push((v["verdict_digest"].clone(), v["state_digest"].clone()));
+    }
+    assert!(
+        digests.windows(2).all(|w| w[0] == w[1]),
+        "the default executor keeps no state between transactions: {digests:?}"
+    );
+}
+
+#[test]
+fn seeds_change_the_workload_and_runs_repeat() {
+    let a = json(&[
+        "run",
+        "--backend",
+        "wasmi",
+        "--transactions",
+        "200",
+        "--seed",
+        "1",
+        "--json",
+    ]);
+    let b = json(&[
+        "run",
+        "--backend",
+        "wasmi",
+        "--transactions",
+        "200",
+        "--seed",
+        "1",
+        "--json",
+    ]);
+    let c = json(&[
+        "run",
+        "--backend",
+        "wasmi",
+        "--transactions",
+        "200",
+        "--seed",
+        "2",
+        "--json",
+    ]);
+    assert_eq!(a["verdict_digest"], b["verdict_digest"]);
+    assert_eq!(a["state_digest"], b["state_digest"]);
+    assert_ne!(a["state_digest"], c["state_digest"]);
+}
+
+#[test]
+fn hostile_executor_is_survived_and_counted() {
+    let v = json(&[
+        "run",
+        "--backend",
+        "wasmi",
+        "--executor",
+        "executors/fixtures/hostile.wat",
+        "--transactions",
+        "200",
+        "--json",
+    ]);
+    let rejected: u64 = v["rejected"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|n| n.as_u64().unwrap())
+        .sum();
+    assert!(rejected > 0);
+    // One recycle per rejection, done lazily: the last one only if another
+    // transaction followed it.
+    let recycles = v["recycles"].as_u64().unwrap();
+    assert!(
+        recycles == rejected || recycles + 1 == rejected,
+        "{recycles} recycles for {rejected} rejections"
+    );
+}
+
+#[test]
+fn bad_usage_configs_and_executors_exit_2_with_one_error_line() {
+    usage_error(&["run", "--bogus"], "--bogus");
+    usage_error(&["run", "--policy", "sometimes"], "sometimes");
+    usage_error(&["run", "--policy", "every-tx:0"], "every-tx:0");
+    usage_error(&["run", "--backend", "v8"], "v8");
+    usage_error(&["run", "--transactions", "-5"], "-5");
+    usage_error(&["run", "--transactions", "many"], "--transactions");
+    usage_error(&["run", "--block-size", "0"], "--block-size");
+    usage_error(
+        &["run", "--config", "/nonexistent/config.json"],
+        "/nonexistent/config.json",
+    );
+    usage_error(
+        &["run", "--executor", "/nonexistent.wasm"],
+        "/nonexistent.wasm",
+    );
+    usage_error(
+        &[
+            "run",
+            "--executor",
+            "executors/fixtures/init_reads_state.wat",
+        ],
+        "state_get",
+    );
+    let dir = std::env::temp_dir().join(format!("peer-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = |name: &str, text: &str| {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    };
+    usage_error(
+        &["run", "--config", &file("bad.json", r#"{"fuel": "lots"}"#)],
+        "field `fuel`",
+    );
+    usage_error(
+        &["run", "--config", &file("unknown.json", r#"{"fule": 1}"#)],
+        "unknown field `fule`",
+    );
+    usage_error(
+        &[
+            "run",
+            "--config",
+            &file("policy.json", r#"{"policy": "sometimes"}"#),
+        ],
+        "field `policy`",
+    );
+    usage_error(
+        &[
+            "run",
+            "--executor",
+            &file("garbage.wasm", "\u{1}\u{2}garbage"),
+        ],
+        "not a WebAssembly module",
+    );
+    usage_error(
+        &[
+            "run",
+            "--executor",
+            &file(
+                "simd.wat",
+                r#"(module (memory (export "memory") 1)
+            (func (export "executor_alloc") (param i32) (result i32) (i32.const 0))
+            (func (export "executor_validate") (param i32 i32) (result i32) (drop (v128.const i64x2 0 0)) (i32.const 0)))"#,
+            ),
+        ],
+        "SIMD",
+    );
+    usage_error(
+        &[
+            "run",
+            "--executor",
+            &file(
+                "noalloc.wat",
+                r#"(module (memory (export "memory") 1)
+            (func (export "executor_validate") (param i32 i32) (result i32) (i32.const 0)))"#,
+            ),
+        ],
+        "executor_alloc",
+    );
+    // A config's executor path is relative to the config file.
+    let cfg = file("exec.json", r#"{"executor": "noalloc.wat"}"#);
+    usage_error(&["run", "--config", &cfg], "executor_alloc");
+}
+
+#[test]
+fn capabilities_not_built_yet_say_so() {
+    for flag in [
+        &["--max-stack", "65536"][..],
+        &["--upgrade-every", "2"],
+        &["--audit-every", "3"],
+        &["--threads", "2"],
+        &["--metrics", "/tmp/m.prom"],
+    ] {
+        let mut args = vec!["run", "--backend", "wasmi"];
+        args.extend_from_slice(flag);
+        usage_error(&args, "not available yet");
+    }
+}
+
+#[test]
+fn config_file_settings_apply_and_flags_override_them() {
+    let dir = std::env::temp_dir().join(format!("peer-cli-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("c.json");
+    std::fs::write(
+        &cfg,
+        r#"{"backend": "wasmi", "policy": "until_crash", "transactions": 120, "block_size": 12}"#,
+    )
+    .unwrap();
+    let cfg = cfg.display().to_string();
+    let v = json(&["run", "--config", &cfg, "--json"]);
+    assert_eq!(
+        (
+            v["policy"].as_str(),
+            v["transactions"].as_u64(),
+            v["blanks"].as_u64()
+        ),
+        (Some("until-crash"), Some(120), Some(0))
+    );
+    let v = json(&[
+        "run",
+        "--config",
+        &cfg,
+        "--policy",
+        "every-block:1",
+        "--json",
+    ]);
+    assert_eq!(
+        (v["policy"].as_str(), v["blanks"].as_u64()),
+        (Some("every-block:1"), Some(9))
+    );
+}
+
+#[test]
+fn compare_runs_every_backend_under_four_policies() {
+    let v = json(&["compare", "--transactions", "200", "--json"]);
+    let rows = v.as_array().unwrap();
+    let policies: Vec<&str> = rows.iter().map(|r| r["policy"].as_str().unwrap()).collect();
+    for p in ["fresh", "every-tx:1", "every-block:1", "until-crash"] {
+        assert!(policies.contains(&p), "{p}");
+    }
+    for r in rows {
+        for field in FIELDS {
+            assert!(r.get(field).is_some(), "missing {field}");
+        }
+    }
+}
