@@ -252,33 +252,13 @@ mod tests {
     fn transaction_round_trips_borrowed() {
         let wasm = [0u8, 97, 115, 109];
         for instruction in [
-            Instruction::Transfer {
-                from: 1,
-                to: 2,
-                asset: 3,
-                amount: 400,
-            },
-            Instruction::Mint {
-                account: 1,
-                asset: 2,
-                amount: u64::MAX,
-            },
-            Instruction::Burn {
-                account: 7,
-                asset: 0,
-                amount: 1,
-            },
-            Instruction::Grant {
-                account: 9,
-                permission: Permission::BurnAsset(4),
-            },
+            Instruction::Transfer { from: 1, to: 2, asset: 3, amount: 400 },
+            Instruction::Mint { account: 1, asset: 2, amount: u64::MAX },
+            Instruction::Burn { account: 7, asset: 0, amount: 1 },
+            Instruction::Grant { account: 9, permission: Permission::BurnAsset(4) },
             Instruction::Upgrade { executor: &wasm },
         ] {
-            let tx = Transaction {
-                authority: 5,
-                nonce: 77,
-                instruction,
-            };
+            let tx = Transaction { authority: 5, nonce: 77, instruction };
             let bytes: alloc::vec::Vec<u8> = postcard::to_allocvec(&tx).unwrap();
             let back: Transaction<'_> = postcard::from_bytes(&bytes).unwrap();
             assert_eq!(back, tx);
@@ -291,32 +271,18 @@ mod tests {
         let tx = Transaction {
             authority: 300,
             nonce: 1,
-            instruction: Instruction::Transfer {
-                from: 1,
-                to: 2,
-                asset: 3,
-                amount: 128,
-            },
+            instruction: Instruction::Transfer { from: 1, to: 2, asset: 3, amount: 128 },
         };
         let bytes: alloc::vec::Vec<u8> = postcard::to_allocvec(&tx).unwrap();
-        assert_eq!(
-            bytes,
-            [0xac, 0x02, 0x01, 0x00, 0x01, 0x02, 0x03, 0x80, 0x01]
-        );
+        assert_eq!(bytes, [0xac, 0x02, 0x01, 0x00, 0x01, 0x02, 0x03, 0x80, 0x01]);
     }
 
     #[test]
     fn keys_are_distinct_and_laid_out_as_documented() {
         assert_eq!(account_key(1), [b'A', 1, 0, 0, 0]);
         assert_eq!(balance_key(1, 2), [b'B', 1, 0, 0, 0, 2, 0, 0, 0]);
-        assert_eq!(
-            permission_key(3, Permission::MintAsset(2)),
-            [b'P', 3, 0, 0, 0, b'm', 2, 0, 0, 0]
-        );
-        assert_ne!(
-            permission_key(3, Permission::MintAsset(2)),
-            permission_key(3, Permission::BurnAsset(2))
-        );
+        assert_eq!(permission_key(3, Permission::MintAsset(2)), [b'P', 3, 0, 0, 0, b'm', 2, 0, 0, 0]);
+        assert_ne!(permission_key(3, Permission::MintAsset(2)), permission_key(3, Permission::BurnAsset(2)));
         assert_eq!(asset_key(2)[0], b'D');
     }
 }

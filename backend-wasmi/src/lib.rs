@@ -11,25 +11,25 @@
 //!   call depth are wasmi's own (engine-native until core's instrumentation
 //!   replaces them).
 //! - **Blanking** (no pooling or copy-on-write in an interpreter): restore
-//!   the post-`executor_init` snapshot in place — memory chunks that differ
-//!   ([`MemorySnapshot`]), every mutable global (the prepared module
-//!   exports even non-exported ones), every table element. Cost: a `memcmp`
-//!   over memory plus copies of what the transaction dirtied; never a
-//!   re-instantiation or a re-run of `executor_init`. A memory or table
-//!   that grew past the snapshot cannot shrink: the driver rebuilds.
+//!   the post-`executor_init` image in place — the memory pages core's
+//!   instrumentation marked dirty ([`MemoryImage`]), every mutable global
+//!   (the prepared module exports even non-exported ones), and the tables
+//!   only if a table instruction ran. Cost: what the transaction dirtied,
+//!   plus a scan of one byte per 4 KiB of memory; never a re-instantiation
+//!   or a re-run of `executor_init`. A memory or table that grew past the
+//!   image cannot shrink, and a dropped segment cannot be revived: the
+//!   driver rebuilds.
 #![warn(missing_docs)]
 
-use executor_core::snapshot::MemorySnapshot;
+use executor_core::instrument::{REBUILD, TABLES_DIRTY};
+use executor_core::snapshot::MemoryImage;
 use executor_core::{
-    BackendKind, Blanked, CallError, CompiledExecutor, Error, ExecutorHost, ExecutorInstance,
-    Export, HostEnv, InstanceMode, Limits, PreparedModule, Result, Trap, TrapCode, host,
+    BackendKind, Blanked, CallError, CompiledExecutor, Error, ExecutorHost, ExecutorInstance, Export, HostEnv,
+    InstanceMode, Limits, PreparedModule, Result, Trap, TrapCode, host,
 };
 use std::sync::Arc;
 use wasmi::ResourceLimiter;
-use wasmi::{
-    Caller, CompilationMode, Config, Engine, Global, Instance, Linker, Memory, Module, Store,
-    Table, Val,
-};
+use wasmi::{Caller, CompilationMode, Config, Engine, Global, Instance, Linker, Memory, Module, Store, Table, Val};
 use wasmi_core::LimiterError;
 
 /// Store data: the host state plus a cached memory handle.
@@ -45,36 +45,21 @@ impl ResourceLimiter for StoreData {
         desired: usize,
         maximum: Option<usize>,
     ) -> Result<bool, LimiterError> {
-        self.env
-            .memory_growing(desired as u64)
-            .map_err(|_| LimiterError::ResourceLimiterDeniedAllocation)?;
+        self.env.memory_growing(desired as u64).map_err(|_| LimiterError::ResourceLimiterDeniedAllocation)?;
         Ok(maximum.is_none_or(|max| desired <= max))
     }
 
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        maximum: Option<usize>,
-    ) -> Result<bool, LimiterError> {
-        self.env
-            .table_growing(desired as u64)
-            .map_err(|_| LimiterError::ResourceLimiterDeniedAllocation)?;
+    fn table_growing(&mut self, _current: usize, desired: usize, maximum: Option<usize>) -> Result<bool, LimiterError> {
+        self.env.table_growing(desired as u64).map_err(|_| LimiterError::ResourceLimiterDeniedAllocation)?;
         Ok(maximum.is_none_or(|max| desired <= max))
     }
 
-    fn memory_grow_failed(
-        &mut self,
-        _error: &wasmi::errors::MemoryError,
-    ) -> Result<(), LimiterError> {
+    fn memory_grow_failed(&mut self, _error: &wasmi::errors::MemoryError) -> Result<(), LimiterError> {
         self.env.grow_failed("memory", 0);
         Err(LimiterError::ResourceLimiterDeniedAllocation)
     }
 
-    fn table_grow_failed(
-        &mut self,
-        _error: &wasmi::errors::TableError,
-    ) -> Result<(), LimiterError> {
+    fn table_grow_failed(&mut self, _error: &wasmi::errors::TableError) -> Result<(), LimiterError> {
         self.env.grow_failed("table", 0);
         Err(LimiterError::ResourceLimiterDeniedAllocation)
     }
@@ -128,12 +113,7 @@ fn linker(engine: &Engine) -> Result<Linker<StoreData>, wasmi::Error> {
     linker.func_wrap(
         host::MODULE,
         "state_get",
-        |mut caller: Caller<'_, StoreData>,
-         kp: i32,
-         kl: i32,
-         op: i32,
-         oc: i32|
-         -> Result<i32, wasmi::Error> {
+        |mut caller: Caller<'_, StoreData>, kp: i32, kl: i32, op: i32, oc: i32| -> Result<i32, wasmi::Error> {
             let memory = memory_of(&mut caller)?;
             let (mem, data) = memory.data_and_store_mut(&mut caller);
             host::state_get(&mut data.env, mem, kp, kl, op, oc).map_err(abort)
@@ -151,11 +131,7 @@ fn linker(engine: &Engine) -> Result<Linker<StoreData>, wasmi::Error> {
     linker.func_wrap(
         host::MODULE,
         "log",
-        |mut caller: Caller<'_, StoreData>,
-         level: i32,
-         ptr: i32,
-         len: i32|
-         -> Result<(), wasmi::Error> {
+        |mut caller: Caller<'_, StoreData>, level: i32, ptr: i32, len: i32| -> Result<(), wasmi::Error> {
             let memory = memory_of(&mut caller)?;
             let (mem, data) = memory.data_and_store_mut(&mut caller);
             host::log(&mut data.env, mem, level, ptr, len).map_err(abort)
@@ -184,10 +160,7 @@ impl WasmiHost {
             .wasm_extended_const(false)
             .wasm_custom_page_sizes(false)
             .wasm_wide_arithmetic(false);
-        WasmiHost {
-            engine: Engine::new(&config),
-            limits,
-        }
+        WasmiHost { engine: Engine::new(&config), limits }
     }
 }
 
@@ -206,10 +179,7 @@ impl ExecutorHost for WasmiHost {
     }
 
     fn compile(&self, module: &PreparedModule) -> Result<Arc<dyn CompiledExecutor>> {
-        let compile_error = |e: wasmi::Error| Error::Compile {
-            backend: BackendKind::Wasmi,
-            message: e.to_string(),
-        };
+        let compile_error = |e: wasmi::Error| Error::Compile { backend: BackendKind::Wasmi, message: e.to_string() };
         let wasm = Module::new(&self.engine, &module.wasm[..]).map_err(compile_error)?;
         let linker = linker(&self.engine).map_err(compile_error)?;
         Ok(Arc::new(WasmiCompiled {
@@ -217,12 +187,7 @@ impl ExecutorHost for WasmiHost {
             module: wasm,
             linker,
             init_fuel: self.limits.init_fuel,
-            globals: module
-                .info
-                .globals
-                .iter()
-                .map(|g| g.export.clone())
-                .collect(),
+            globals: module.info.globals.iter().map(|g| g.export.clone()).collect(),
             tables: module.info.tables.clone(),
         }))
     }
@@ -261,68 +226,41 @@ fn call_error(store: &Store<StoreData>, e: wasmi::Error) -> CallError {
 }
 
 impl CompiledExecutor for WasmiCompiled {
-    fn instantiate(
-        &self,
-        env: HostEnv,
-        _mode: InstanceMode,
-    ) -> Result<Box<dyn ExecutorInstance>, CallError> {
+    fn instantiate(&self, env: HostEnv, _mode: InstanceMode) -> Result<Box<dyn ExecutorInstance>, CallError> {
         // wasmi has no pooling or pre-instantiation: both modes build the
         // same way; only `Reusable` instances are later snapshotted.
         let mut store = Store::new(&self.engine, StoreData { env, memory: None });
         store.limiter(|data| data as &mut dyn ResourceLimiter);
-        store
-            .set_fuel(self.init_fuel)
-            .map_err(|e| CallError::Host(e.to_string()))?;
+        store.set_fuel(self.init_fuel).map_err(|e| CallError::Host(e.to_string()))?;
         let instance = match self.linker.instantiate_and_start(&mut store, &self.module) {
             Ok(i) => i,
             Err(e) => return Err(call_error(&store, e)),
         };
         let host_error = |what: &str| CallError::Host(format!("prepared module lacks {what}"));
-        let memory = instance
-            .get_memory(&store, executor_core::module::exports::MEMORY)
-            .ok_or_else(|| host_error("memory"))?;
+        let memory =
+            instance.get_memory(&store, executor_core::module::exports::MEMORY).ok_or_else(|| host_error("memory"))?;
         store.data_mut().memory = Some(memory);
         let func = |name: &str| instance.get_func(&store, name);
-        let funcs = [
-            Export::Alloc,
-            Export::Validate,
-            Export::Init,
-            Export::Migrate,
-        ]
-        .map(|e| func(e.name()));
+        let funcs = [Export::Alloc, Export::Validate, Export::Init, Export::Migrate].map(|e| func(e.name()));
         let globals = self
             .globals
             .iter()
-            .map(|name| {
-                instance
-                    .get_global(&store, name)
-                    .ok_or_else(|| host_error(name))
-            })
+            .map(|name| instance.get_global(&store, name).ok_or_else(|| host_error(name)))
             .collect::<Result<Vec<_>, _>>()?;
         let tables = self
             .tables
             .iter()
-            .map(|name| {
-                instance
-                    .get_table(&store, name)
-                    .ok_or_else(|| host_error(name))
-            })
+            .map(|name| instance.get_table(&store, name).ok_or_else(|| host_error(name)))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Box::new(WasmiInstance {
-            store,
-            _instance: instance,
-            memory,
-            funcs,
-            globals,
-            tables,
-            blank: None,
-        }))
+        let flag = |name: &str| instance.get_global(&store, name).ok_or_else(|| host_error(name));
+        let flags = [flag(TABLES_DIRTY)?, flag(REBUILD)?];
+        Ok(Box::new(WasmiInstance { store, _instance: instance, memory, funcs, globals, tables, flags, blank: None }))
     }
 }
 
 /// The blank state of one instance.
 struct BlankState {
-    memory: MemorySnapshot,
+    memory: MemoryImage,
     globals: Vec<Val>,
     tables: Vec<Vec<wasmi::Ref>>,
 }
@@ -335,6 +273,8 @@ struct WasmiInstance {
     funcs: [Option<wasmi::Func>; 4],
     globals: Vec<Global>,
     tables: Vec<Table>,
+    /// Core's instrumentation flags: tables dirty, rebuild needed.
+    flags: [Global; 2],
     blank: Option<BlankState>,
 }
 
@@ -346,8 +286,7 @@ impl ExecutorInstance for WasmiInstance {
             Export::Init => 2,
             Export::Migrate => 3,
         };
-        let func = self.funcs[idx]
-            .ok_or_else(|| CallError::Host(format!("no export {}", export.name())))?;
+        let func = self.funcs[idx].ok_or_else(|| CallError::Host(format!("no export {}", export.name())))?;
         let params: Vec<Val> = args.iter().map(|a| Val::I32(*a)).collect();
         let mut results = [Val::I32(0)];
         let n_results = func.ty(&self.store).results().len();
@@ -366,53 +305,50 @@ impl ExecutorInstance for WasmiInstance {
     }
 
     fn set_fuel(&mut self, fuel: u64) -> Result<(), CallError> {
-        self.store
-            .set_fuel(fuel)
-            .map_err(|e| CallError::Host(e.to_string()))
+        self.store.set_fuel(fuel).map_err(|e| CallError::Host(e.to_string()))
     }
 
     fn mark_blank(&mut self) -> Result<(), CallError> {
+        for flag in self.flags {
+            flag.set(&mut self.store, Val::I32(0)).map_err(|e| CallError::Host(e.to_string()))?;
+        }
+        let layout = self.store.data().env.layout();
         let store = &self.store;
         let tables = self
             .tables
             .iter()
-            .map(|t| {
-                (0..t.size(store))
-                    .map(|i| t.get(store, i).expect("index below size"))
-                    .collect()
-            })
+            .map(|t| (0..t.size(store)).map(|i| t.get(store, i).expect("index below size")).collect())
             .collect();
+        let globals = self.globals.iter().map(|g| g.get(store)).collect();
         self.blank = Some(BlankState {
-            memory: MemorySnapshot::capture(self.memory.data(store)),
-            globals: self.globals.iter().map(|g| g.get(store)).collect(),
+            memory: MemoryImage::capture(layout, self.memory.data_mut(&mut self.store)),
+            globals,
             tables,
         });
         Ok(())
     }
 
     fn blank(&mut self) -> Result<Blanked, CallError> {
-        let blank = self
-            .blank
-            .as_ref()
-            .ok_or_else(|| CallError::Host("blank() before mark_blank()".into()))?;
+        let blank = self.blank.as_ref().ok_or_else(|| CallError::Host("blank() before mark_blank()".into()))?;
         let host = |e: &dyn std::fmt::Display| CallError::Host(format!("wasmi blank: {e}"));
-        if self.memory.data_size(&self.store) != blank.memory.len()
-            || self
-                .tables
-                .iter()
-                .zip(&blank.tables)
-                .any(|(t, b)| t.size(&self.store) != b.len() as u64)
-        {
+        let [tables_dirty, rebuild] = self.flags.map(|g| g.get(&self.store).i32() != Some(0));
+        if rebuild || self.memory.data_size(&self.store) != blank.memory.len() {
+            return Ok(Blanked::NeedsRebuild);
+        }
+        if tables_dirty && self.tables.iter().zip(&blank.tables).any(|(t, b)| t.size(&self.store) != b.len() as u64) {
             return Ok(Blanked::NeedsRebuild);
         }
         blank.memory.restore(self.memory.data_mut(&mut self.store));
         for (g, v) in self.globals.iter().zip(&blank.globals) {
             g.set(&mut self.store, v.clone()).map_err(|e| host(&e))?;
         }
-        for (t, elems) in self.tables.iter().zip(&blank.tables) {
-            for (i, e) in elems.iter().enumerate() {
-                t.set(&mut self.store, i as u64, *e).map_err(|e| host(&e))?;
+        if tables_dirty {
+            for (t, elems) in self.tables.iter().zip(&blank.tables) {
+                for (i, e) in elems.iter().enumerate() {
+                    t.set(&mut self.store, i as u64, *e).map_err(|e| host(&e))?;
+                }
             }
+            self.flags[0].set(&mut self.store, Val::I32(0)).map_err(|e| host(&e))?;
         }
         Ok(Blanked::Restored)
     }

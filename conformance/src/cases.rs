@@ -4,17 +4,14 @@
 use crate::fixtures::{self, HOSTILE, HOSTILE_CASES, READS_STATE, STATEFUL, rejected};
 use crate::{HostFactory, load, run, state};
 use executor_core::{
-    DriverConfig, Error, Limits, ModuleLimits, PersistencePolicy, RecycleCause, Rejection,
-    RejectionKind, Verdict,
+    DriverConfig, Error, Limits, ModuleLimits, PersistencePolicy, RecycleCause, Rejection, RejectionKind, Verdict,
 };
 use std::num::NonZeroU32;
 
 const A: Verdict = Verdict::Approved;
 
 fn denied(reason: &str) -> Verdict {
-    Verdict::Denied {
-        reason: reason.into(),
-    }
+    Verdict::Denied { reason: reason.into() }
 }
 
 fn every_tx(n: u32) -> PersistencePolicy {
@@ -38,12 +35,7 @@ fn run_bytes(driver: &mut executor_core::Driver, bytes: &[u8]) -> Vec<Verdict> {
 /// each followed by a normal transaction that a recycled instance must
 /// approve; the recycle is counted under the rejection's cause.
 pub fn every_rejection_kind(factory: HostFactory) {
-    let mut d = load(
-        factory,
-        HOSTILE.as_bytes(),
-        PersistencePolicy::UntilCrash,
-        Limits::default(),
-    );
+    let mut d = load(factory, HOSTILE.as_bytes(), PersistencePolicy::UntilCrash, Limits::default());
     for (byte, name, expected) in HOSTILE_CASES {
         let got = run_bytes(&mut d, &[*byte, 0]);
         assert_eq!(got, vec![expected.clone(), A], "case {byte} ({name})");
@@ -54,20 +46,34 @@ pub fn every_rejection_kind(factory: HostFactory) {
     assert_eq!(stats.blanks, 0);
     for (byte, name, expected) in HOSTILE_CASES {
         let kind = expected.rejection().unwrap().kind();
-        let n = HOSTILE_CASES
-            .iter()
-            .filter(|(_, _, v)| v.rejection().unwrap().kind() == kind)
-            .count() as u64;
-        assert_eq!(
-            stats.rejected.get(&kind),
-            Some(&n),
-            "rejected[{kind}] ({byte}: {name})"
-        );
-        assert_eq!(
-            stats.recycles_by_cause.get(&RecycleCause::from(kind)),
-            Some(&n),
-            "recycles[{kind}]"
-        );
+        let n = HOSTILE_CASES.iter().filter(|(_, _, v)| v.rejection().unwrap().kind() == kind).count() as u64;
+        assert_eq!(stats.rejected.get(&kind), Some(&n), "rejected[{kind}] ({byte}: {name})");
+        assert_eq!(stats.recycles_by_cause.get(&RecycleCause::from(kind)), Some(&n), "recycles[{kind}]");
+    }
+}
+
+/// Memory sizes, growth results, data segments and every out-of-bounds
+/// edge behave exactly as in the uninstrumented module (core moves the
+/// guest's memory up past the dirty map).
+pub fn memory_semantics(factory: HostFactory) {
+    let mut d = load(factory, fixtures::MEMORY_OPS.as_bytes(), every_tx(1), Limits::default());
+    let oob = rejected(Rejection::Trap(executor_core::TrapCode::MemoryOutOfBounds));
+    let expected = [
+        A,
+        oob.clone(),
+        oob.clone(),
+        oob.clone(),
+        oob.clone(),
+        oob.clone(),
+        oob.clone(),
+        oob.clone(),
+        A,
+        A,
+        oob.clone(),
+        oob,
+    ];
+    for (byte, expected) in expected.iter().enumerate() {
+        assert_eq!(run_bytes(&mut d, &[byte as u8, 0]), vec![expected.clone(), A], "memory_ops case {byte}");
     }
 }
 
@@ -78,21 +84,10 @@ pub fn alloc_misbehaviour(factory: HostFactory) {
     let empty = state(&[]);
     for len in [1000, 1001, 1002] {
         let tx = vec![0u8; len];
-        assert_eq!(
-            d.validate(&tx, empty.clone()).unwrap(),
-            rejected(Rejection::HostFault),
-            "alloc for len {len}"
-        );
-        assert_eq!(
-            d.validate(&[0], empty.clone()).unwrap(),
-            A,
-            "after alloc for len {len}"
-        );
+        assert_eq!(d.validate(&tx, empty.clone()).unwrap(), rejected(Rejection::HostFault), "alloc for len {len}");
+        assert_eq!(d.validate(&[0], empty.clone()).unwrap(), A, "after alloc for len {len}");
     }
-    assert_eq!(
-        d.stats().recycles_by_cause.get(&RecycleCause::HostFault),
-        Some(&3)
-    );
+    assert_eq!(d.stats().recycles_by_cause.get(&RecycleCause::HostFault), Some(&3));
 }
 
 /// Deny reasons: cut at 256 bytes then lossily decoded (a character cut at
@@ -100,25 +95,13 @@ pub fn alloc_misbehaviour(factory: HostFactory) {
 pub fn deny_reasons(factory: HostFactory) {
     let mut d = load(factory, HOSTILE.as_bytes(), every_tx(1), Limits::default());
     let got = run_bytes(&mut d, &[20, 21, 22]);
-    assert_eq!(
-        got,
-        vec![
-            denied(&format!("{}\u{fffd}", "a".repeat(255))),
-            denied("a\u{fffd}"),
-            A
-        ]
-    );
+    assert_eq!(got, vec![denied(&format!("{}\u{fffd}", "a".repeat(255))), denied("a\u{fffd}"), A]);
 }
 
 /// `host.state_get` end to end: a value that fits is written, an absent key
 /// is -1, a value that does not fit reports its length and writes nothing.
 pub fn state_get_end_to_end(factory: HostFactory) {
-    let mut d = load(
-        factory,
-        READS_STATE.as_bytes(),
-        every_tx(1),
-        Limits::default(),
-    );
+    let mut d = load(factory, READS_STATE.as_bytes(), every_tx(1), Limits::default());
     let world = state(&[(b"k", b"abc"), (b"long", b"12345678"), (b"", b"e")]);
     let mut v = |key: &[u8]| d.validate(key, world.clone()).unwrap();
     assert_eq!(v(b"k"), denied("abc"));
@@ -132,31 +115,12 @@ pub fn state_get_end_to_end(factory: HostFactory) {
 /// under `every-tx:1` and `fresh` nothing survives; under `until-crash`
 /// each survives (proving the fixture really remembers).
 pub fn blank_restores_every_kind_of_state(factory: HostFactory) {
-    for (byte, what) in [
-        (1, "global"),
-        (2, "memory"),
-        (3, "grown"),
-        (4, "table"),
-        (5, "global"),
-    ] {
-        let mut warm = load(
-            factory,
-            STATEFUL.as_bytes(),
-            PersistencePolicy::UntilCrash,
-            Limits::default(),
-        );
-        assert_eq!(
-            run_bytes(&mut warm, &[byte, byte]),
-            vec![A, denied(what)],
-            "until-crash, byte {byte}"
-        );
+    for (byte, what) in [(1, "global"), (2, "memory"), (3, "grown"), (4, "table"), (5, "global")] {
+        let mut warm = load(factory, STATEFUL.as_bytes(), PersistencePolicy::UntilCrash, Limits::default());
+        assert_eq!(run_bytes(&mut warm, &[byte, byte]), vec![A, denied(what)], "until-crash, byte {byte}");
         for policy in [every_tx(1), PersistencePolicy::Fresh] {
             let mut d = load(factory, STATEFUL.as_bytes(), policy, Limits::default());
-            assert_eq!(
-                run_bytes(&mut d, &[byte; 4]),
-                vec![A; 4],
-                "{policy}, byte {byte} ({what})"
-            );
+            assert_eq!(run_bytes(&mut d, &[byte; 4]), vec![A; 4], "{policy}, byte {byte} ({what})");
             assert_eq!(d.stats().blanks, 3, "{policy}");
             assert_eq!(d.stats().recycles, 0, "{policy}");
         }
@@ -172,26 +136,12 @@ pub fn every_tx_pattern(factory: HostFactory) {
     let d_ = denied("global");
     assert_eq!(
         run_bytes(&mut d, &[5; 10]),
-        vec![
-            A,
-            d_.clone(),
-            d_.clone(),
-            A,
-            d_.clone(),
-            d_.clone(),
-            A,
-            d_.clone(),
-            d_,
-            A
-        ]
+        vec![A, d_.clone(), d_.clone(), A, d_.clone(), d_.clone(), A, d_.clone(), d_, A]
     );
     assert_eq!((d.stats().blanks, d.stats().recycles), (3, 0));
     let mut d = load(factory, STATEFUL.as_bytes(), every_tx(2), Limits::default());
     let dm = denied("memory");
-    assert_eq!(
-        run_bytes(&mut d, &[2; 6]),
-        vec![A, dm.clone(), A, dm.clone(), A, dm]
-    );
+    assert_eq!(run_bytes(&mut d, &[2; 6]), vec![A, dm.clone(), A, dm.clone(), A, dm]);
     assert_eq!((d.stats().blanks, d.stats().recycles), (2, 0));
 }
 
@@ -199,83 +149,38 @@ pub fn every_tx_pattern(factory: HostFactory) {
 pub fn every_block_pattern(factory: HostFactory) {
     let dm = denied("memory");
     for (n, expected) in [
-        (
-            1,
-            vec![A, dm.clone(), A, dm.clone(), A, dm.clone(), A, dm.clone()],
-        ),
-        (
-            2,
-            vec![
-                A,
-                dm.clone(),
-                dm.clone(),
-                dm.clone(),
-                A,
-                dm.clone(),
-                dm.clone(),
-                dm.clone(),
-            ],
-        ),
+        (1, vec![A, dm.clone(), A, dm.clone(), A, dm.clone(), A, dm.clone()]),
+        (2, vec![A, dm.clone(), dm.clone(), dm.clone(), A, dm.clone(), dm.clone(), dm.clone()]),
     ] {
-        let mut d = load(
-            factory,
-            STATEFUL.as_bytes(),
-            every_block(n),
-            Limits::default(),
-        );
+        let mut d = load(factory, STATEFUL.as_bytes(), every_block(n), Limits::default());
         let mut got = Vec::new();
         for _block in 0..4 {
             got.extend(run_bytes(&mut d, &[2, 2]));
             d.end_block();
         }
         assert_eq!(got, expected, "every-block:{n}");
-        assert_eq!(
-            d.stats().blanks,
-            if n == 1 { 3 } else { 1 },
-            "every-block:{n}"
-        );
+        assert_eq!(d.stats().blanks, if n == 1 { 3 } else { 1 }, "every-block:{n}");
         assert_eq!(d.stats().blocks, 4);
     }
 }
 
 /// `until-crash`: never a scheduled blank.
 pub fn until_crash_pattern(factory: HostFactory) {
-    let mut d = load(
-        factory,
-        STATEFUL.as_bytes(),
-        PersistencePolicy::UntilCrash,
-        Limits::default(),
-    );
+    let mut d = load(factory, STATEFUL.as_bytes(), PersistencePolicy::UntilCrash, Limits::default());
     for _ in 0..3 {
         d.end_block();
     }
     let dt = denied("table");
-    assert_eq!(
-        run_bytes(&mut d, &[4; 5]),
-        vec![A, dt.clone(), dt.clone(), dt.clone(), dt]
-    );
+    assert_eq!(run_bytes(&mut d, &[4; 5]), vec![A, dt.clone(), dt.clone(), dt.clone(), dt]);
     assert_eq!((d.stats().blanks, d.stats().recycles), (0, 0));
 }
 
 /// `fresh`: every transaction after the first counts as a blank, even when
 /// a recycle is due too.
 pub fn fresh_pattern(factory: HostFactory) {
-    let mut d = load(
-        factory,
-        STATEFUL.as_bytes(),
-        PersistencePolicy::Fresh,
-        Limits::default(),
-    );
+    let mut d = load(factory, STATEFUL.as_bytes(), PersistencePolicy::Fresh, Limits::default());
     let got = run_bytes(&mut d, &[5, 6, 5, 5]);
-    assert_eq!(
-        got,
-        vec![
-            A,
-            rejected(Rejection::Trap(executor_core::TrapCode::Unreachable)),
-            A,
-            A
-        ]
-    );
+    assert_eq!(got, vec![A, rejected(Rejection::Trap(executor_core::TrapCode::Unreachable)), A, A]);
     assert_eq!((d.stats().blanks, d.stats().recycles), (3, 1));
 }
 
@@ -285,68 +190,33 @@ pub fn recycle_restarts_the_count(factory: HostFactory) {
     let dg = denied("global");
     let trap = rejected(Rejection::Trap(executor_core::TrapCode::Unreachable));
     // Without the restart, the blank would come before the 4th transaction.
-    assert_eq!(
-        run_bytes(&mut d, &[1, 6, 1, 1, 1, 1]),
-        vec![A, trap, A, dg.clone(), dg, A]
-    );
+    assert_eq!(run_bytes(&mut d, &[1, 6, 1, 1, 1, 1]), vec![A, trap, A, dg.clone(), dg, A]);
     assert_eq!((d.stats().blanks, d.stats().recycles), (1, 1));
-    assert_eq!(
-        d.stats().recycles_by_cause.get(&RecycleCause::Trap),
-        Some(&1)
-    );
+    assert_eq!(d.stats().recycles_by_cause.get(&RecycleCause::Trap), Some(&1));
 }
 
 /// Memory above the watermark after a transaction recycles the instance
 /// (whatever the policy), so it never accumulates.
 pub fn watermark_recycles(factory: HostFactory) {
-    let config = DriverConfig {
-        policy: PersistencePolicy::UntilCrash,
-        recycle_watermark: Some(65536),
-    };
-    let mut d = executor_core::Driver::new(factory(Limits::default()), STATEFUL.as_bytes(), config)
-        .unwrap();
+    let config = DriverConfig { policy: PersistencePolicy::UntilCrash, recycle_watermark: Some(65536) };
+    let mut d = executor_core::Driver::new(factory(Limits::default()), STATEFUL.as_bytes(), config).unwrap();
     assert_eq!(run_bytes(&mut d, &[3, 3, 3]), vec![A, A, A]);
-    assert_eq!(
-        d.stats().recycles_by_cause.get(&RecycleCause::Watermark),
-        Some(&2),
-        "{:?}",
-        d.stats()
-    );
-    assert_eq!(
-        d.memory_in_use(),
-        2 * 65536,
-        "the last grow is not recycled until needed"
-    );
+    assert_eq!(d.stats().recycles_by_cause.get(&RecycleCause::Watermark), Some(&2), "{:?}", d.stats());
+    assert_eq!(d.memory_in_use(), 2 * 65536, "the last grow is not recycled until needed");
     // The default watermark is half the memory limit: 2 pages of a 4-page limit is not above it.
-    let limits = Limits {
-        memory_bytes: 4 * 65536,
-        ..Limits::default()
-    };
-    let mut d = load(
-        factory,
-        STATEFUL.as_bytes(),
-        PersistencePolicy::UntilCrash,
-        limits,
-    );
+    let limits = Limits { memory_bytes: 4 * 65536, ..Limits::default() };
+    let mut d = load(factory, STATEFUL.as_bytes(), PersistencePolicy::UntilCrash, limits);
     assert_eq!(run_bytes(&mut d, &[3, 3]), vec![A, denied("grown")]);
 }
 
 /// A purge frees the instance now and rebuilds it blank when next needed.
 pub fn purge_recycles(factory: HostFactory) {
-    let mut d = load(
-        factory,
-        STATEFUL.as_bytes(),
-        PersistencePolicy::UntilCrash,
-        Limits::default(),
-    );
+    let mut d = load(factory, STATEFUL.as_bytes(), PersistencePolicy::UntilCrash, Limits::default());
     assert_eq!(run_bytes(&mut d, &[2, 2]), vec![A, denied("memory")]);
     d.purge();
     assert_eq!(d.memory_in_use(), 0);
     assert_eq!(run_bytes(&mut d, &[2]), vec![A]);
-    assert_eq!(
-        d.stats().recycles_by_cause.get(&RecycleCause::Purge),
-        Some(&1)
-    );
+    assert_eq!(d.stats().recycles_by_cause.get(&RecycleCause::Purge), Some(&1));
 }
 
 const OK_BODY: &str = r#"
@@ -360,10 +230,7 @@ fn module(extra: &str) -> String {
 
 fn load_error(factory: HostFactory, executor: &[u8], limits: Limits) -> Error {
     match executor_core::Driver::new(factory(limits), executor, DriverConfig::default()) {
-        Ok(_) => panic!(
-            "loaded, but must not: {}",
-            String::from_utf8_lossy(executor)
-        ),
+        Ok(_) => panic!("loaded, but must not: {}", String::from_utf8_lossy(executor)),
         Err(e) => e,
     }
 }
@@ -374,53 +241,25 @@ pub fn load_errors(factory: HostFactory) {
     let check = |executor: &[u8], limits: Limits, needle: &str, ok: fn(&Error) -> bool| {
         let e = load_error(factory, executor, limits);
         assert!(ok(&e), "unexpected error kind for {needle:?}: {e:?}");
-        assert!(
-            e.to_string().contains(needle),
-            "{e} should mention {needle:?}"
-        );
+        assert!(e.to_string().contains(needle), "{e} should mention {needle:?}");
         assert!(!e.is_host_failure());
     };
     let d = Limits::default;
-    check(
-        b"\x00\x01garbage\xff",
-        d(),
-        "not a WebAssembly module",
-        |e| matches!(e, Error::NotWasm(_)),
-    );
-    check(b"(module (func", d(), "not valid WAT", |e| {
-        matches!(e, Error::NotWasm(_))
-    });
-    check(
-        b"\0asm\x01\0\0\0\x01\x05",
-        d(),
-        "invalid WebAssembly module",
-        |e| matches!(e, Error::InvalidModule(_)),
-    );
-    check(b"\0asm\x0d\0\x01\0", d(), "component", |e| {
-        matches!(e, Error::NotWasm(_))
-    });
+    check(b"\x00\x01garbage\xff", d(), "not a WebAssembly module", |e| matches!(e, Error::NotWasm(_)));
+    check(b"(module (func", d(), "not valid WAT", |e| matches!(e, Error::NotWasm(_)));
+    check(b"\0asm\x01\0\0\0\x01\x05", d(), "invalid WebAssembly module", |e| matches!(e, Error::InvalidModule(_)));
+    check(b"\0asm\x0d\0\x01\0", d(), "component", |e| matches!(e, Error::NotWasm(_)));
     for (feature, extra) in [
         ("SIMD", "(func (drop (v128.const i64x2 0 0)))"),
-        (
-            "threads/atomics",
-            "(func (drop (i32.atomic.load (i32.const 0))))",
-        ),
+        ("threads/atomics", "(func (drop (i32.atomic.load (i32.const 0))))"),
         ("tail calls", "(func $f (return_call $f))"),
         ("exceptions", "(tag $e) (func (throw $e))"),
         ("GC", "(type (struct (field i32)))"),
-        (
-            "function references",
-            "(type $t (func)) (func (param (ref $t)) (call_ref $t (local.get 0)))",
-        ),
-        (
-            "extended-const",
-            "(global i32 (i32.add (i32.const 1) (i32.const 2)))",
-        ),
+        ("function references", "(type $t (func)) (func (param (ref $t)) (call_ref $t (local.get 0)))"),
+        ("extended-const", "(global i32 (i32.add (i32.const 1) (i32.const 2)))"),
         ("multi-memory", "(memory 1)"),
     ] {
-        check(module(extra).as_bytes(), d(), feature, |e| {
-            matches!(e, Error::ForbiddenFeature { .. })
-        });
+        check(module(extra).as_bytes(), d(), feature, |e| matches!(e, Error::ForbiddenFeature { .. }));
     }
     check(
         br#"(module (memory (export "memory") i64 1)
@@ -436,24 +275,14 @@ pub fn load_errors(factory: HostFactory) {
         l
     };
     let limit = |e: &Error| matches!(e, Error::ModuleLimit { .. });
-    check(
-        module("(func) (func)").as_bytes(),
-        small(|m| m.functions = 3),
-        "functions limit: 4 > 3",
-        limit,
-    );
+    check(module("(func) (func)").as_bytes(), small(|m| m.functions = 3), "functions limit: 4 > 3", limit);
     check(
         module("(func (local i32 i64 f32))").as_bytes(),
         small(|m| m.locals_per_function = 2),
         "locals per function",
         limit,
     );
-    check(
-        module("").as_bytes(),
-        small(|m| m.bytes = 50),
-        "module size",
-        limit,
-    );
+    check(module("").as_bytes(), small(|m| m.bytes = 50), "module size", limit);
     check(
         module("(global (mut i32) (i32.const 0)) (global i32 (i32.const 0))").as_bytes(),
         small(|m| m.globals = 1),
@@ -461,69 +290,27 @@ pub fn load_errors(factory: HostFactory) {
         limit,
     );
     check(
-        module("")
-            .replace(
-                "(memory (export \"memory\") 1)",
-                "(memory (export \"memory\") 2000)",
-            )
-            .as_bytes(),
+        module("").replace("(memory (export \"memory\") 1)", "(memory (export \"memory\") 2000)").as_bytes(),
         d(),
         "initial memory (pages) limit: 2000 > 1024",
         limit,
     );
-    check(
-        module("(table 20000 funcref)").as_bytes(),
-        d(),
-        "initial table elements",
-        limit,
-    );
+    check(module("(table 20000 funcref)").as_bytes(), d(), "initial table elements", limit);
     let no = |e: &Error| matches!(e, Error::MissingExport(_));
-    check(
-        module("").replace("(export \"memory\")", "").as_bytes(),
-        d(),
-        "`memory`",
-        no,
-    );
-    check(
-        module("")
-            .replace("(export \"executor_alloc\")", "")
-            .as_bytes(),
-        d(),
-        "`executor_alloc`",
-        no,
-    );
-    check(
-        module("")
-            .replace("(export \"executor_validate\")", "")
-            .as_bytes(),
-        d(),
-        "`executor_validate`",
-        no,
-    );
+    check(module("").replace("(export \"memory\")", "").as_bytes(), d(), "`memory`", no);
+    check(module("").replace("(export \"executor_alloc\")", "").as_bytes(), d(), "`executor_alloc`", no);
+    check(module("").replace("(export \"executor_validate\")", "").as_bytes(), d(), "`executor_validate`", no);
     let ty = |e: &Error| matches!(e, Error::ExportType { .. });
     check(
         module("")
-            .replace(
-                "(param i32 i32) (result i32) (i32.const 0)",
-                "(param i32) (result i32) (i32.const 0)",
-            )
+            .replace("(param i32 i32) (result i32) (i32.const 0)", "(param i32) (result i32) (i32.const 0)")
             .as_bytes(),
         d(),
         "`executor_validate` must be func (i32, i32) -> (i32), found func (i32) -> (i32)",
         ty,
     );
-    check(
-        module("(func (export \"executor_init\") (param i32))").as_bytes(),
-        d(),
-        "`executor_init`",
-        ty,
-    );
-    check(
-        module("(func (export \"executor_migrate\"))").as_bytes(),
-        d(),
-        "`executor_migrate`",
-        ty,
-    );
+    check(module("(func (export \"executor_init\") (param i32))").as_bytes(), d(), "`executor_init`", ty);
+    check(module("(func (export \"executor_migrate\"))").as_bytes(), d(), "`executor_migrate`", ty);
     check(
         br#"(module (memory 1) (func (export "memory"))
             (func (export "executor_alloc") (param i32) (result i32) (i32.const 1024))
@@ -534,26 +321,14 @@ pub fn load_errors(factory: HostFactory) {
     );
     let imports = |e: &Error| matches!(e, Error::UnknownImport { .. } | Error::ImportType { .. });
     for (import, needle) in [
-        (
-            r#"(import "env" "abort" (func))"#,
-            "unknown import `env.abort`",
-        ),
-        (
-            r#"(import "host" "clock" (func (result i64)))"#,
-            "unknown import `host.clock`",
-        ),
+        (r#"(import "env" "abort" (func))"#, "unknown import `env.abort`"),
+        (r#"(import "host" "clock" (func (result i64)))"#, "unknown import `host.clock`"),
         (
             r#"(import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))"#,
             "wasi_snapshot_preview1.fd_write",
         ),
-        (
-            r#"(import "host" "log" (func (param i32)))"#,
-            "import `host.log` must be func (i32, i32, i32) -> ()",
-        ),
-        (
-            r#"(import "host" "state_get" (global i32))"#,
-            "host.state_get",
-        ),
+        (r#"(import "host" "log" (func (param i32)))"#, "import `host.log` must be func (i32, i32, i32) -> ()"),
+        (r#"(import "host" "state_get" (global i32))"#, "host.state_get"),
     ] {
         let wat = format!("(module {import} {OK_BODY})");
         check(wat.as_bytes(), d(), needle, imports);
@@ -580,63 +355,34 @@ pub fn init_failures(factory: HostFactory) {
     let init_failed = |executor: &[u8], phase: &str, reason: &str| {
         let e = load_error(factory, executor, Limits::default());
         match &e {
-            Error::InitFailed {
-                phase: p,
-                reason: r,
-            } => {
+            Error::InitFailed { phase: p, reason: r } => {
                 assert!(p.contains(phase), "{e}: phase should be {phase}");
                 assert!(r.contains(reason), "{e}: reason should mention {reason}");
             }
             _ => panic!("expected an init failure, got {e:?}"),
         }
     };
-    init_failed(
-        module("(func $s unreachable) (start $s)").as_bytes(),
-        "start",
-        "trap:unreachable",
-    );
-    init_failed(
-        module("(func $s (loop (br 0))) (start $s)").as_bytes(),
-        "start",
-        "out_of_fuel",
-    );
+    init_failed(module("(func $s unreachable) (start $s)").as_bytes(), "start", "trap:unreachable");
+    init_failed(module("(func $s (loop (br 0))) (start $s)").as_bytes(), "start", "out_of_fuel");
     init_failed(
         module("(func (export \"executor_init\") unreachable)").as_bytes(),
         "executor_init",
         "trap:unreachable",
     );
+    init_failed(module("(func (export \"executor_init\") (loop (br 0)))").as_bytes(), "executor_init", "out_of_fuel");
     init_failed(
-        module("(func (export \"executor_init\") (loop (br 0)))").as_bytes(),
-        "executor_init",
-        "out_of_fuel",
-    );
-    init_failed(
-        module("(func (export \"executor_init\") (drop (memory.grow (i32.const 5000))))")
-            .as_bytes(),
+        module("(func (export \"executor_init\") (drop (memory.grow (i32.const 5000))))").as_bytes(),
         "executor_init",
         "out_of_memory",
     );
-    init_failed(
-        fixtures::INIT_READS_STATE.as_bytes(),
-        "executor_init",
-        "state_get",
-    );
-    init_failed(
-        module("(data (i32.const 65535) \"ab\")").as_bytes(),
-        "instantiation",
-        "memory_out_of_bounds",
-    );
+    init_failed(fixtures::INIT_READS_STATE.as_bytes(), "executor_init", "state_get");
+    init_failed(module("(data (i32.const 65535) \"ab\")").as_bytes(), "instantiation", "memory_out_of_bounds");
 }
 
 /// The default executor judges the ledger as the `abi` crate documents.
 pub fn default_executor_judges_the_ledger(factory: HostFactory) {
     use abi::{Instruction, Permission, Transaction, reasons};
-    let mut d = load(
-        factory,
-        fixtures::DEFAULT_EXECUTOR,
-        every_tx(1),
-        Limits::default(),
-    );
+    let mut d = load(factory, fixtures::DEFAULT_EXECUTOR, every_tx(1), Limits::default());
     let u32le = |v: u32| v.to_le_bytes().to_vec();
     let u64le = |v: u64| v.to_le_bytes().to_vec();
     let entries: Vec<(Vec<u8>, Vec<u8>)> = vec![
@@ -647,185 +393,45 @@ pub fn default_executor_judges_the_ledger(factory: HostFactory) {
         (abi::asset_key(7).to_vec(), u64le(1000)),
         (abi::balance_key(1, 7).to_vec(), u64le(100)),
         (abi::balance_key(2, 7).to_vec(), u64le(u64::MAX - 10)),
-        (
-            abi::permission_key(1, Permission::MintAsset(7)).to_vec(),
-            vec![1],
-        ),
+        (abi::permission_key(1, Permission::MintAsset(7)).to_vec(), vec![1]),
         (abi::permission_key(0, Permission::Grant).to_vec(), vec![1]),
     ];
     let borrowed: Vec<(&[u8], &[u8])> = entries.iter().map(|(k, v)| (&k[..], &v[..])).collect();
     let world = state(&borrowed);
     let wasm = [0u8, 97, 115, 109];
     let cases: Vec<(u32, Instruction<'_>, Verdict)> = vec![
-        (
-            1,
-            Instruction::Transfer {
-                from: 1,
-                to: 2,
-                asset: 7,
-                amount: 5,
-            },
-            A,
-        ),
-        (
-            2,
-            Instruction::Transfer {
-                from: 1,
-                to: 2,
-                asset: 7,
-                amount: 5,
-            },
-            denied(reasons::NOT_OWNER),
-        ),
-        (
-            1,
-            Instruction::Transfer {
-                from: 1,
-                to: 2,
-                asset: 7,
-                amount: 101,
-            },
-            denied(reasons::INSUFFICIENT),
-        ),
-        (
-            1,
-            Instruction::Transfer {
-                from: 1,
-                to: 9,
-                asset: 7,
-                amount: 1,
-            },
-            denied(reasons::NO_ACCOUNT),
-        ),
-        (
-            1,
-            Instruction::Transfer {
-                from: 1,
-                to: 2,
-                asset: 8,
-                amount: 1,
-            },
-            denied(reasons::NO_ASSET),
-        ),
-        (
-            1,
-            Instruction::Transfer {
-                from: 1,
-                to: 2,
-                asset: 7,
-                amount: 0,
-            },
-            denied(reasons::ZERO_AMOUNT),
-        ),
-        (
-            1,
-            Instruction::Transfer {
-                from: 1,
-                to: 2,
-                asset: 7,
-                amount: 20,
-            },
-            denied(reasons::OVERFLOW),
-        ),
-        (
-            1,
-            Instruction::Mint {
-                account: 2,
-                asset: 7,
-                amount: 11,
-            },
-            denied(reasons::OVERFLOW),
-        ),
-        (
-            1,
-            Instruction::Mint {
-                account: 1,
-                asset: 7,
-                amount: 3,
-            },
-            A,
-        ),
-        (
-            2,
-            Instruction::Mint {
-                account: 2,
-                asset: 7,
-                amount: 3,
-            },
-            denied(reasons::MISSING_PERMISSION),
-        ),
-        (
-            1,
-            Instruction::Burn {
-                account: 1,
-                asset: 7,
-                amount: 3,
-            },
-            denied(reasons::MISSING_PERMISSION),
-        ),
-        (
-            0,
-            Instruction::Grant {
-                account: 1,
-                permission: Permission::BurnAsset(7),
-            },
-            A,
-        ),
-        (
-            1,
-            Instruction::Grant {
-                account: 2,
-                permission: Permission::Grant,
-            },
-            denied(reasons::MISSING_PERMISSION),
-        ),
+        (1, Instruction::Transfer { from: 1, to: 2, asset: 7, amount: 5 }, A),
+        (2, Instruction::Transfer { from: 1, to: 2, asset: 7, amount: 5 }, denied(reasons::NOT_OWNER)),
+        (1, Instruction::Transfer { from: 1, to: 2, asset: 7, amount: 101 }, denied(reasons::INSUFFICIENT)),
+        (1, Instruction::Transfer { from: 1, to: 9, asset: 7, amount: 1 }, denied(reasons::NO_ACCOUNT)),
+        (1, Instruction::Transfer { from: 1, to: 2, asset: 8, amount: 1 }, denied(reasons::NO_ASSET)),
+        (1, Instruction::Transfer { from: 1, to: 2, asset: 7, amount: 0 }, denied(reasons::ZERO_AMOUNT)),
+        (1, Instruction::Transfer { from: 1, to: 2, asset: 7, amount: 20 }, denied(reasons::OVERFLOW)),
+        (1, Instruction::Mint { account: 2, asset: 7, amount: 11 }, denied(reasons::OVERFLOW)),
+        (1, Instruction::Mint { account: 1, asset: 7, amount: 3 }, A),
+        (2, Instruction::Mint { account: 2, asset: 7, amount: 3 }, denied(reasons::MISSING_PERMISSION)),
+        (1, Instruction::Burn { account: 1, asset: 7, amount: 3 }, denied(reasons::MISSING_PERMISSION)),
+        (0, Instruction::Grant { account: 1, permission: Permission::BurnAsset(7) }, A),
+        (1, Instruction::Grant { account: 2, permission: Permission::Grant }, denied(reasons::MISSING_PERMISSION)),
         (0, Instruction::Upgrade { executor: &wasm }, A),
-        (
-            1,
-            Instruction::Upgrade { executor: &wasm },
-            denied(reasons::NOT_ADMIN),
-        ),
+        (1, Instruction::Upgrade { executor: &wasm }, denied(reasons::NOT_ADMIN)),
     ];
     for (i, (authority, instruction, expected)) in cases.into_iter().enumerate() {
-        let tx = Transaction {
-            authority,
-            nonce: i as u64,
-            instruction,
-        };
+        let tx = Transaction { authority, nonce: i as u64, instruction };
         let bytes = postcard::to_allocvec(&tx).unwrap();
-        assert_eq!(
-            d.validate(&bytes, world.clone()).unwrap(),
-            expected,
-            "{tx:?}"
-        );
+        assert_eq!(d.validate(&bytes, world.clone()).unwrap(), expected, "{tx:?}");
     }
-    assert_eq!(
-        d.validate(&[0xff; 3], world.clone()).unwrap(),
-        denied(reasons::MALFORMED)
-    );
+    assert_eq!(d.validate(&[0xff; 3], world.clone()).unwrap(), denied(reasons::MALFORMED));
     assert_eq!(d.stats().rejected.get(&RejectionKind::Trap), None);
 }
 
 /// More instances than one engine store may ever hold (wasmtime caps a
 /// store at 10,000): every rebuild must use a new store.
 pub fn many_instances_do_not_exhaust_the_store(factory: HostFactory) {
-    let mut d = load(
-        factory,
-        HOSTILE.as_bytes(),
-        PersistencePolicy::Fresh,
-        Limits::default(),
-    );
+    let mut d = load(factory, HOSTILE.as_bytes(), PersistencePolicy::Fresh, Limits::default());
     let empty = state(&[]);
     for i in 0..10_001 {
-        assert_eq!(
-            d.validate(&[0], empty.clone()).unwrap(),
-            A,
-            "transaction {i}"
-        );
+        assert_eq!(d.validate(&[0], empty.clone()).unwrap(), A, "transaction {i}");
     }
-    assert_eq!(
-        d.stats().instances_built,
-        10_001,
-        "one at load, one per later transaction"
-    );
+    assert_eq!(d.stats().instances_built, 10_001, "one at load, one per later transaction");
 }

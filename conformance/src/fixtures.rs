@@ -10,6 +10,8 @@ pub const HOSTILE: &str = include_str!("../../executors/fixtures/hostile.wat");
 pub const STATEFUL: &str = include_str!("../../executors/fixtures/stateful.wat");
 /// Calls `host.state_get` in `executor_init`.
 pub const INIT_READS_STATE: &str = include_str!("../../executors/fixtures/init_reads_state.wat");
+/// Memory semantics the instrumentation must preserve.
+pub const MEMORY_OPS: &str = include_str!("../../executors/fixtures/memory_ops.wat");
 /// Reads world state under the payload as key.
 pub const READS_STATE: &str = include_str!("../../executors/fixtures/reads_state.wat");
 
@@ -29,11 +31,7 @@ pub const HOSTILE_CASES: &[(u8, &str, Verdict)] = &[
     (1, "infinite loop", rejected(Rejection::OutOfFuel)),
     (2, "deep recursion", rejected(Rejection::StackOverflow)),
     (3, "one huge memory.grow", rejected(Rejection::OutOfMemory)),
-    (
-        4,
-        "many small memory.grow",
-        rejected(Rejection::OutOfMemory),
-    ),
+    (4, "many small memory.grow", rejected(Rejection::OutOfMemory)),
     (5, "table bomb", rejected(Rejection::OutOfMemory)),
     (6, "unreachable", trap(TrapCode::Unreachable)),
     (7, "division by zero", trap(TrapCode::IntegerDivisionByZero)),
@@ -43,35 +41,11 @@ pub const HOSTILE_CASES: &[(u8, &str, Verdict)] = &[
     (11, "null indirect call", trap(TrapCode::IndirectCallToNull)),
     (12, "bad signature", trap(TrapCode::BadSignature)),
     (13, "bad verdict value", rejected(Rejection::BadVerdict)),
-    (
-        14,
-        "state_get key outside memory",
-        rejected(Rejection::HostFault),
-    ),
-    (
-        15,
-        "state_get key length 0x7fffffff",
-        rejected(Rejection::HostFault),
-    ),
-    (
-        16,
-        "state_get out_cap 0xffffffff on an absent key",
-        rejected(Rejection::HostFault),
-    ),
-    (
-        17,
-        "state_get key longer than 1024",
-        rejected(Rejection::HostFault),
-    ),
-    (
-        18,
-        "deny_reason outside memory",
-        rejected(Rejection::HostFault),
-    ),
+    (14, "state_get key outside memory", rejected(Rejection::HostFault)),
+    (15, "state_get key length 0x7fffffff", rejected(Rejection::HostFault)),
+    (16, "state_get out_cap 0xffffffff on an absent key", rejected(Rejection::HostFault)),
+    (17, "state_get key longer than 1024", rejected(Rejection::HostFault)),
+    (18, "deny_reason outside memory", rejected(Rejection::HostFault)),
     (19, "log outside memory", rejected(Rejection::HostFault)),
-    (
-        23,
-        "table access out of bounds",
-        trap(TrapCode::TableOutOfBounds),
-    ),
+    (23, "table access out of bounds", trap(TrapCode::TableOutOfBounds)),
 ];

@@ -15,9 +15,7 @@
 pub mod cases;
 pub mod fixtures;
 
-use executor_core::{
-    Driver, DriverConfig, ExecutorHost, Limits, PersistencePolicy, SharedState, Verdict,
-};
+use executor_core::{Driver, DriverConfig, ExecutorHost, Limits, PersistencePolicy, SharedState, Verdict};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -26,44 +24,20 @@ pub type HostFactory = fn(Limits) -> Arc<dyn ExecutorHost>;
 
 /// World state with the given entries.
 pub fn state(entries: &[(&[u8], &[u8])]) -> SharedState {
-    Arc::new(
-        entries
-            .iter()
-            .map(|(k, v)| (k.to_vec(), v.to_vec()))
-            .collect::<BTreeMap<_, _>>(),
-    )
+    Arc::new(entries.iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect::<BTreeMap<_, _>>())
 }
 
 /// Loads `executor` on the backend under `policy` with `limits`, panicking
 /// with the load error if it fails.
-pub fn load(
-    factory: HostFactory,
-    executor: &[u8],
-    policy: PersistencePolicy,
-    limits: Limits,
-) -> Driver {
-    Driver::new(
-        factory(limits),
-        executor,
-        DriverConfig {
-            policy,
-            recycle_watermark: None,
-        },
-    )
-    .unwrap_or_else(|e| panic!("load failed: {e}"))
+pub fn load(factory: HostFactory, executor: &[u8], policy: PersistencePolicy, limits: Limits) -> Driver {
+    Driver::new(factory(limits), executor, DriverConfig { policy, recycle_watermark: None })
+        .unwrap_or_else(|e| panic!("load failed: {e}"))
 }
 
 /// Validates each payload in turn against empty world state.
 pub fn run(driver: &mut Driver, payloads: &[&[u8]]) -> Vec<Verdict> {
     let empty = state(&[]);
-    payloads
-        .iter()
-        .map(|p| {
-            driver
-                .validate(p, empty.clone())
-                .unwrap_or_else(|e| panic!("host failure: {e}"))
-        })
-        .collect()
+    payloads.iter().map(|p| driver.validate(p, empty.clone()).unwrap_or_else(|e| panic!("host failure: {e}"))).collect()
 }
 
 /// Runs every case of [`cases`] as a `#[test]` on the backend made by
@@ -74,6 +48,7 @@ macro_rules! suite {
     ($factory:path) => {
         $crate::suite!(@cases $factory;
             every_rejection_kind,
+            memory_semantics,
             alloc_misbehaviour,
             deny_reasons,
             state_get_end_to_end,

@@ -148,11 +148,7 @@ pub trait CompiledExecutor: Send + Sync {
     /// A new store and instance, with `env` as its host state. Runs the wasm
     /// `start` function (in [`crate::Phase::Init`], under the init fuel) but
     /// not `executor_init`, which the driver calls.
-    fn instantiate(
-        &self,
-        env: HostEnv,
-        mode: InstanceMode,
-    ) -> Result<Box<dyn ExecutorInstance>, CallError>;
+    fn instantiate(&self, env: HostEnv, mode: InstanceMode) -> Result<Box<dyn ExecutorInstance>, CallError>;
 }
 
 /// One live instance in its own store. Dropping it frees the store.

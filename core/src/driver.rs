@@ -9,8 +9,7 @@
 //! to a [`Verdict`] — backends report, the driver decides.
 
 use crate::backend::{
-    Blanked, CallError, CompiledExecutor, ExecutorHost, ExecutorInstance, Export, InstanceMode,
-    Trap,
+    Blanked, CallError, CompiledExecutor, ExecutorHost, ExecutorInstance, Export, InstanceMode, Trap,
 };
 use crate::host::{Abort, HostEnv, Phase, SharedState};
 use crate::module::PreparedModule;
@@ -24,20 +23,7 @@ use std::time::{Duration, Instant};
 use strum::{Display, EnumIter, IntoStaticStr};
 
 /// Why an instance was rebuilt outside the policy's schedule.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    Serialize,
-    Display,
-    EnumIter,
-    IntoStaticStr,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Display, EnumIter, IntoStaticStr)]
 #[serde(rename_all = "snake_case")]
 #[strum(serialize_all = "snake_case")]
 pub enum RecycleCause {
@@ -191,9 +177,7 @@ fn rejection(env: &mut HostEnv, trap: Trap) -> Result<Rejection, HostFailed> {
         Trap::Wasm(code) => Ok(Rejection::Trap(code)),
         Trap::OutOfFuel => Ok(Rejection::OutOfFuel),
         Trap::StackOverflow => Ok(Rejection::StackOverflow),
-        Trap::Aborted => Err(HostFailed(
-            "a host function aborted without recording why".into(),
-        )),
+        Trap::Aborted => Err(HostFailed("a host function aborted without recording why".into())),
     }
 }
 
@@ -241,9 +225,7 @@ impl Driver {
     }
 
     fn watermark(&self) -> u64 {
-        self.config
-            .recycle_watermark
-            .unwrap_or(self.host.limits().memory_pages() * crate::limits::PAGE_SIZE / 2)
+        self.config.recycle_watermark.unwrap_or(self.host.limits().memory_pages() * crate::limits::PAGE_SIZE / 2)
     }
 
     fn mode(&self) -> InstanceMode {
@@ -264,9 +246,7 @@ impl Driver {
             CallError::Host(m) => host_failure(m),
             CallError::Trap(t) => {
                 let reason = match env.abort() {
-                    Some(Abort::StateDuringInit) => {
-                        "it called host.state_get, but init has no world state".into()
-                    }
+                    Some(Abort::StateDuringInit) => "it called host.state_get, but init has no world state".into(),
                     Some(Abort::HostFault(what)) => format!("host_fault: {what}"),
                     _ => match rejection(env, t) {
                         Ok(r) => r.to_string(),
@@ -277,33 +257,25 @@ impl Driver {
             }
         };
         let mode = self.mode();
-        let mut env = HostEnv::new(&limits);
+        let mut env = HostEnv::new(&limits, self.module.info.layout);
         env.begin(Phase::Init, None);
         let mut instance = match self.compiled.instantiate(env, mode) {
             Ok(i) => i,
             Err(e) => {
-                let mut env = HostEnv::new(&limits);
-                return Err(init_failed(
-                    "instantiation (data segments, start)",
-                    &mut env,
-                    e,
-                ));
+                let mut env = HostEnv::new(&limits, self.module.info.layout);
+                return Err(init_failed("instantiation (data segments, start)", &mut env, e));
             }
         };
         if self.module.info.has_init {
             instance.env().begin(Phase::Init, None);
-            instance
-                .set_fuel(limits.init_fuel)
-                .map_err(|e| init_failed("executor_init", instance.env(), e))?;
+            instance.set_fuel(limits.init_fuel).map_err(|e| init_failed("executor_init", instance.env(), e))?;
             if let Err(e) = instance.call(Export::Init, &[]) {
                 return Err(init_failed("executor_init", instance.env(), e));
             }
             instance.env().end();
         }
         if mode == InstanceMode::Reusable {
-            instance
-                .mark_blank()
-                .map_err(|e| host_failure(format!("blank-state snapshot failed: {e:?}")))?;
+            instance.mark_blank().map_err(|e| host_failure(format!("blank-state snapshot failed: {e:?}")))?;
         }
         self.stats.instances_built += 1;
         self.stats.build_time += started.elapsed();
@@ -394,11 +366,10 @@ impl Driver {
                 tracing::warn!(message = %first, "host failure; rebuilding and retrying once");
                 self.stats.host_failures += 1;
                 self.recycle(RecycleCause::HostFailure)?;
-                self.run(tx, state)
-                    .map_err(|HostFailed(message)| Error::HostFailure {
-                        backend: self.host.kind(),
-                        message: format!("{message} (after a retry; first failure: {first})"),
-                    })?
+                self.run(tx, state).map_err(|HostFailed(message)| Error::HostFailure {
+                    backend: self.host.kind(),
+                    message: format!("{message} (after a retry; first failure: {first})"),
+                })?
             }
         };
         self.served += 1;
@@ -412,8 +383,7 @@ impl Driver {
             }
         }
         if self.due.is_none() {
-            let size = self.instance.as_mut().map_or(0, |i| i.memory_size());
-            if size > self.watermark() {
+            if self.memory_in_use() > self.watermark() {
                 self.due = Some(RecycleCause::Watermark);
             }
         }
@@ -423,14 +393,10 @@ impl Driver {
     /// One attempt at a transaction on the current instance.
     fn run(&mut self, tx: &[u8], state: SharedState) -> Result<Verdict, HostFailed> {
         let fuel = self.host.limits().fuel;
-        let instance = self
-            .instance
-            .as_mut()
-            .ok_or_else(|| HostFailed("no instance".into()))?;
+        let instance = self.instance.as_mut().ok_or_else(|| HostFailed("no instance".into()))?;
         let started = Instant::now();
         let result = guarded(|| {
-            let len = i32::try_from(tx.len())
-                .map_err(|_| HostFailed("transaction longer than 2 GiB".into()))?;
+            let len = i32::try_from(tx.len()).map_err(|_| HostFailed("transaction longer than 2 GiB".into()))?;
             instance.env().begin(Phase::Validate, Some(state));
             instance.set_fuel(fuel)?;
             let verdict = Self::call_validate(instance.as_mut(), tx, len);
@@ -445,11 +411,7 @@ impl Driver {
         result
     }
 
-    fn call_validate(
-        instance: &mut dyn ExecutorInstance,
-        tx: &[u8],
-        len: i32,
-    ) -> Result<Verdict, HostFailed> {
+    fn call_validate(instance: &mut dyn ExecutorInstance, tx: &[u8], len: i32) -> Result<Verdict, HostFailed> {
         let ended = |instance: &mut dyn ExecutorInstance, e: CallError| match e {
             CallError::Host(m) => Err(HostFailed(m)),
             CallError::Trap(t) => rejection(instance.env(), t).map(Verdict::rejected),
@@ -459,22 +421,17 @@ impl Driver {
             Ok(None) => return Err(HostFailed("executor_alloc returned no value".into())),
             Err(e) => return ended(instance, e),
         };
-        let memory = instance.memory();
+        let layout = instance.env().layout();
+        let (dirty, memory) = layout.split(instance.memory());
         if ptr == 0 || ptr + tx.len() > memory.len() {
-            tracing::debug!(
-                ptr,
-                len,
-                memory = memory.len(),
-                "executor_alloc returned a bad range"
-            );
+            tracing::debug!(ptr, len, memory = memory.len(), "executor_alloc returned a bad range");
             return Ok(Verdict::rejected(Rejection::HostFault));
         }
         memory[ptr..ptr + tx.len()].copy_from_slice(tx);
+        crate::instrument::mark(dirty, ptr, tx.len());
         match instance.call(Export::Validate, &[ptr as i32, len]) {
             Ok(Some(0)) => Ok(Verdict::Approved),
-            Ok(Some(1)) => Ok(Verdict::Denied {
-                reason: instance.env().take_deny_reason().unwrap_or_default(),
-            }),
+            Ok(Some(1)) => Ok(Verdict::Denied { reason: instance.env().take_deny_reason().unwrap_or_default() }),
             Ok(Some(_)) => Ok(Verdict::rejected(Rejection::BadVerdict)),
             Ok(None) => Err(HostFailed("executor_validate returned no value".into())),
             Err(e) => ended(instance, e),
@@ -494,8 +451,10 @@ impl Driver {
         self.due = Some(RecycleCause::Purge);
     }
 
-    /// Current linear memory of the warm instance, in bytes.
+    /// Current linear memory of the warm instance as the guest sees it
+    /// (without the host's dirty map), in bytes.
     pub fn memory_in_use(&mut self) -> u64 {
-        self.instance.as_mut().map_or(0, |i| i.memory_size())
+        let reserved = self.module.info.layout.reserved as u64;
+        self.instance.as_mut().map_or(0, |i| i.memory_size().saturating_sub(reserved))
     }
 }

@@ -16,9 +16,7 @@ pub enum Error {
     #[error("invalid WebAssembly module: {0}")]
     InvalidModule(String),
     /// The module uses a feature outside the ABI's set.
-    #[error(
-        "the module uses the {feature} feature, which the executor ABI does not allow ({detail})"
-    )]
+    #[error("the module uses the {feature} feature, which the executor ABI does not allow ({detail})")]
     ForbiddenFeature {
         /// The feature's name, e.g. `SIMD`.
         feature: &'static str,
@@ -53,9 +51,7 @@ pub enum Error {
     #[error("export `{0}` uses the reserved prefix `{prefix}`", prefix = crate::module::RESERVED_PREFIX)]
     ReservedExport(String),
     /// An import the host does not provide.
-    #[error(
-        "unknown import `{module}.{name}`: the host provides only host.state_get, host.deny_reason and host.log"
-    )]
+    #[error("unknown import `{module}.{name}`: the host provides only host.state_get, host.deny_reason and host.log")]
     UnknownImport {
         /// Import module.
         module: String,

@@ -8,6 +8,7 @@
 //! is recorded in the [`HostEnv`]; the driver reads it from there, so the
 //! engine never decides a verdict.
 
+use crate::instrument::Layout;
 use std::sync::Arc;
 
 /// The import module name.
@@ -41,21 +42,9 @@ use ValType::I32;
 
 /// Every import the host provides; nothing else exists.
 pub const IMPORTS: [ImportSpec; 3] = [
-    ImportSpec {
-        name: "state_get",
-        params: &[I32, I32, I32, I32],
-        results: &[I32],
-    },
-    ImportSpec {
-        name: "deny_reason",
-        params: &[I32, I32],
-        results: &[],
-    },
-    ImportSpec {
-        name: "log",
-        params: &[I32, I32, I32],
-        results: &[],
-    },
+    ImportSpec { name: "state_get", params: &[I32, I32, I32, I32], results: &[I32] },
+    ImportSpec { name: "deny_reason", params: &[I32, I32], results: &[] },
+    ImportSpec { name: "log", params: &[I32, I32, I32], results: &[] },
 ];
 
 /// Read-only world state as the executor sees it through `host.state_get`.
@@ -126,6 +115,7 @@ pub struct HostEnv {
     abort: Option<Abort>,
     memory_limit: u64,
     table_limit: u64,
+    layout: Layout,
 }
 
 impl std::fmt::Debug for HostEnv {
@@ -140,8 +130,9 @@ impl std::fmt::Debug for HostEnv {
 }
 
 impl HostEnv {
-    /// A fresh environment in the [`Phase::Init`] phase.
-    pub fn new(limits: &crate::Limits) -> Self {
+    /// A fresh environment in the [`Phase::Init`] phase, for an instance of
+    /// a module instrumented with `layout`.
+    pub fn new(limits: &crate::Limits, layout: Layout) -> Self {
         HostEnv {
             phase: Phase::Init,
             state: None,
@@ -149,7 +140,13 @@ impl HostEnv {
             abort: None,
             memory_limit: limits.memory_pages() * crate::limits::PAGE_SIZE,
             table_limit: limits.table_elements,
+            layout,
         }
+    }
+
+    /// The memory layout of the instance.
+    pub fn layout(&self) -> Layout {
+        self.layout
     }
 
     /// Starts a call phase: sets the state (if any), clears the reason and
@@ -203,11 +200,7 @@ impl HostEnv {
     /// `out_of_memory`.
     pub fn memory_growing(&mut self, desired: u64) -> Result<(), Aborted> {
         if desired > self.memory_limit {
-            return Err(self.fail(Abort::OutOfMemory {
-                what: "memory",
-                desired,
-                limit: self.memory_limit,
-            }));
+            return Err(self.fail(Abort::OutOfMemory { what: "memory", desired, limit: self.memory_limit }));
         }
         Ok(())
     }
@@ -216,11 +209,7 @@ impl HostEnv {
     /// elements.
     pub fn table_growing(&mut self, desired: u64) -> Result<(), Aborted> {
         if desired > self.table_limit {
-            return Err(self.fail(Abort::OutOfMemory {
-                what: "table",
-                desired,
-                limit: self.table_limit,
-            }));
+            return Err(self.fail(Abort::OutOfMemory { what: "table", desired, limit: self.table_limit }));
         }
         Ok(())
     }
@@ -228,16 +217,8 @@ impl HostEnv {
     /// Called by a backend when the engine itself failed a growth the limits
     /// allowed (e.g. the allocation failed): the same `out_of_memory`.
     pub fn grow_failed(&mut self, what: &'static str, desired: u64) -> Aborted {
-        let limit = if what == "table" {
-            self.table_limit
-        } else {
-            self.memory_limit
-        };
-        self.fail(Abort::OutOfMemory {
-            what,
-            desired,
-            limit,
-        })
+        let limit = if what == "table" { self.table_limit } else { self.memory_limit };
+        self.fail(Abort::OutOfMemory { what, desired, limit })
     }
 }
 
@@ -252,9 +233,7 @@ fn range(
     let (ptr, len) = (ptr as u32 as u64, len as u32 as u64);
     let end = ptr + len; // cannot overflow: both < 2^32
     if end > memory_len as u64 {
-        return Err(env.fault(format!(
-            "{what} range {ptr:#x}..+{len:#x} is outside memory ({memory_len:#x} bytes)"
-        )));
+        return Err(env.fault(format!("{what} range {ptr:#x}..+{len:#x} is outside memory ({memory_len:#x} bytes)")));
     }
     Ok(ptr as usize..end as usize)
 }
@@ -270,11 +249,9 @@ pub fn state_get(
     out_ptr: i32,
     out_cap: i32,
 ) -> Result<i32, Aborted> {
+    let (dirty, memory) = env.layout.split(memory);
     if key_len as u32 > MAX_KEY_LEN {
-        return Err(env.fault(format!(
-            "state_get key length {} exceeds {MAX_KEY_LEN}",
-            key_len as u32
-        )));
+        return Err(env.fault(format!("state_get key length {} exceeds {MAX_KEY_LEN}", key_len as u32)));
     }
     let key = range(env, memory.len(), "state_get key", key_ptr, key_len)?;
     let out = range(env, memory.len(), "state_get out", out_ptr, out_cap)?;
@@ -292,6 +269,7 @@ pub fn state_get(
     };
     if value.len() <= out.len() {
         memory[out.start..out.start + value.len()].copy_from_slice(value);
+        crate::instrument::mark(dirty, out.start, value.len());
     }
     Ok(len)
 }
@@ -299,6 +277,7 @@ pub fn state_get(
 /// `host.deny_reason(ptr, len)`: the last call of a transaction wins; the
 /// first 256 bytes are kept, then lossily decoded as UTF-8.
 pub fn deny_reason(env: &mut HostEnv, memory: &[u8], ptr: i32, len: i32) -> Result<(), Aborted> {
+    let memory = env.layout.guest(memory);
     let r = range(env, memory.len(), "deny_reason", ptr, len)?;
     let kept = &memory[r.start..r.end.min(r.start + MAX_REASON_LEN)];
     env.deny_reason = Some(String::from_utf8_lossy(kept).into_owned());
@@ -307,13 +286,7 @@ pub fn deny_reason(env: &mut HostEnv, memory: &[u8], ptr: i32, len: i32) -> Resu
 
 /// `host.log(level, ptr, len)`: a log line (level 0 error … 4 trace; higher
 /// levels count as trace), first 1024 bytes. Never affects a verdict.
-pub fn log(
-    env: &mut HostEnv,
-    memory: &[u8],
-    level: i32,
-    ptr: i32,
-    len: i32,
-) -> Result<(), Aborted> {
+pub fn log(env: &mut HostEnv, memory: &[u8], level: i32, ptr: i32, len: i32) -> Result<(), Aborted> {
     let r = range(env, memory.len(), "log", ptr, len)?;
     let kept = &memory[r.start..r.end.min(r.start + MAX_LOG_LEN)];
     let line = String::from_utf8_lossy(kept);
@@ -333,11 +306,8 @@ mod tests {
     use std::collections::BTreeMap;
 
     fn env_with(state: &[(&[u8], &[u8])]) -> HostEnv {
-        let map: BTreeMap<Vec<u8>, Vec<u8>> = state
-            .iter()
-            .map(|(k, v)| (k.to_vec(), v.to_vec()))
-            .collect();
-        let mut env = HostEnv::new(&crate::Limits::default());
+        let map: BTreeMap<Vec<u8>, Vec<u8>> = state.iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect();
+        let mut env = HostEnv::new(&crate::Limits::default(), Layout { reserved: 0 });
         env.begin(Phase::Validate, Some(Arc::new(map)));
         env
     }
@@ -355,11 +325,7 @@ mod tests {
         assert_eq!(&mem[10..15], b"value");
         mem[10..15].fill(0);
         assert_eq!(state_get(&mut env, &mut mem, 0, 1, 10, 4), Ok(5));
-        assert_eq!(
-            &mem[10..15],
-            &[0; 5],
-            "nothing written when it does not fit"
-        );
+        assert_eq!(&mem[10..15], &[0; 5], "nothing written when it does not fit");
         mem[0] = b'x';
         assert_eq!(state_get(&mut env, &mut mem, 0, 1, 10, 5), Ok(-1));
         assert!(env.abort().is_none());
@@ -379,26 +345,14 @@ mod tests {
         for &(kp, kl, op, oc) in cases {
             let mut env = env_with(&[(b"k", b"v")]);
             let mut mem = vec![0u8; 64];
-            assert_eq!(
-                state_get(&mut env, &mut mem, kp, kl, op, oc),
-                Err(Aborted),
-                "{kp} {kl} {op} {oc}"
-            );
+            assert_eq!(state_get(&mut env, &mut mem, kp, kl, op, oc), Err(Aborted), "{kp} {kl} {op} {oc}");
             assert!(faulted(&env));
         }
         let mut env = env_with(&[]);
         let mut mem = vec![0u8; 4096];
-        assert_eq!(
-            state_get(&mut env, &mut mem, 0, 1025, 0, 0),
-            Err(Aborted),
-            "key > 1024 even inside memory"
-        );
+        assert_eq!(state_get(&mut env, &mut mem, 0, 1025, 0, 0), Err(Aborted), "key > 1024 even inside memory");
         let mut env = env_with(&[]);
-        assert_eq!(
-            state_get(&mut env, &mut mem, 0, 1024, 0, 0),
-            Ok(-1),
-            "key of exactly 1024 is fine"
-        );
+        assert_eq!(state_get(&mut env, &mut mem, 0, 1024, 0, 0), Ok(-1), "key of exactly 1024 is fine");
         for (p, l) in [(0, 65), (64, 1), (-1, 1), (0, -1), (1, 0x7fff_ffff)] {
             let mut env = env_with(&[]);
             assert_eq!(deny_reason(&mut env, &mem[..64], p, l), Err(Aborted));
@@ -407,11 +361,7 @@ mod tests {
             assert!(faulted(&env));
         }
         let mut env = env_with(&[]);
-        assert_eq!(
-            deny_reason(&mut env, &mem[..64], 64, 0),
-            Ok(()),
-            "empty range at the end is inside"
-        );
+        assert_eq!(deny_reason(&mut env, &mem[..64], 64, 0), Ok(()), "empty range at the end is inside");
     }
 
     #[test]
@@ -436,7 +386,7 @@ mod tests {
 
     #[test]
     fn state_get_during_init_is_refused() {
-        let mut env = HostEnv::new(&crate::Limits::default());
+        let mut env = HostEnv::new(&crate::Limits::default(), Layout { reserved: 0 });
         let mut mem = vec![0u8; 16];
         assert_eq!(state_get(&mut env, &mut mem, 0, 1, 0, 1), Err(Aborted));
         assert_eq!(env.abort(), Some(&Abort::StateDuringInit));
@@ -444,34 +394,21 @@ mod tests {
 
     #[test]
     fn growth_past_the_limits_is_out_of_memory() {
-        let limits = crate::Limits {
-            memory_bytes: 2 * 65536 + 100,
-            table_elements: 10,
-            ..Default::default()
-        };
-        let mut env = HostEnv::new(&limits);
-        assert!(
-            env.memory_growing(2 * 65536).is_ok(),
-            "limit rounds down to whole pages"
-        );
+        let limits = crate::Limits { memory_bytes: 2 * 65536 + 100, table_elements: 10, ..Default::default() };
+        let mut env = HostEnv::new(&limits, Layout { reserved: 0 });
+        assert!(env.memory_growing(2 * 65536).is_ok(), "limit rounds down to whole pages");
         assert!(env.memory_growing(3 * 65536).is_err());
-        assert!(matches!(
-            env.abort(),
-            Some(Abort::OutOfMemory { what: "memory", .. })
-        ));
-        let mut env = HostEnv::new(&limits);
+        assert!(matches!(env.abort(), Some(Abort::OutOfMemory { what: "memory", .. })));
+        let mut env = HostEnv::new(&limits, Layout { reserved: 0 });
         assert!(env.table_growing(10).is_ok());
         assert!(env.table_growing(11).is_err());
-        assert!(matches!(
-            env.abort(),
-            Some(Abort::OutOfMemory { what: "table", .. })
-        ));
+        assert!(matches!(env.abort(), Some(Abort::OutOfMemory { what: "table", .. })));
     }
 
     #[test]
     fn end_releases_the_state() {
         let state: SharedState = Arc::new(BTreeMap::<Vec<u8>, Vec<u8>>::new());
-        let mut env = HostEnv::new(&crate::Limits::default());
+        let mut env = HostEnv::new(&crate::Limits::default(), Layout { reserved: 0 });
         env.begin(Phase::Validate, Some(state.clone()));
         assert_eq!(Arc::strong_count(&state), 2);
         env.end();

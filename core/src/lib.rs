@@ -12,6 +12,7 @@ pub mod backend;
 pub mod driver;
 mod error;
 pub mod host;
+pub mod instrument;
 pub mod limits;
 pub mod module;
 pub mod policy;
@@ -19,8 +20,7 @@ pub mod snapshot;
 pub mod verdict;
 
 pub use backend::{
-    BackendKind, Blanked, CallError, CompiledExecutor, ExecutorHost, ExecutorInstance, Export,
-    InstanceMode, Trap,
+    BackendKind, Blanked, CallError, CompiledExecutor, ExecutorHost, ExecutorInstance, Export, InstanceMode, Trap,
 };
 pub use driver::{Driver, DriverConfig, RecycleCause, Stats};
 pub use error::{Error, Result};

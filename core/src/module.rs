@@ -11,13 +11,16 @@ use crate::host::{IMPORTS, MODULE};
 use crate::{Error, Limits, Result};
 use sha2::{Digest, Sha256};
 use wasmparser::{
-    CompositeInnerType, ExternalKind, FuncType, Parser, Payload, TypeRef, ValType, Validator,
-    WasmFeatures,
+    CompositeInnerType, ExternalKind, FuncType, Parser, Payload, TypeRef, ValType, Validator, WasmFeatures,
 };
 
 /// Export names starting with this are reserved for the host's own exports
 /// (see [`ModuleInfo::globals`]); an executor may not use them.
 pub const RESERVED_PREFIX: &str = "__executor_host_";
+
+/// The largest memory limit supported: 2 GiB, so the instrumented memory
+/// (guest plus dirty map) always stays well inside a 32-bit address space.
+pub const MAX_MEMORY_LIMIT: u64 = 2 << 30;
 
 /// The ABI's exports.
 pub mod exports {
@@ -42,15 +45,9 @@ pub fn abi_features() -> WasmFeatures {
 /// this order.
 const FORBIDDEN: &[(&str, WasmFeatures)] = &[
     ("SIMD", WasmFeatures::SIMD.union(WasmFeatures::RELAXED_SIMD)),
-    (
-        "threads/atomics",
-        WasmFeatures::THREADS.union(WasmFeatures::SHARED_EVERYTHING_THREADS),
-    ),
+    ("threads/atomics", WasmFeatures::THREADS.union(WasmFeatures::SHARED_EVERYTHING_THREADS)),
     ("tail calls", WasmFeatures::TAIL_CALL),
-    (
-        "exceptions",
-        WasmFeatures::EXCEPTIONS.union(WasmFeatures::LEGACY_EXCEPTIONS),
-    ),
+    ("exceptions", WasmFeatures::EXCEPTIONS.union(WasmFeatures::LEGACY_EXCEPTIONS)),
     ("GC", WasmFeatures::GC),
     ("function references", WasmFeatures::FUNCTION_REFERENCES),
     ("memory64", WasmFeatures::MEMORY64),
@@ -88,6 +85,8 @@ pub struct ModuleInfo {
     pub tables: Vec<String>,
     /// The host imports the module uses.
     pub imports: Vec<&'static str>,
+    /// Where the guest's memory starts in the instrumented module.
+    pub layout: crate::instrument::Layout,
 }
 
 /// A checked module, ready for any backend to compile.
@@ -112,30 +111,19 @@ impl PreparedModule {
 fn to_binary<'a>(input: &'a [u8], limits: &Limits) -> Result<std::borrow::Cow<'a, [u8]>> {
     let max = limits.module.bytes;
     if input.len() as u64 > max {
-        return Err(Error::ModuleLimit {
-            what: "module size (bytes)",
-            actual: input.len() as u64,
-            limit: max,
-        });
+        return Err(Error::ModuleLimit { what: "module size (bytes)", actual: input.len() as u64, limit: max });
     }
     if input.starts_with(b"\0asm") {
         return Ok(input.into());
     }
-    let text = std::str::from_utf8(input)
-        .map_err(|_| Error::NotWasm("no `\\0asm` header and not UTF-8 WAT text".into()))?;
+    let text =
+        std::str::from_utf8(input).map_err(|_| Error::NotWasm("no `\\0asm` header and not UTF-8 WAT text".into()))?;
     let wasm = wat::parse_str(text).map_err(|e| {
         let msg = e.to_string();
-        Error::NotWasm(format!(
-            "no `\\0asm` header and not valid WAT: {}",
-            msg.lines().next().unwrap_or("")
-        ))
+        Error::NotWasm(format!("no `\\0asm` header and not valid WAT: {}", msg.lines().next().unwrap_or("")))
     })?;
     if wasm.len() as u64 > max {
-        return Err(Error::ModuleLimit {
-            what: "module size (bytes)",
-            actual: wasm.len() as u64,
-            limit: max,
-        });
+        return Err(Error::ModuleLimit { what: "module size (bytes)", actual: wasm.len() as u64, limit: max });
     }
     Ok(wasm.into())
 }
@@ -145,15 +133,7 @@ fn invalid(e: wasmparser::BinaryReaderError) -> Error {
 }
 
 fn limit(what: &'static str, actual: u64, limit: u64) -> Result<()> {
-    if actual > limit {
-        Err(Error::ModuleLimit {
-            what,
-            actual,
-            limit,
-        })
-    } else {
-        Ok(())
-    }
+    if actual > limit { Err(Error::ModuleLimit { what, actual, limit }) } else { Ok(()) }
 }
 
 /// Validates against the ABI feature set; on failure names the forbidden
@@ -164,33 +144,19 @@ fn validate_features(wasm: &[u8]) -> Result<wasmparser::types::Types> {
         Err(e) => e,
     };
     let everything = WasmFeatures::all();
-    if Validator::new_with_features(everything)
-        .validate_all(wasm)
-        .is_err()
-    {
+    if Validator::new_with_features(everything).validate_all(wasm).is_err() {
         return Err(invalid(abi_err));
     }
     for &(feature, flags) in FORBIDDEN {
-        if Validator::new_with_features(everything.difference(flags))
-            .validate_all(wasm)
-            .is_err()
-        {
-            return Err(Error::ForbiddenFeature {
-                feature,
-                detail: abi_err.message().to_owned(),
-            });
+        if Validator::new_with_features(everything.difference(flags)).validate_all(wasm).is_err() {
+            return Err(Error::ForbiddenFeature { feature, detail: abi_err.message().to_owned() });
         }
     }
     Err(invalid(abi_err))
 }
 
 fn describe(ty: &FuncType) -> String {
-    let list = |ts: &[ValType]| {
-        ts.iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+    let list = |ts: &[ValType]| ts.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
     format!("func ({}) -> ({})", list(ty.params()), list(ty.results()))
 }
 
@@ -201,15 +167,20 @@ fn is_i32s(ts: &[ValType], n: usize) -> bool {
 /// Checks `input` (binary or WAT) against abi.md and the limits, and
 /// prepares it for the engines.
 pub fn prepare(input: &[u8], limits: &Limits) -> Result<PreparedModule> {
+    if limits.memory_bytes > MAX_MEMORY_LIMIT {
+        return Err(Error::ModuleLimit {
+            what: "configured memory limit (bytes)",
+            actual: limits.memory_bytes,
+            limit: MAX_MEMORY_LIMIT,
+        });
+    }
     let wasm = to_binary(input, limits)?;
     let hash: [u8; 32] = Sha256::digest(&wasm).into();
     if wasm.len() < 8 {
         return Err(Error::NotWasm("shorter than the 8-byte header".into()));
     }
     if wasm[4..8] != [1, 0, 0, 0] {
-        return Err(Error::NotWasm(
-            "not a core module of binary version 1 (a component?)".into(),
-        ));
+        return Err(Error::NotWasm("not a core module of binary version 1 (a component?)".into()));
     }
     let m = &limits.module;
 
@@ -220,10 +191,7 @@ pub fn prepare(input: &[u8], limits: &Limits) -> Result<PreparedModule> {
         match payload.map_err(invalid)? {
             Payload::ImportSection(s) => {
                 for imp in s.into_imports() {
-                    if matches!(
-                        imp.map_err(invalid)?.ty,
-                        TypeRef::Func(_) | TypeRef::FuncExact(_)
-                    ) {
+                    if matches!(imp.map_err(invalid)?.ty, TypeRef::Func(_) | TypeRef::FuncExact(_)) {
                         functions += 1;
                     }
                 }
@@ -232,9 +200,7 @@ pub fn prepare(input: &[u8], limits: &Limits) -> Result<PreparedModule> {
             Payload::GlobalSection(s) => limit("globals", s.count().into(), m.globals.into())?,
             Payload::ExportSection(s) => limit("exports", s.count().into(), m.exports.into())?,
             Payload::DataSection(s) => limit("data segments", s.count().into(), m.segments.into())?,
-            Payload::ElementSection(s) => {
-                limit("element segments", s.count().into(), m.segments.into())?
-            }
+            Payload::ElementSection(s) => limit("element segments", s.count().into(), m.segments.into())?,
             Payload::CodeSectionEntry(body) => {
                 let mut locals = 0u64;
                 for l in body.get_locals_reader().map_err(invalid)? {
@@ -262,17 +228,9 @@ pub fn prepare(input: &[u8], limits: &Limits) -> Result<PreparedModule> {
         return Err(Error::Memory(format!("it has {}", types.memory_count())));
     }
     let memory = types.memory_at(0);
-    limit(
-        "initial memory (pages)",
-        memory.initial,
-        limits.memory_pages(),
-    )?;
+    limit("initial memory (pages)", memory.initial, limits.memory_pages())?;
     for t in 0..types.table_count() {
-        limit(
-            "initial table elements",
-            types.table_at(t).initial,
-            limits.table_elements,
-        )?;
+        limit("initial table elements", types.table_at(t).initial, limits.table_elements)?;
     }
 
     // Imports, exports, start; and the sections to rewrite.
@@ -282,10 +240,9 @@ pub fn prepare(input: &[u8], limits: &Limits) -> Result<PreparedModule> {
         has_start: false,
         memory_initial_pages: memory.initial,
         globals: Vec::new(),
-        tables: (0..types.table_count())
-            .map(|t| format!("{RESERVED_PREFIX}table_{t}"))
-            .collect(),
+        tables: (0..types.table_count()).map(|t| format!("{RESERVED_PREFIX}table_{t}")).collect(),
         imports: Vec::new(),
+        layout: crate::instrument::Layout::for_limit(limits.memory_bytes),
     };
     let mut export_section = None;
     let mut imported_funcs = 0u32;
@@ -295,30 +252,19 @@ pub fn prepare(input: &[u8], limits: &Limits) -> Result<PreparedModule> {
             Payload::ImportSection(s) => {
                 for imp in s.into_imports() {
                     let imp = imp.map_err(invalid)?;
-                    let unknown = || Error::UnknownImport {
-                        module: imp.module.into(),
-                        name: imp.name.into(),
-                    };
-                    let spec = IMPORTS
-                        .iter()
-                        .find(|s| imp.module == MODULE && imp.name == s.name)
-                        .ok_or_else(unknown)?;
+                    let unknown = || Error::UnknownImport { module: imp.module.into(), name: imp.name.into() };
+                    let spec =
+                        IMPORTS.iter().find(|s| imp.module == MODULE && imp.name == s.name).ok_or_else(unknown)?;
                     let TypeRef::Func(_) = imp.ty else {
                         return Err(unknown());
                     };
                     let ty = func_type(imported_funcs);
                     imported_funcs += 1;
-                    if !is_i32s(ty.params(), spec.params.len())
-                        || !is_i32s(ty.results(), spec.results.len())
-                    {
+                    if !is_i32s(ty.params(), spec.params.len()) || !is_i32s(ty.results(), spec.results.len()) {
                         let i32s = |n: usize| vec!["i32"; n].join(", ");
                         return Err(Error::ImportType {
                             name: spec.name,
-                            expected: format!(
-                                "func ({}) -> ({})",
-                                i32s(spec.params.len()),
-                                i32s(spec.results.len())
-                            ),
+                            expected: format!("func ({}) -> ({})", i32s(spec.params.len()), i32s(spec.results.len())),
                             found: describe(&ty),
                         });
                     }
@@ -343,15 +289,7 @@ pub fn prepare(input: &[u8], limits: &Limits) -> Result<PreparedModule> {
                             });
                         }
                         let ty = func_type(export.index);
-                        if ok(&ty) {
-                            Ok(())
-                        } else {
-                            Err(Error::ExportType {
-                                name,
-                                expected,
-                                found: describe(&ty),
-                            })
-                        }
+                        if ok(&ty) { Ok(()) } else { Err(Error::ExportType { name, expected, found: describe(&ty) }) }
                     };
                     match export.name {
                         exports::MEMORY => {
@@ -365,27 +303,19 @@ pub fn prepare(input: &[u8], limits: &Limits) -> Result<PreparedModule> {
                             seen[0] = true;
                         }
                         exports::ALLOC => {
-                            func("func (i32) -> (i32)", &|t| {
-                                is_i32s(t.params(), 1) && is_i32s(t.results(), 1)
-                            })?;
+                            func("func (i32) -> (i32)", &|t| is_i32s(t.params(), 1) && is_i32s(t.results(), 1))?;
                             seen[1] = true;
                         }
                         exports::VALIDATE => {
-                            func("func (i32, i32) -> (i32)", &|t| {
-                                is_i32s(t.params(), 2) && is_i32s(t.results(), 1)
-                            })?;
+                            func("func (i32, i32) -> (i32)", &|t| is_i32s(t.params(), 2) && is_i32s(t.results(), 1))?;
                             seen[2] = true;
                         }
                         exports::INIT => {
-                            func("func () -> ()", &|t| {
-                                t.params().is_empty() && t.results().is_empty()
-                            })?;
+                            func("func () -> ()", &|t| t.params().is_empty() && t.results().is_empty())?;
                             info.has_init = true;
                         }
                         exports::MIGRATE => {
-                            func("func () -> (i32)", &|t| {
-                                t.params().is_empty() && is_i32s(t.results(), 1)
-                            })?;
+                            func("func () -> (i32)", &|t| t.params().is_empty() && is_i32s(t.results(), 1))?;
                             info.has_migrate = true;
                         }
                         _ => {}
@@ -397,10 +327,7 @@ pub fn prepare(input: &[u8], limits: &Limits) -> Result<PreparedModule> {
             _ => {}
         }
     }
-    for (ok, name) in seen
-        .into_iter()
-        .zip([exports::MEMORY, exports::ALLOC, exports::VALIDATE])
-    {
+    for (ok, name) in seen.into_iter().zip([exports::MEMORY, exports::ALLOC, exports::VALIDATE]) {
         if !ok {
             return Err(Error::MissingExport(name));
         }
@@ -409,57 +336,29 @@ pub fn prepare(input: &[u8], limits: &Limits) -> Result<PreparedModule> {
     // Make every mutable global and every table reachable for blanking.
     for g in 0..types.global_count() {
         if types.global_at(g).mutable {
-            info.globals.push(GlobalInfo {
-                index: g,
-                export: format!("{RESERVED_PREFIX}global_{g}"),
-            });
+            info.globals.push(GlobalInfo { index: g, export: format!("{RESERVED_PREFIX}global_{g}") });
         }
     }
-    let mut new_exports = wasm_encoder::ExportSection::new();
-    for export in export_section.expect("memory export was seen").into_iter() {
-        let export = export.map_err(invalid)?;
-        new_exports.export(export.name, export.kind.into(), export.index);
-    }
-    for g in &info.globals {
-        new_exports.export(&g.export, wasm_encoder::ExportKind::Global, g.index);
-    }
-    for (t, name) in info.tables.iter().enumerate() {
-        new_exports.export(name, wasm_encoder::ExportKind::Table, t as u32);
-    }
-    let mut out = wasm_encoder::Module::new();
-    for payload in Parser::new(0).parse_all(&wasm) {
-        let payload = payload.map_err(invalid)?;
-        match payload.as_section() {
-            Some((id, _)) if id == wasm_encoder::SectionId::Export as u8 => {
-                out.section(&new_exports);
-            }
-            // Custom sections (names, producers) never matter to a verdict.
-            Some((0, _)) => {}
-            Some((id, range)) => {
-                out.section(&wasm_encoder::RawSection {
-                    id,
-                    data: &wasm[range],
-                });
-            }
-            None => {}
-        }
-    }
-    Ok(PreparedModule {
-        wasm: out.finish(),
-        info,
-        hash,
-    })
+    let defined = types.function_count() - imported_funcs;
+    let plan = crate::instrument::Plan {
+        layout: info.layout,
+        params: (0..defined).map(|i| func_type(imported_funcs + i).params().len() as u32).collect(),
+        globals: types.global_count(),
+        exports: info
+            .globals
+            .iter()
+            .map(|g| (g.export.as_str(), wasm_encoder::ExportKind::Global, g.index))
+            .chain(info.tables.iter().enumerate().map(|(t, n)| (n.as_str(), wasm_encoder::ExportKind::Table, t as u32)))
+            .collect(),
+    };
+    let _ = export_section;
+    let wasm = crate::instrument::rewrite(&wasm, &plan)?;
+    Ok(PreparedModule { wasm, info, hash })
 }
 
 fn abi_name(name: &str) -> &'static str {
-    [
-        exports::MEMORY,
-        exports::ALLOC,
-        exports::VALIDATE,
-        exports::INIT,
-        exports::MIGRATE,
-    ]
-    .into_iter()
-    .find(|n| *n == name)
-    .unwrap_or("?")
+    [exports::MEMORY, exports::ALLOC, exports::VALIDATE, exports::INIT, exports::MIGRATE]
+        .into_iter()
+        .find(|n| *n == name)
+        .unwrap_or("?")
 }

@@ -62,9 +62,7 @@ enum PolicyKind {
 
 /// A policy spelled wrongly on the command line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "invalid policy `{0}`: expected every-tx:N, every-block:N, until-crash or fresh (N a positive integer)"
-)]
+#[error("invalid policy `{0}`: expected every-tx:N, every-block:N, until-crash or fresh (N a positive integer)")]
 pub struct ParsePolicyError(String);
 
 impl std::str::FromStr for PersistencePolicy {
@@ -77,16 +75,10 @@ impl std::str::FromStr for PersistencePolicy {
             None => (s, None),
         };
         let kind: PolicyKind = kind.parse().map_err(|_| err())?;
-        let n = n
-            .map(|n| n.parse::<NonZeroU32>().map_err(|_| err()))
-            .transpose()?;
+        let n = n.map(|n| n.parse::<NonZeroU32>().map_err(|_| err())).transpose()?;
         Ok(match (kind, n) {
-            (PolicyKind::EveryTx, n) => {
-                PersistencePolicy::EveryTransactions(n.unwrap_or(NonZeroU32::MIN))
-            }
-            (PolicyKind::EveryBlock, n) => {
-                PersistencePolicy::EveryBlocks(n.unwrap_or(NonZeroU32::MIN))
-            }
+            (PolicyKind::EveryTx, n) => PersistencePolicy::EveryTransactions(n.unwrap_or(NonZeroU32::MIN)),
+            (PolicyKind::EveryBlock, n) => PersistencePolicy::EveryBlocks(n.unwrap_or(NonZeroU32::MIN)),
             (PolicyKind::UntilCrash, None) => PersistencePolicy::UntilCrash,
             (PolicyKind::Fresh, None) => PersistencePolicy::Fresh,
             (_, Some(_)) => return Err(err()),
@@ -111,29 +103,12 @@ mod tests {
 
     #[test]
     fn cli_spelling_round_trips() {
-        for s in [
-            "every-tx:1",
-            "every-tx:7",
-            "every-block:3",
-            "until-crash",
-            "fresh",
-        ] {
+        for s in ["every-tx:1", "every-tx:7", "every-block:3", "until-crash", "fresh"] {
             let p: PersistencePolicy = s.parse().unwrap();
             assert_eq!(p.to_string(), s);
         }
-        assert_eq!(
-            "every-tx".parse::<PersistencePolicy>().unwrap(),
-            PersistencePolicy::default()
-        );
-        for bad in [
-            "every-tx:0",
-            "every-tx:-1",
-            "every-tx:x",
-            "fresh:2",
-            "sometimes",
-            "",
-            "every-block:",
-        ] {
+        assert_eq!("every-tx".parse::<PersistencePolicy>().unwrap(), PersistencePolicy::default());
+        for bad in ["every-tx:0", "every-tx:-1", "every-tx:x", "fresh:2", "sometimes", "", "every-block:"] {
             assert!(bad.parse::<PersistencePolicy>().is_err(), "{bad}");
         }
     }
@@ -141,27 +116,15 @@ mod tests {
     #[test]
     fn config_spelling_matches_the_abi() {
         let p: PersistencePolicy = serde_json::from_str(r#"{"every_transactions": 5}"#).unwrap();
-        assert_eq!(
-            p,
-            PersistencePolicy::EveryTransactions(NonZeroU32::new(5).unwrap())
-        );
+        assert_eq!(p, PersistencePolicy::EveryTransactions(NonZeroU32::new(5).unwrap()));
         let p: PersistencePolicy = serde_json::from_str(r#"{"every_blocks": 2}"#).unwrap();
-        assert_eq!(
-            p,
-            PersistencePolicy::EveryBlocks(NonZeroU32::new(2).unwrap())
-        );
+        assert_eq!(p, PersistencePolicy::EveryBlocks(NonZeroU32::new(2).unwrap()));
         assert_eq!(
             serde_json::from_str::<PersistencePolicy>(r#""until_crash""#).unwrap(),
             PersistencePolicy::UntilCrash
         );
-        assert_eq!(
-            serde_json::from_str::<PersistencePolicy>(r#""fresh""#).unwrap(),
-            PersistencePolicy::Fresh
-        );
+        assert_eq!(serde_json::from_str::<PersistencePolicy>(r#""fresh""#).unwrap(), PersistencePolicy::Fresh);
         assert!(serde_json::from_str::<PersistencePolicy>(r#"{"every_transactions": 0}"#).is_err());
-        assert_eq!(
-            serde_json::to_string(&PersistencePolicy::default()).unwrap(),
-            r#"{"every_transactions":1}"#
-        );
+        assert_eq!(serde_json::to_string(&PersistencePolicy::default()).unwrap(), r#"{"every_transactions":1}"#);
     }
 }

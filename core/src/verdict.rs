@@ -197,12 +197,8 @@ impl VerdictDigest {
         let (tag, detail): (u8, &[u8]) = match verdict {
             Verdict::Approved => (0, b""),
             Verdict::Denied { reason } => (1, reason.as_bytes()),
-            Verdict::Rejected {
-                rejection: Rejection::Trap(code),
-            } => (2, <&'static str>::from(*code).as_bytes()),
-            Verdict::Rejected { rejection } => {
-                (3, <&'static str>::from(rejection.kind()).as_bytes())
-            }
+            Verdict::Rejected { rejection: Rejection::Trap(code) } => (2, <&'static str>::from(*code).as_bytes()),
+            Verdict::Rejected { rejection } => (3, <&'static str>::from(rejection.kind()).as_bytes()),
         };
         self.hasher.update([tag]);
         self.hasher.update((detail.len() as u64).to_le_bytes());
@@ -228,31 +224,17 @@ mod tests {
     #[test]
     fn names_match_the_abi() {
         assert_eq!(RejectionKind::OutOfFuel.to_string(), "out_of_fuel");
-        assert_eq!(
-            RejectionKind::from_str("upgrade_failed").unwrap(),
-            RejectionKind::UpgradeFailed
-        );
-        assert_eq!(
-            TrapCode::BadConversionToInteger.to_string(),
-            "bad_conversion_to_integer"
-        );
-        assert_eq!(
-            TrapCode::IndirectCallToNull.to_string(),
-            "indirect_call_to_null"
-        );
+        assert_eq!(RejectionKind::from_str("upgrade_failed").unwrap(), RejectionKind::UpgradeFailed);
+        assert_eq!(TrapCode::BadConversionToInteger.to_string(), "bad_conversion_to_integer");
+        assert_eq!(TrapCode::IndirectCallToNull.to_string(), "indirect_call_to_null");
         let v = Verdict::rejected(Rejection::Trap(TrapCode::IntegerDivisionByZero));
         assert_eq!(
             serde_json::to_string(&v).unwrap(),
             r#"{"verdict":"rejected","kind":"trap","code":"integer_division_by_zero"}"#
         );
         assert_eq!(v.to_string(), "rejected(trap:integer_division_by_zero)");
-        let d = Verdict::Denied {
-            reason: "no".into(),
-        };
-        assert_eq!(
-            serde_json::to_string(&d).unwrap(),
-            r#"{"verdict":"denied","reason":"no"}"#
-        );
+        let d = Verdict::Denied { reason: "no".into() };
+        assert_eq!(serde_json::to_string(&d).unwrap(), r#"{"verdict":"denied","reason":"no"}"#);
         let back: Verdict = serde_json::from_str(&serde_json::to_string(&v).unwrap()).unwrap();
         assert_eq!(back, v);
     }
@@ -271,9 +253,7 @@ mod tests {
         assert_ne!(seq(&[dn("ab"), dn("")]), seq(&[dn("a"), dn("b")]));
         assert_ne!(
             seq(&[Verdict::rejected(Rejection::Trap(TrapCode::Unreachable))]),
-            seq(&[Verdict::rejected(Rejection::Trap(
-                TrapCode::IntegerOverflow
-            ))])
+            seq(&[Verdict::rejected(Rejection::Trap(TrapCode::IntegerOverflow))])
         );
         assert_ne!(seq(&[]), seq(&[a]));
     }

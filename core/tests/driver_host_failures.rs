@@ -47,17 +47,10 @@ impl ExecutorHost for MockHost {
 }
 
 impl CompiledExecutor for MockCompiled {
-    fn instantiate(
-        &self,
-        env: HostEnv,
-        _: InstanceMode,
-    ) -> Result<Box<dyn ExecutorInstance>, CallError> {
+    fn instantiate(&self, env: HostEnv, _: InstanceMode) -> Result<Box<dyn ExecutorInstance>, CallError> {
         self.0.lock().unwrap().instances += 1;
-        Ok(Box::new(MockInstance {
-            env,
-            memory: vec![0; 65536],
-            script: self.0.clone(),
-        }))
+        let memory = vec![0; env.layout().reserved + 65536];
+        Ok(Box::new(MockInstance { env, memory, script: self.0.clone() }))
     }
 }
 
@@ -66,13 +59,7 @@ impl ExecutorInstance for MockInstance {
         match export {
             Export::Alloc => Ok(Some(1024)),
             Export::Validate => {
-                let step = self
-                    .script
-                    .lock()
-                    .unwrap()
-                    .steps
-                    .pop_front()
-                    .unwrap_or(Step::Return(0));
+                let step = self.script.lock().unwrap().steps.pop_front().unwrap_or(Step::Return(0));
                 match step {
                     Step::Return(v) => Ok(Some(v)),
                     Step::HostError => Err(CallError::Host("scripted engine failure".into())),
@@ -95,12 +82,7 @@ impl ExecutorInstance for MockInstance {
         Ok(())
     }
     fn blank(&mut self) -> Result<Blanked, CallError> {
-        self.script
-            .lock()
-            .unwrap()
-            .blank
-            .pop_front()
-            .unwrap_or(Ok(Blanked::Restored))
+        self.script.lock().unwrap().blank.pop_front().unwrap_or(Ok(Blanked::Restored))
     }
     fn memory_size(&mut self) -> u64 {
         self.memory.len() as u64
@@ -112,23 +94,9 @@ const EXECUTOR: &str = r#"(module (memory (export "memory") 1)
   (func (export "executor_validate") (param i32 i32) (result i32) (i32.const 0)))"#;
 
 fn driver(policy: PersistencePolicy, steps: &[Step]) -> (Driver, Arc<Mutex<Script>>) {
-    let script = Arc::new(Mutex::new(Script {
-        steps: steps.iter().cloned().collect(),
-        ..Default::default()
-    }));
-    let host = Arc::new(MockHost {
-        limits: Limits::default(),
-        script: script.clone(),
-    });
-    let d = Driver::new(
-        host,
-        EXECUTOR.as_bytes(),
-        DriverConfig {
-            policy,
-            recycle_watermark: None,
-        },
-    )
-    .unwrap();
+    let script = Arc::new(Mutex::new(Script { steps: steps.iter().cloned().collect(), ..Default::default() }));
+    let host = Arc::new(MockHost { limits: Limits::default(), script: script.clone() });
+    let d = Driver::new(host, EXECUTOR.as_bytes(), DriverConfig { policy, recycle_watermark: None }).unwrap();
     (d, script)
 }
 
@@ -139,38 +107,19 @@ fn state() -> SharedState {
 #[test]
 fn a_host_failure_is_retried_once_on_a_rebuilt_instance() {
     for failure in [Step::HostError, Step::Panic] {
-        let (mut d, script) = driver(
-            PersistencePolicy::UntilCrash,
-            &[failure.clone(), Step::Return(1)],
-        );
+        let (mut d, script) = driver(PersistencePolicy::UntilCrash, &[failure.clone(), Step::Return(1)]);
         let v = d.validate(b"tx", state()).unwrap();
-        assert_eq!(
-            v,
-            Verdict::Denied {
-                reason: String::new()
-            },
-            "{failure:?}: the retry's verdict stands"
-        );
+        assert_eq!(v, Verdict::Denied { reason: String::new() }, "{failure:?}: the retry's verdict stands");
         assert_eq!(d.stats().host_failures, 1);
-        assert_eq!(
-            d.stats().recycles_by_cause.get(&RecycleCause::HostFailure),
-            Some(&1)
-        );
-        assert_eq!(
-            script.lock().unwrap().instances,
-            2,
-            "never reuse a poisoned instance"
-        );
+        assert_eq!(d.stats().recycles_by_cause.get(&RecycleCause::HostFailure), Some(&1));
+        assert_eq!(script.lock().unwrap().instances, 2, "never reuse a poisoned instance");
         assert_eq!(d.validate(b"tx", state()).unwrap(), Verdict::Approved);
     }
 }
 
 #[test]
 fn a_second_host_failure_is_an_error_never_a_verdict() {
-    let (mut d, script) = driver(
-        PersistencePolicy::UntilCrash,
-        &[Step::HostError, Step::Panic],
-    );
+    let (mut d, script) = driver(PersistencePolicy::UntilCrash, &[Step::HostError, Step::Panic]);
     let e = d.validate(b"tx", state()).unwrap_err();
     assert!(e.is_host_failure(), "{e}");
     assert!(e.to_string().contains("scripted backend panic"), "{e}");
@@ -182,40 +131,24 @@ fn a_second_host_failure_is_an_error_never_a_verdict() {
 
 #[test]
 fn verdict_values_other_than_0_and_1_are_bad_verdicts() {
-    let (mut d, _) = driver(
-        PersistencePolicy::UntilCrash,
-        &[Step::Return(2), Step::Return(-1), Step::Return(0)],
-    );
+    let (mut d, _) = driver(PersistencePolicy::UntilCrash, &[Step::Return(2), Step::Return(-1), Step::Return(0)]);
     for expected in [Rejection::BadVerdict, Rejection::BadVerdict] {
-        assert_eq!(
-            d.validate(b"tx", state()).unwrap(),
-            Verdict::rejected(expected)
-        );
+        assert_eq!(d.validate(b"tx", state()).unwrap(), Verdict::rejected(expected));
     }
     assert_eq!(d.validate(b"tx", state()).unwrap(), Verdict::Approved);
-    assert_eq!(
-        d.stats().recycles_by_cause.get(&RecycleCause::BadVerdict),
-        Some(&2)
-    );
+    assert_eq!(d.stats().recycles_by_cause.get(&RecycleCause::BadVerdict), Some(&2));
 }
 
 #[test]
 fn a_blank_that_cannot_restore_rebuilds_and_still_counts_as_a_blank() {
     let (mut d, script) = driver(PersistencePolicy::default(), &[]);
-    script.lock().unwrap().blank.extend([
-        Ok(Blanked::NeedsRebuild),
-        Err(CallError::Host("restore failed".into())),
-    ]);
+    script.lock().unwrap().blank.extend([Ok(Blanked::NeedsRebuild), Err(CallError::Host("restore failed".into()))]);
     for _ in 0..4 {
         assert_eq!(d.validate(b"tx", state()).unwrap(), Verdict::Approved);
     }
     let s = d.stats();
     assert_eq!((s.blanks, s.recycles, s.host_failures), (3, 0, 1));
-    assert_eq!(
-        script.lock().unwrap().instances,
-        3,
-        "load + two rebuilding blanks"
-    );
+    assert_eq!(script.lock().unwrap().instances, 3, "load + two rebuilding blanks");
 }
 
 #[test]
@@ -223,9 +156,5 @@ fn the_world_state_is_released_after_each_call() {
     let (mut d, _) = driver(PersistencePolicy::UntilCrash, &[]);
     let s = state();
     d.validate(b"tx", s.clone()).unwrap();
-    assert_eq!(
-        Arc::strong_count(&s),
-        1,
-        "the embedder can mutate its state again"
-    );
+    assert_eq!(Arc::strong_count(&s), 1, "the embedder can mutate its state again");
 }

@@ -29,36 +29,24 @@ fn exports(wasm: &[u8]) -> Vec<String> {
 fn every_mutable_global_and_table_is_exported_for_blanking() {
     let m = prepare(STATEFUL.as_bytes(), &Limits::default()).unwrap();
     let names = exports(&m.wasm);
-    let reserved: Vec<&String> = names
-        .iter()
-        .filter(|n| n.starts_with(RESERVED_PREFIX))
-        .collect();
+    let reserved: Vec<&String> = names.iter().filter(|n| n.starts_with(RESERVED_PREFIX)).collect();
     assert_eq!(
         reserved,
         [
             "__executor_host_global_0",
             "__executor_host_global_2",
             "__executor_host_table_0",
-            "__executor_host_table_1"
+            "__executor_host_table_1",
+            "__executor_host_tables_dirty",
+            "__executor_host_rebuild",
         ]
     );
-    assert!(
-        names.contains(&"visible".to_string()),
-        "original exports are kept"
-    );
-    assert_eq!(
-        m.info.globals.iter().map(|g| g.index).collect::<Vec<_>>(),
-        [0, 2],
-        "immutable globals need no restore"
-    );
+    assert!(names.contains(&"visible".to_string()), "original exports are kept");
+    assert_eq!(m.info.globals.iter().map(|g| g.index).collect::<Vec<_>>(), [0, 2], "immutable globals need no restore");
     assert!(m.info.has_init && !m.info.has_migrate && !m.info.has_start);
     assert_eq!(m.info.memory_initial_pages, 1);
-    wasmparser::Validator::new()
-        .validate_all(&m.wasm)
-        .expect("the prepared module is valid");
-    let custom = Parser::new(0)
-        .parse_all(&m.wasm)
-        .any(|p| matches!(p.unwrap(), Payload::CustomSection(_)));
+    wasmparser::Validator::new().validate_all(&m.wasm).expect("the prepared module is valid");
+    let custom = Parser::new(0).parse_all(&m.wasm).any(|p| matches!(p.unwrap(), Payload::CustomSection(_)));
     assert!(!custom, "custom sections are dropped");
 }
 
@@ -85,8 +73,38 @@ fn the_default_executor_uses_only_abi_features() {
 fn oversized_wat_is_refused_before_parsing() {
     let mut limits = Limits::default();
     limits.module.bytes = 10;
-    assert!(matches!(
-        prepare(STATEFUL.as_bytes(), &limits),
-        Err(Error::ModuleLimit { .. })
-    ));
+    assert!(matches!(prepare(STATEFUL.as_bytes(), &limits), Err(Error::ModuleLimit { .. })));
+}
+
+#[test]
+fn memory_moves_up_past_the_dirty_map() {
+    let wat = r#"(module
+      (memory (export "memory") 2 5)
+      (data (i32.const 100) "abc")
+      (data "passive")
+      (func (export "executor_alloc") (param i32) (result i32) (i32.const 1024))
+      (func (export "executor_validate") (param i32 i32) (result i32) (i32.const 0)))"#;
+    let m = prepare(wat.as_bytes(), &Limits::default()).unwrap();
+    let reserved = m.info.layout.reserved;
+    assert_eq!(reserved, 65536, "64 MiB of guest memory needs a 16 KiB map: one page");
+    for p in Parser::new(0).parse_all(&m.wasm) {
+        match p.unwrap() {
+            Payload::MemorySection(s) => {
+                let mem = s.into_iter().next().unwrap().unwrap();
+                assert_eq!((mem.initial, mem.maximum), (3, Some(6)));
+            }
+            Payload::DataSection(s) => {
+                let segs: Vec<_> = s.into_iter().map(|d| d.unwrap()).collect();
+                let wasmparser::DataKind::Active { offset_expr, .. } = &segs[0].kind else { panic!() };
+                let op = offset_expr.get_operators_reader().read().unwrap();
+                assert!(matches!(op, wasmparser::Operator::I32Const { value } if value as usize == 100 + reserved));
+                assert!(matches!(segs[1].kind, wasmparser::DataKind::Passive));
+            }
+            _ => {}
+        }
+    }
+    let big = Limits { memory_bytes: 1 << 30, ..Limits::default() };
+    assert_eq!(prepare(wat.as_bytes(), &big).unwrap().info.layout.reserved, 4 * 65536);
+    let too_big = Limits { memory_bytes: 3 << 30, ..Limits::default() };
+    assert!(matches!(prepare(wat.as_bytes(), &too_big), Err(Error::ModuleLimit { .. })));
 }

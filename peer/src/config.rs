@@ -58,10 +58,7 @@ impl Config {
     /// Reads `path`. A missing file is an error only when `required` (it
     /// was named with `--config`); otherwise the built-in defaults apply.
     pub fn load(path: &Path, required: bool) -> Result<(Config, Option<PathBuf>), Error> {
-        let err = |message: String| Error::Config {
-            path: path.display().to_string(),
-            message,
-        };
+        let err = |message: String| Error::Config { path: path.display().to_string(), message };
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
@@ -73,11 +70,7 @@ impl Config {
         let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
             let field = e.path().to_string();
             let inner = e.into_inner();
-            if field == "." {
-                err(inner.to_string())
-            } else {
-                err(format!("field `{field}`: {inner}"))
-            }
+            if field == "." { err(inner.to_string()) } else { err(format!("field `{field}`: {inner}")) }
         })?;
         if config.block_size == Some(0) {
             return Err(err("field `block_size`: must be at least 1".into()));
@@ -105,11 +98,7 @@ mod tests {
     use super::*;
 
     fn load_str(text: &str) -> Result<Config, Error> {
-        let dir = std::env::temp_dir().join(format!(
-            "peer-config-test-{}-{}",
-            std::process::id(),
-            text.len()
-        ));
+        let dir = std::env::temp_dir().join(format!("peer-config-test-{}-{}", std::process::id(), text.len()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("config.json");
         std::fs::write(&path, text).unwrap();
@@ -121,11 +110,7 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/peer/config.json");
         let (config, _) = Config::load(&path, true).unwrap();
         assert_eq!(config.policy, Some(PersistencePolicy::default()));
-        assert_eq!(
-            config.limits(),
-            Limits::default(),
-            "the shipped file states the defaults"
-        );
+        assert_eq!(config.limits(), Limits::default(), "the shipped file states the defaults");
     }
 
     #[test]

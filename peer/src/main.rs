@@ -31,8 +31,7 @@ enum Command {
 }
 
 fn parse_backend(s: &str) -> Result<BackendKind, String> {
-    s.parse()
-        .map_err(|_| format!("expected wasmtime, wasmer or wasmi, got `{s}`"))
+    s.parse().map_err(|_| format!("expected wasmtime, wasmer or wasmi, got `{s}`"))
 }
 
 /// Settings shared by `run` and `compare`.
@@ -98,11 +97,7 @@ struct CompareArgs {
 }
 
 /// Resolves config + flags into run settings (backend and policy aside).
-fn settings(
-    common: &Common,
-    config: &Config,
-    config_dir: Option<&Path>,
-) -> Result<RunSettings, Error> {
+fn settings(common: &Common, config: &Config, config_dir: Option<&Path>) -> Result<RunSettings, Error> {
     let not_yet = |flag: &str| Err(Error::NotAvailable(flag.into()));
     if common.max_stack.is_some() || config.max_stack.is_some() {
         return not_yet("--max-stack (the deterministic stack budget)");
@@ -116,19 +111,14 @@ fn settings(
     }
     let executor = match (&common.executor, &config.executor) {
         (Some(path), _) => Executor::from_file(path)?,
-        (None, Some(path)) => {
-            Executor::from_file(&config_dir.map_or_else(|| path.clone(), |d| d.join(path)))?
-        }
+        (None, Some(path)) => Executor::from_file(&config_dir.map_or_else(|| path.clone(), |d| d.join(path)))?,
         (None, None) => Executor::default_executor(),
     };
     Ok(RunSettings {
         backend: BackendKind::Wasmi,
         policy: PersistencePolicy::default(),
         executor,
-        transactions: common
-            .transactions
-            .or(config.transactions)
-            .unwrap_or(10_000),
+        transactions: common.transactions.or(config.transactions).unwrap_or(10_000),
         block_size: common.block_size.or(config.block_size).unwrap_or(100),
         seed: common.seed.or(config.seed).unwrap_or(42),
         limits,
@@ -149,26 +139,18 @@ fn progress_bar(total: u64, quiet: bool) -> ProgressBar {
     }
     let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
     bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} {msg} [{bar:30}] {pos}/{len} tx ({per_sec}, eta {eta})",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
+        ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len} tx ({per_sec}, eta {eta})")
+            .expect("valid template")
+            .progress_chars("=> "),
     );
     bar
 }
 
 fn cmd_run(args: &RunArgs) -> Result<(), Error> {
     for (set, flag) in [
-        (
-            args.upgrade_every.is_some(),
-            "--upgrade-every (executor upgrades)",
-        ),
+        (args.upgrade_every.is_some(), "--upgrade-every (executor upgrades)"),
         (args.audit_every.is_some(), "--audit-every (audit mode)"),
-        (
-            args.threads.is_some(),
-            "--threads (parallel pre-validation)",
-        ),
+        (args.threads.is_some(), "--threads (parallel pre-validation)"),
         (args.metrics.is_some(), "--metrics (Prometheus metrics)"),
     ] {
         if set {
@@ -177,22 +159,10 @@ fn cmd_run(args: &RunArgs) -> Result<(), Error> {
     }
     let (config, dir) = load_config(&args.common)?;
     for (set, key) in [
-        (
-            config.upgrade_every.is_some(),
-            "config key `upgrade_every` (executor upgrades)",
-        ),
-        (
-            config.audit_every.is_some(),
-            "config key `audit_every` (audit mode)",
-        ),
-        (
-            config.threads.is_some(),
-            "config key `threads` (parallel pre-validation)",
-        ),
-        (
-            config.metrics.is_some(),
-            "config key `metrics` (Prometheus metrics)",
-        ),
+        (config.upgrade_every.is_some(), "config key `upgrade_every` (executor upgrades)"),
+        (config.audit_every.is_some(), "config key `audit_every` (audit mode)"),
+        (config.threads.is_some(), "config key `threads` (parallel pre-validation)"),
+        (config.metrics.is_some(), "config key `metrics` (Prometheus metrics)"),
     ] {
         if set {
             return Err(Error::NotAvailable(key.into()));
@@ -201,8 +171,7 @@ fn cmd_run(args: &RunArgs) -> Result<(), Error> {
     let mut s = settings(&args.common, &config, dir.as_deref())?;
     s.backend = match args.backend.or(config.backend) {
         Some(b) => b,
-        None => backends::default_backend()
-            .ok_or_else(|| Error::Usage("no backend is compiled in".into()))?,
+        None => backends::default_backend().ok_or_else(|| Error::Usage("no backend is compiled in".into()))?,
     };
     s.policy = args.policy.or(config.policy).unwrap_or_default();
     let bar = progress_bar(s.transactions, args.common.json);
@@ -211,10 +180,7 @@ fn cmd_run(args: &RunArgs) -> Result<(), Error> {
     bar.finish_and_clear();
     let report = report?;
     if args.common.json {
-        println!(
-            "{}",
-            serde_json::to_string(&report).expect("report serialises")
-        );
+        println!("{}", serde_json::to_string(&report).expect("report serialises"));
     } else {
         print_summary(&report);
     }
@@ -239,18 +205,10 @@ fn print_summary(r: &RunReport) {
         r.transactions, r.blocks, r.approved, r.denied, rejected
     );
     if rejected > 0 {
-        let kinds: Vec<String> = r
-            .rejected
-            .iter()
-            .filter(|(_, n)| **n > 0)
-            .map(|(k, n)| format!("{k} {n}"))
-            .collect();
+        let kinds: Vec<String> = r.rejected.iter().filter(|(_, n)| **n > 0).map(|(k, n)| format!("{k} {n}")).collect();
         println!("  rejected: {}", kinds.join(", "));
     }
-    println!(
-        "  blanks {}, recycles {}, instances built {}",
-        r.blanks, r.recycles, r.instances_built
-    );
+    println!("  blanks {}, recycles {}, instances built {}", r.blanks, r.recycles, r.instances_built);
     println!(
         "  validation {:.3} s ({:.0} tx/s), load {:.1} ms, peak RSS {:.1} MiB",
         r.elapsed_s,
@@ -271,10 +229,7 @@ fn cmd_compare(args: &CompareArgs) -> Result<(), Error> {
     if backends.is_empty() {
         return Err(Error::Usage("no backend is compiled in".into()));
     }
-    let bar = progress_bar(
-        base.transactions * (backends.len() * COMPARE_POLICIES.len()) as u64,
-        args.common.json,
-    );
+    let bar = progress_bar(base.transactions * (backends.len() * COMPARE_POLICIES.len()) as u64, args.common.json);
     let mut reports: Vec<RunReport> = Vec::new();
     for policy in COMPARE_POLICIES {
         for &backend in &backends {
@@ -291,10 +246,7 @@ fn cmd_compare(args: &CompareArgs) -> Result<(), Error> {
     let mut disagreement = None;
     for policy in COMPARE_POLICIES {
         let rows: Vec<&RunReport> = reports.iter().filter(|r| r.policy == policy).collect();
-        if let Some(odd) = rows
-            .iter()
-            .find(|r| r.verdict_digest != rows[0].verdict_digest)
-        {
+        if let Some(odd) = rows.iter().find(|r| r.verdict_digest != rows[0].verdict_digest) {
             disagreement = Some(format!(
                 "inconsistent output: under {policy}, {} and {} give different verdict digests",
                 rows[0].backend, odd.backend
@@ -302,30 +254,21 @@ fn cmd_compare(args: &CompareArgs) -> Result<(), Error> {
         }
     }
     if args.common.json {
-        println!(
-            "{}",
-            serde_json::to_string(&reports).expect("reports serialise")
-        );
+        println!("{}", serde_json::to_string(&reports).expect("reports serialise"));
     } else {
         println!(
             "{:<9} {:<14} {:>11} {:>8} {:>7} {:>8} {:>9}  verdict digest",
             "backend", "policy", "tx/s", "×fresh", "blanks", "recycles", "peak MiB"
         );
         for r in &reports {
-            let fresh = reports
-                .iter()
-                .find(|f| f.backend == r.backend && f.policy == "fresh")
-                .map_or(0.0, |f| f.tx_per_sec);
+            let fresh =
+                reports.iter().find(|f| f.backend == r.backend && f.policy == "fresh").map_or(0.0, |f| f.tx_per_sec);
             println!(
                 "{:<9} {:<14} {:>11.0} {:>8.2} {:>7} {:>8} {:>9.1}  {}",
                 r.backend,
                 r.policy,
                 r.tx_per_sec,
-                if fresh > 0.0 {
-                    r.tx_per_sec / fresh
-                } else {
-                    0.0
-                },
+                if fresh > 0.0 { r.tx_per_sec / fresh } else { 0.0 },
                 r.blanks,
                 r.recycles,
                 mib(r.peak_rss_bytes),
@@ -342,9 +285,7 @@ fn cmd_compare(args: &CompareArgs) -> Result<(), Error> {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
         .init();
     // A panic inside the host is caught and retried by the driver; report
     // it as a log line, never as a raw panic message on the user's terminal.
@@ -359,10 +300,7 @@ fn main() -> ExitCode {
             }
             // cli.md: one `error:` line, status 2.
             let rendered = e.render().to_string();
-            let line = rendered
-                .lines()
-                .find(|l| l.starts_with("error:"))
-                .unwrap_or("error: bad usage");
+            let line = rendered.lines().find(|l| l.starts_with("error:")).unwrap_or("error: bad usage");
             eprintln!("{line}");
             return ExitCode::from(2);
         }

@@ -3,8 +3,7 @@
 use crate::workload::{Generator, Ledger, Rng, decode};
 use crate::{Error, backends, rss};
 use executor_core::{
-    BackendKind, Driver, DriverConfig, Limits, PersistencePolicy, RejectionKind, SharedState,
-    Verdict, VerdictDigest,
+    BackendKind, Driver, DriverConfig, Limits, PersistencePolicy, RejectionKind, SharedState, Verdict, VerdictDigest,
 };
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -24,22 +23,14 @@ pub struct Executor {
 impl Executor {
     /// The embedded default executor.
     pub fn default_executor() -> Self {
-        Executor {
-            name: "default".into(),
-            bytes: crate::DEFAULT_EXECUTOR.to_vec(),
-        }
+        Executor { name: "default".into(), bytes: crate::DEFAULT_EXECUTOR.to_vec() }
     }
 
     /// Reads an executor file (`.wasm` or `.wat`).
     pub fn from_file(path: &std::path::Path) -> Result<Self, Error> {
-        let bytes = std::fs::read(path).map_err(|e| Error::ExecutorFile {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        })?;
-        Ok(Executor {
-            name: path.display().to_string(),
-            bytes,
-        })
+        let bytes = std::fs::read(path)
+            .map_err(|e| Error::ExecutorFile { path: path.display().to_string(), message: e.to_string() })?;
+        Ok(Executor { name: path.display().to_string(), bytes })
     }
 }
 
@@ -123,15 +114,9 @@ pub struct RunReport {
 /// after each block.
 pub fn run(settings: &RunSettings, progress: &mut dyn FnMut(u64)) -> Result<RunReport, Error> {
     let host = backends::host(settings.backend, settings.limits.clone())?;
-    let executor_error = |source| Error::Executor {
-        executor: settings.executor.name.clone(),
-        source,
-    };
+    let executor_error = |source| Error::Executor { executor: settings.executor.name.clone(), source };
     let started = Instant::now();
-    let config = DriverConfig {
-        policy: settings.policy,
-        recycle_watermark: settings.recycle_watermark,
-    };
+    let config = DriverConfig { policy: settings.policy, recycle_watermark: settings.recycle_watermark };
     let mut driver = Driver::new(host, &settings.executor.bytes, config).map_err(executor_error)?;
     let load = started.elapsed();
 
@@ -162,8 +147,7 @@ pub fn run(settings: &RunSettings, progress: &mut dyn FnMut(u64)) -> Result<RunR
     }
 
     let stats = driver.stats();
-    let mut rejected: BTreeMap<RejectionKind, u64> =
-        RejectionKind::iter().map(|k| (k, 0)).collect();
+    let mut rejected: BTreeMap<RejectionKind, u64> = RejectionKind::iter().map(|k| (k, 0)).collect();
     rejected.extend(stats.rejected.iter().map(|(k, v)| (*k, *v)));
     let secs = validation.as_secs_f64();
     Ok(RunReport {
@@ -178,19 +162,11 @@ pub fn run(settings: &RunSettings, progress: &mut dyn FnMut(u64)) -> Result<RunR
         rejected,
         blanks: stats.blanks,
         recycles: stats.recycles,
-        recycles_by_cause: stats
-            .recycles_by_cause
-            .iter()
-            .map(|(k, v)| (k.to_string(), *v))
-            .collect(),
+        recycles_by_cause: stats.recycles_by_cause.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
         verdict_digest: digest.hex(),
         state_digest: ledger.digest(),
         elapsed_s: secs,
-        tx_per_sec: if secs > 0.0 {
-            stats.transactions as f64 / secs
-        } else {
-            0.0
-        },
+        tx_per_sec: if secs > 0.0 { stats.transactions as f64 / secs } else { 0.0 },
         load_s: load.as_secs_f64(),
         blank_s: stats.blank_time.as_secs_f64(),
         instances_built: stats.instances_built,

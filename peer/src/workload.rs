@@ -67,11 +67,7 @@ impl Ledger {
         let mut l = Ledger::default();
         l.put(abi::ADMIN_KEY, &0u32.to_le_bytes());
         for account in 0..ACCOUNTS {
-            let owner = if account % 8 == 7 {
-                account - 1
-            } else {
-                account
-            };
+            let owner = if account % 8 == 7 { account - 1 } else { account };
             l.put(&abi::account_key(account), &owner.to_le_bytes());
         }
         for asset in 0..ASSETS {
@@ -97,16 +93,12 @@ impl Ledger {
     }
 
     fn u64_at(&self, key: &[u8]) -> u64 {
-        self.get(key)
-            .and_then(|v| v.try_into().ok())
-            .map_or(0, u64::from_le_bytes)
+        self.get(key).and_then(|v| v.try_into().ok()).map_or(0, u64::from_le_bytes)
     }
 
     /// An account's owner, if the account exists.
     pub fn owner(&self, account: AccountId) -> Option<AccountId> {
-        self.get(&abi::account_key(account))
-            .and_then(|v| v.try_into().ok())
-            .map(u32::from_le_bytes)
+        self.get(&abi::account_key(account)).and_then(|v| v.try_into().ok()).map(u32::from_le_bytes)
     }
 
     /// A balance (0 when absent).
@@ -138,41 +130,25 @@ impl Ledger {
     /// approves.
     pub fn apply(&mut self, instruction: &Instruction<'_>) {
         match *instruction {
-            Instruction::Transfer {
-                from,
-                to,
-                asset,
-                amount,
-            } => {
+            Instruction::Transfer { from, to, asset, amount } => {
                 let debit = self.balance(from, asset).saturating_sub(amount);
                 self.set_balance(from, asset, debit);
                 let credit = self.balance(to, asset).saturating_add(amount);
                 self.set_balance(to, asset, credit);
             }
-            Instruction::Mint {
-                account,
-                asset,
-                amount,
-            } => {
+            Instruction::Mint { account, asset, amount } => {
                 let supply = self.u64_at(&abi::asset_key(asset)).saturating_add(amount);
                 self.put(&abi::asset_key(asset), &supply.to_le_bytes());
                 let b = self.balance(account, asset).saturating_add(amount);
                 self.set_balance(account, asset, b);
             }
-            Instruction::Burn {
-                account,
-                asset,
-                amount,
-            } => {
+            Instruction::Burn { account, asset, amount } => {
                 let supply = self.u64_at(&abi::asset_key(asset)).saturating_sub(amount);
                 self.put(&abi::asset_key(asset), &supply.to_le_bytes());
                 let b = self.balance(account, asset).saturating_sub(amount);
                 self.set_balance(account, asset, b);
             }
-            Instruction::Grant {
-                account,
-                permission,
-            } => self.grant(account, permission),
+            Instruction::Grant { account, permission } => self.grant(account, permission),
             Instruction::Upgrade { .. } => {}
         }
     }
@@ -220,84 +196,32 @@ impl Generator {
                 authority = account(r); // probably not the owner
             }
             let balance = ledger.balance(from, asset);
-            let amount = if r.percent(8) {
-                balance + 1 + r.below(100)
-            } else {
-                1 + r.below(balance.max(1))
-            };
-            let to = if r.percent(3) {
-                ACCOUNTS + account(r)
-            } else {
-                account(r)
-            };
-            (
-                authority,
-                Instruction::Transfer {
-                    from,
-                    to,
-                    asset,
-                    amount,
-                },
-            )
+            let amount = if r.percent(8) { balance + 1 + r.below(100) } else { 1 + r.below(balance.max(1)) };
+            let to = if r.percent(3) { ACCOUNTS + account(r) } else { account(r) };
+            (authority, Instruction::Transfer { from, to, asset, amount })
         } else if roll < 76 {
             let asset = asset(r);
             // The minter of asset a is account 1 + a; others lack permission.
             let authority = if r.percent(70) { 1 + asset } else { account(r) };
-            (
-                authority,
-                Instruction::Mint {
-                    account: account(r),
-                    asset,
-                    amount: 1 + r.below(500),
-                },
-            )
+            (authority, Instruction::Mint { account: account(r), asset, amount: 1 + r.below(500) })
         } else if roll < 90 {
             let asset = asset(r);
-            let authority = if r.percent(70) {
-                1 + (asset + 1) % ASSETS
-            } else {
-                account(r)
-            };
+            let authority = if r.percent(70) { 1 + (asset + 1) % ASSETS } else { account(r) };
             let target = account(r);
             let balance = ledger.balance(target, asset);
-            let amount = if r.percent(10) {
-                balance + 1
-            } else {
-                1 + r.below(balance.max(1))
-            };
-            (
-                authority,
-                Instruction::Burn {
-                    account: target,
-                    asset,
-                    amount,
-                },
-            )
+            let amount = if r.percent(10) { balance + 1 } else { 1 + r.below(balance.max(1)) };
+            (authority, Instruction::Burn { account: target, asset, amount })
         } else {
-            let authority = if r.percent(50) {
-                [0, 5][r.below(2) as usize]
-            } else {
-                account(r)
-            };
+            let authority = if r.percent(50) { [0, 5][r.below(2) as usize] } else { account(r) };
             let permission = match r.below(3) {
                 0 => Permission::MintAsset(asset(r)),
                 1 => Permission::BurnAsset(asset(r)),
                 _ => Permission::Grant,
             };
-            (
-                authority,
-                Instruction::Grant {
-                    account: account(r),
-                    permission,
-                },
-            )
+            (authority, Instruction::Grant { account: account(r), permission })
         };
         self.nonce += 1;
-        let tx = Transaction {
-            authority,
-            nonce: self.nonce,
-            instruction,
-        };
+        let tx = Transaction { authority, nonce: self.nonce, instruction };
         postcard::to_allocvec(&tx).expect("encoding into a Vec cannot fail")
     }
 }

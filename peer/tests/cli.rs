@@ -14,17 +14,9 @@ fn peer(args: &[&str]) -> Output {
 
 fn json(args: &[&str]) -> Value {
     let out = peer(args);
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(
-        stdout.trim().lines().count(),
-        1,
-        "exactly one JSON object: {stdout}"
-    );
+    assert_eq!(stdout.trim().lines().count(), 1, "exactly one JSON object: {stdout}");
     serde_json::from_str(&stdout).unwrap()
 }
 
@@ -33,16 +25,9 @@ fn usage_error(args: &[&str], needle: &str) {
     let out = peer(args);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
-    assert_eq!(
-        stderr.lines().count(),
-        1,
-        "{args:?}: one line, got {stderr}"
-    );
+    assert_eq!(stderr.lines().count(), 1, "{args:?}: one line, got {stderr}");
     assert!(stderr.starts_with("error: "), "{stderr}");
-    assert!(
-        stderr.contains(needle),
-        "{args:?}: {stderr} should mention {needle}"
-    );
+    assert!(stderr.contains(needle), "{args:?}: {stderr} should mention {needle}");
     assert!(out.stdout.is_empty(), "nothing on stdout");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
@@ -67,16 +52,7 @@ const FIELDS: &[&str] = &[
 
 #[test]
 fn run_json_has_every_field_of_the_contract() {
-    let v = json(&[
-        "run",
-        "--backend",
-        "wasmi",
-        "--transactions",
-        "500",
-        "--block-size",
-        "50",
-        "--json",
-    ]);
+    let v = json(&["run", "--backend", "wasmi", "--transactions", "500", "--block-size", "50", "--json"]);
     for field in FIELDS {
         assert!(v.get(field).is_some(), "missing {field}: {v}");
     }
@@ -84,24 +60,15 @@ fn run_json_has_every_field_of_the_contract() {
     assert_eq!(v["policy"], "every-tx:1");
     assert_eq!(v["transactions"], 500);
     let rejected = v["rejected"].as_object().unwrap();
-    for kind in [
-        "out_of_fuel",
-        "out_of_memory",
-        "stack_overflow",
-        "trap",
-        "host_fault",
-        "bad_verdict",
-        "upgrade_failed",
-    ] {
+    for kind in
+        ["out_of_fuel", "out_of_memory", "stack_overflow", "trap", "host_fault", "bad_verdict", "upgrade_failed"]
+    {
         assert_eq!(rejected[kind], 0, "{kind}");
     }
     let approved = v["approved"].as_u64().unwrap();
     let denied = v["denied"].as_u64().unwrap();
     assert_eq!(approved + denied, 500);
-    assert!(
-        approved > 250 && denied > 25,
-        "the workload mixes approvals and denials: {approved}/{denied}"
-    );
+    assert!(approved > 250 && denied > 25, "the workload mixes approvals and denials: {approved}/{denied}");
     assert_eq!(v["blanks"], 499);
     assert_eq!(v["verdict_digest"].as_str().unwrap().len(), 64);
     assert!(v["peak_rss_bytes"].as_u64().unwrap() > 0);
@@ -109,17 +76,7 @@ fn run_json_has_every_field_of_the_contract() {
 
 #[test]
 fn every_policy_gives_the_same_verdicts_with_the_counts_abi_md_predicts() {
-    let base = [
-        "run",
-        "--backend",
-        "wasmi",
-        "--transactions",
-        "300",
-        "--block-size",
-        "30",
-        "--json",
-        "--policy",
-    ];
+    let base = ["run", "--backend", "wasmi", "--transactions", "300", "--block-size", "30", "--json", "--policy"];
     let mut digests = Vec::new();
     for (policy, blanks) in [
         ("fresh", 299),
@@ -145,36 +102,9 @@ fn every_policy_gives_the_same_verdicts_with_the_counts_abi_md_predicts() {
 
 #[test]
 fn seeds_change_the_workload_and_runs_repeat() {
-    let a = json(&[
-        "run",
-        "--backend",
-        "wasmi",
-        "--transactions",
-        "200",
-        "--seed",
-        "1",
-        "--json",
-    ]);
-    let b = json(&[
-        "run",
-        "--backend",
-        "wasmi",
-        "--transactions",
-        "200",
-        "--seed",
-        "1",
-        "--json",
-    ]);
-    let c = json(&[
-        "run",
-        "--backend",
-        "wasmi",
-        "--transactions",
-        "200",
-        "--seed",
-        "2",
-        "--json",
-    ]);
+    let a = json(&["run", "--backend", "wasmi", "--transactions", "200", "--seed", "1", "--json"]);
+    let b = json(&["run", "--backend", "wasmi", "--transactions", "200", "--seed", "1", "--json"]);
+    let c = json(&["run", "--backend", "wasmi", "--transactions", "200", "--seed", "2", "--json"]);
     assert_eq!(a["verdict_digest"], b["verdict_digest"]);
     assert_eq!(a["state_digest"], b["state_digest"]);
     assert_ne!(a["state_digest"], c["state_digest"]);
@@ -192,20 +122,12 @@ fn hostile_executor_is_survived_and_counted() {
         "200",
         "--json",
     ]);
-    let rejected: u64 = v["rejected"]
-        .as_object()
-        .unwrap()
-        .values()
-        .map(|n| n.as_u64().unwrap())
-        .sum();
+    let rejected: u64 = v["rejected"].as_object().unwrap().values().map(|n| n.as_u64().unwrap()).sum();
     assert!(rejected > 0);
     // One recycle per rejection, done lazily: the last one only if another
     // transaction followed it.
     let recycles = v["recycles"].as_u64().unwrap();
-    assert!(
-        recycles == rejected || recycles + 1 == rejected,
-        "{recycles} recycles for {rejected} rejections"
-    );
+    assert!(recycles == rejected || recycles + 1 == rejected, "{recycles} recycles for {rejected} rejections");
 }
 
 #[test]
@@ -217,22 +139,9 @@ fn bad_usage_configs_and_executors_exit_2_with_one_error_line() {
     usage_error(&["run", "--transactions", "-5"], "-5");
     usage_error(&["run", "--transactions", "many"], "--transactions");
     usage_error(&["run", "--block-size", "0"], "--block-size");
-    usage_error(
-        &["run", "--config", "/nonexistent/config.json"],
-        "/nonexistent/config.json",
-    );
-    usage_error(
-        &["run", "--executor", "/nonexistent.wasm"],
-        "/nonexistent.wasm",
-    );
-    usage_error(
-        &[
-            "run",
-            "--executor",
-            "executors/fixtures/init_reads_state.wat",
-        ],
-        "state_get",
-    );
+    usage_error(&["run", "--config", "/nonexistent/config.json"], "/nonexistent/config.json");
+    usage_error(&["run", "--executor", "/nonexistent.wasm"], "/nonexistent.wasm");
+    usage_error(&["run", "--executor", "executors/fixtures/init_reads_state.wat"], "state_get");
     let dir = std::env::temp_dir().join(format!("peer-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = |name: &str, text: &str| {
@@ -240,30 +149,10 @@ fn bad_usage_configs_and_executors_exit_2_with_one_error_line() {
         std::fs::write(&p, text).unwrap();
         p.display().to_string()
     };
-    usage_error(
-        &["run", "--config", &file("bad.json", r#"{"fuel": "lots"}"#)],
-        "field `fuel`",
-    );
-    usage_error(
-        &["run", "--config", &file("unknown.json", r#"{"fule": 1}"#)],
-        "unknown field `fule`",
-    );
-    usage_error(
-        &[
-            "run",
-            "--config",
-            &file("policy.json", r#"{"policy": "sometimes"}"#),
-        ],
-        "field `policy`",
-    );
-    usage_error(
-        &[
-            "run",
-            "--executor",
-            &file("garbage.wasm", "\u{1}\u{2}garbage"),
-        ],
-        "not a WebAssembly module",
-    );
+    usage_error(&["run", "--config", &file("bad.json", r#"{"fuel": "lots"}"#)], "field `fuel`");
+    usage_error(&["run", "--config", &file("unknown.json", r#"{"fule": 1}"#)], "unknown field `fule`");
+    usage_error(&["run", "--config", &file("policy.json", r#"{"policy": "sometimes"}"#)], "field `policy`");
+    usage_error(&["run", "--executor", &file("garbage.wasm", "\u{1}\u{2}garbage")], "not a WebAssembly module");
     usage_error(
         &[
             "run",
@@ -314,33 +203,16 @@ fn config_file_settings_apply_and_flags_override_them() {
     let dir = std::env::temp_dir().join(format!("peer-cli-cfg-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let cfg = dir.join("c.json");
-    std::fs::write(
-        &cfg,
-        r#"{"backend": "wasmi", "policy": "until_crash", "transactions": 120, "block_size": 12}"#,
-    )
-    .unwrap();
+    std::fs::write(&cfg, r#"{"backend": "wasmi", "policy": "until_crash", "transactions": 120, "block_size": 12}"#)
+        .unwrap();
     let cfg = cfg.display().to_string();
     let v = json(&["run", "--config", &cfg, "--json"]);
     assert_eq!(
-        (
-            v["policy"].as_str(),
-            v["transactions"].as_u64(),
-            v["blanks"].as_u64()
-        ),
+        (v["policy"].as_str(), v["transactions"].as_u64(), v["blanks"].as_u64()),
         (Some("until-crash"), Some(120), Some(0))
     );
-    let v = json(&[
-        "run",
-        "--config",
-        &cfg,
-        "--policy",
-        "every-block:1",
-        "--json",
-    ]);
-    assert_eq!(
-        (v["policy"].as_str(), v["blanks"].as_u64()),
-        (Some("every-block:1"), Some(9))
-    );
+    let v = json(&["run", "--config", &cfg, "--policy", "every-block:1", "--json"]);
+    assert_eq!((v["policy"].as_str(), v["blanks"].as_u64()), (Some("every-block:1"), Some(9)));
 }
 
 #[test]

@@ -7,9 +7,7 @@ use std::process::Command;
 
 fn stdout(cmd: &mut Command) -> Option<String> {
     let out = cmd.output().ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 #[test]
@@ -22,8 +20,7 @@ fn committed_executors_match_a_rebuild() {
         eprintln!("SKIPPED: the executors are pinned to {pinned:?}, this is {rustc:?}");
         return;
     }
-    let targets =
-        stdout(Command::new("rustup").args(["target", "list", "--installed"])).unwrap_or_default();
+    let targets = stdout(Command::new("rustup").args(["target", "list", "--installed"])).unwrap_or_default();
     if !targets.lines().any(|t| t.trim() == "wasm32v1-none") {
         eprintln!("SKIPPED: `rustup target add wasm32v1-none` to check the committed executors");
         return;
@@ -40,17 +37,10 @@ fn committed_executors_match_a_rebuild() {
     for name in ["default.wasm", "default-variant.wasm"] {
         let committed = std::fs::read(executors.join(name)).unwrap();
         let rebuilt = std::fs::read(out.join(name)).unwrap();
-        assert!(
-            committed == rebuilt,
-            "executors/{name} differs from a rebuild: run executors/build.sh and commit"
-        );
+        assert!(committed == rebuilt, "executors/{name} differs from a rebuild: run executors/build.sh and commit");
     }
     let a = std::fs::read(executors.join("default.wasm")).unwrap();
     let b = std::fs::read(executors.join("default-variant.wasm")).unwrap();
     assert_ne!(a, b, "the upgrade variant must have other bytes");
-    assert_eq!(
-        peer::DEFAULT_EXECUTOR,
-        &a[..],
-        "the embedded executor is the committed one"
-    );
+    assert_eq!(peer::DEFAULT_EXECUTOR, &a[..], "the embedded executor is the committed one");
 }
