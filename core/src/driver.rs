@@ -382,10 +382,8 @@ impl Driver {
                 self.due = Some(rejection.kind().into());
             }
         }
-        if self.due.is_none() {
-            if self.memory_in_use() > self.watermark() {
-                self.due = Some(RecycleCause::Watermark);
-            }
+        if self.due.is_none() && self.memory_in_use() > self.watermark() {
+            self.due = Some(RecycleCause::Watermark);
         }
         Ok(verdict)
     }

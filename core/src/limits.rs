@@ -69,6 +69,8 @@ pub struct ModuleLimits {
     pub exports: u32,
     /// Data and element segments, each. Default 100,000.
     pub segments: u32,
+    /// Tables. Default 10.
+    pub tables: u32,
 }
 
 impl Default for ModuleLimits {
@@ -80,6 +82,7 @@ impl Default for ModuleLimits {
             globals: 10_000,
             exports: 10_000,
             segments: 100_000,
+            tables: 10,
         }
     }
 }

@@ -229,6 +229,7 @@ pub fn prepare(input: &[u8], limits: &Limits) -> Result<PreparedModule> {
     }
     let memory = types.memory_at(0);
     limit("initial memory (pages)", memory.initial, limits.memory_pages())?;
+    limit("tables", types.table_count().into(), m.tables.into())?;
     for t in 0..types.table_count() {
         limit("initial table elements", types.table_at(t).initial, limits.table_elements)?;
     }

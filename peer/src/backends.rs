@@ -10,7 +10,7 @@ use strum::IntoEnumIterator;
 pub fn is_compiled_in(kind: BackendKind) -> bool {
     match kind {
         #[cfg(feature = "wasmtime")]
-        BackendKind::Wasmtime => backend_wasmtime::AVAILABLE,
+        BackendKind::Wasmtime => true,
         #[cfg(feature = "wasmer")]
         BackendKind::Wasmer => backend_wasmer::AVAILABLE,
         #[cfg(feature = "wasmi")]
@@ -36,9 +36,9 @@ pub fn host(kind: BackendKind, limits: Limits) -> Result<Arc<dyn ExecutorHost>, 
     match kind {
         #[cfg(feature = "wasmi")]
         BackendKind::Wasmi => Ok(backend_wasmi::host(limits)),
-        // Features that exist before their backend is built.
         #[cfg(feature = "wasmtime")]
-        BackendKind::Wasmtime => Err(Error::NotAvailable(format!("backend {kind}"))),
+        BackendKind::Wasmtime => backend_wasmtime::try_host(limits).map_err(Error::Engine),
+        // A feature that exists before its backend is built.
         #[cfg(feature = "wasmer")]
         BackendKind::Wasmer => Err(Error::NotAvailable(format!("backend {kind}"))),
         #[allow(unreachable_patterns)]

@@ -54,6 +54,9 @@ pub enum Error {
         /// What went wrong.
         source: executor_core::Error,
     },
+    /// An engine could not be set up: a failure of the host.
+    #[error("{0}")]
+    Engine(executor_core::Error),
     /// Backends disagreed in `peer compare`.
     #[error("{0}")]
     Inconsistent(String),
@@ -72,7 +75,8 @@ impl Error {
     /// backends, 2 for bad usage, configs and executors.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Executor { source, .. } if source.is_host_failure() => 1,
+            Error::Executor { source, .. } | Error::Engine(source) if source.is_host_failure() => 1,
+            Error::Engine(_) => 1,
             Error::Inconsistent(_) | Error::Output { .. } => 1,
             _ => 2,
         }

@@ -1,0 +1,2 @@
+//! The shared conformance suite on wasmtime.
+conformance::suite!(backend_wasmtime::host);

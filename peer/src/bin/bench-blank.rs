@@ -1,0 +1,128 @@
+//! Blank-cost benchmark: ratios measured in one process, interleaved,
+//! median of several rounds, on every compiled-in backend.
+//!
+//! ```sh
+//! cargo run --release -p peer --bin bench-blank [-- --transactions N --rounds R --json]
+//! ```
+//!
+//! Figures (each a ratio of two measurements of this run):
+//! - `blank_vs_warm`: a scheduled blank of an executor that dirtied four
+//!   4 KiB pages (1 MiB memory) ÷ a warm transaction of the empty executor
+//!   (target ≤ 4; wasmer ≤ 6);
+//! - `blank_16mib_vs_1mib`: the same blank with 16 MiB of memory ÷ with
+//!   1 MiB (target ≤ 1.5);
+//! - `heavy_init_every_tx_vs_until_crash`: throughput under `every-tx:1` ÷
+//!   `until-crash` on an executor whose `executor_init` takes over 1 ms
+//!   (target ≥ 0.8), with `fresh` beside it.
+
+use executor_core::{BackendKind, Driver, DriverConfig, Limits, PersistencePolicy, SharedState};
+use peer::backends;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const EMPTY: &str = include_str!("../../../executors/bench/empty.wat");
+const DIRTY4: &str = include_str!("../../../executors/bench/dirty4.wat");
+const HEAVY_INIT: &str = include_str!("../../../executors/bench/heavy_init.wat");
+
+struct Measure {
+    /// Mean time per transaction in `validate` (blank included).
+    per_tx: Duration,
+    /// Mean time per scheduled blank.
+    per_blank: Duration,
+    /// Mean time of one instance build (instantiate + init).
+    per_build: Duration,
+}
+
+fn measure(kind: BackendKind, executor: &str, policy: PersistencePolicy, n: u32) -> Measure {
+    let host = backends::host(kind, Limits::default()).unwrap_or_else(|e| panic!("{kind}: {e}"));
+    let config = DriverConfig { policy, recycle_watermark: None };
+    let mut driver = Driver::new(host, executor.as_bytes(), config).unwrap_or_else(|e| panic!("{kind}: {e}"));
+    let state: SharedState = Arc::new(BTreeMap::<Vec<u8>, Vec<u8>>::new());
+    // Warm up: code paths, page faults, pool slots.
+    for i in 0..n.min(200) {
+        driver.validate(&[i as u8], state.clone()).expect("no host failure");
+    }
+    let before = driver.stats().clone();
+    let started = Instant::now();
+    for i in 0..n {
+        driver.validate(&[i as u8], state.clone()).expect("no host failure");
+    }
+    let elapsed = started.elapsed();
+    let s = driver.stats();
+    let blanks = (s.blanks - before.blanks).max(1) as u32;
+    let builds = (s.instances_built - before.instances_built).max(1) as u32;
+    Measure {
+        per_tx: elapsed / n,
+        per_blank: (s.blank_time - before.blank_time) / blanks,
+        per_build: (s.build_time - before.build_time) / builds,
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn arg(name: &str, default: u32) -> u32 {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn main() {
+    let n = arg("--transactions", 20_000);
+    let rounds = arg("--rounds", 5);
+    let json = std::env::args().any(|a| a == "--json");
+    let dirty_16mib = DIRTY4.replace("(memory (export \"memory\") 16)", "(memory (export \"memory\") 256)");
+    let every_tx = PersistencePolicy::default();
+    let mut rows = Vec::new();
+    for kind in backends::compiled_in() {
+        let mut r: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+        for _ in 0..rounds {
+            let warm = measure(kind, EMPTY, PersistencePolicy::UntilCrash, n);
+            let blank_1 = measure(kind, DIRTY4, every_tx, n);
+            let blank_16 = measure(kind, &dirty_16mib, every_tx, n);
+            let heavy_n = (n / 10).max(200);
+            let heavy_warm = measure(kind, HEAVY_INIT, PersistencePolicy::UntilCrash, heavy_n);
+            let heavy_blank = measure(kind, HEAVY_INIT, every_tx, heavy_n);
+            let heavy_fresh = measure(kind, HEAVY_INIT, PersistencePolicy::Fresh, 50);
+            let us = |d: Duration| d.as_secs_f64() * 1e6;
+            r.entry("warm_tx_us").or_default().push(us(warm.per_tx));
+            r.entry("blank_1mib_us").or_default().push(us(blank_1.per_blank));
+            r.entry("blank_16mib_us").or_default().push(us(blank_16.per_blank));
+            r.entry("blank_vs_warm").or_default().push(us(blank_1.per_blank) / us(warm.per_tx));
+            r.entry("blank_16mib_vs_1mib").or_default().push(us(blank_16.per_blank) / us(blank_1.per_blank));
+            r.entry("heavy_init_ms").or_default().push(us(heavy_fresh.per_build) / 1e3);
+            r.entry("heavy_init_every_tx_vs_until_crash")
+                .or_default()
+                .push(us(heavy_warm.per_tx) / us(heavy_blank.per_tx));
+            r.entry("heavy_init_fresh_vs_until_crash")
+                .or_default()
+                .push(us(heavy_warm.per_tx) / us(heavy_fresh.per_tx));
+        }
+        let medians: BTreeMap<&str, f64> = r.into_iter().map(|(k, v)| (k, median(v))).collect();
+        rows.push((kind, medians));
+    }
+    if json {
+        let out: Vec<_> = rows
+            .iter()
+            .map(|(k, m)| {
+                let mut o = serde_json::Map::new();
+                o.insert("backend".into(), k.to_string().into());
+                for (key, v) in m {
+                    o.insert(key.to_string(), (*v).into());
+                }
+                o
+            })
+            .collect();
+        println!("{}", serde_json::to_string(&out).unwrap());
+        return;
+    }
+    println!("median of {rounds} rounds, {n} transactions each (heavy-init: {}):", (n / 10).max(200));
+    for (kind, m) in &rows {
+        println!("{kind}:");
+        for (k, v) in m {
+            println!("  {k:<36} {v:>10.3}");
+        }
+    }
+}
