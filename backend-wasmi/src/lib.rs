@@ -21,8 +21,7 @@
 //!   driver rebuilds.
 #![warn(missing_docs)]
 
-use executor_core::instrument::{REBUILD, TABLES_DIRTY};
-use executor_core::snapshot::MemoryImage;
+use executor_core::snapshot::{MemoryImage, Restore};
 use executor_core::{
     BackendKind, Blanked, CallError, CompiledExecutor, Error, ExecutorHost, ExecutorInstance, Export, HostEnv,
     InstanceMode, Limits, PreparedModule, Result, Trap, TrapCode, host,
@@ -252,9 +251,7 @@ impl CompiledExecutor for WasmiCompiled {
             .iter()
             .map(|name| instance.get_table(&store, name).ok_or_else(|| host_error(name)))
             .collect::<Result<Vec<_>, _>>()?;
-        let flag = |name: &str| instance.get_global(&store, name).ok_or_else(|| host_error(name));
-        let flags = [flag(TABLES_DIRTY)?, flag(REBUILD)?];
-        Ok(Box::new(WasmiInstance { store, _instance: instance, memory, funcs, globals, tables, flags, blank: None }))
+        Ok(Box::new(WasmiInstance { store, _instance: instance, memory, funcs, globals, tables, blank: None }))
     }
 }
 
@@ -273,8 +270,6 @@ struct WasmiInstance {
     funcs: [Option<wasmi::Func>; 4],
     globals: Vec<Global>,
     tables: Vec<Table>,
-    /// Core's instrumentation flags: tables dirty, rebuild needed.
-    flags: [Global; 2],
     blank: Option<BlankState>,
 }
 
@@ -309,9 +304,6 @@ impl ExecutorInstance for WasmiInstance {
     }
 
     fn mark_blank(&mut self) -> Result<(), CallError> {
-        for flag in self.flags {
-            flag.set(&mut self.store, Val::I32(0)).map_err(|e| CallError::Host(e.to_string()))?;
-        }
         let layout = self.store.data().env.layout();
         let store = &self.store;
         let tables = self
@@ -320,35 +312,30 @@ impl ExecutorInstance for WasmiInstance {
             .map(|t| (0..t.size(store)).map(|i| t.get(store, i).expect("index below size")).collect())
             .collect();
         let globals = self.globals.iter().map(|g| g.get(store)).collect();
-        self.blank = Some(BlankState {
-            memory: MemoryImage::capture(layout, self.memory.data_mut(&mut self.store)),
-            globals,
-            tables,
-        });
+        let memory = MemoryImage::capture(layout, self.memory.data_mut(&mut self.store));
+        self.blank = Some(BlankState { memory, globals, tables });
         Ok(())
     }
 
     fn blank(&mut self) -> Result<Blanked, CallError> {
         let blank = self.blank.as_ref().ok_or_else(|| CallError::Host("blank() before mark_blank()".into()))?;
         let host = |e: &dyn std::fmt::Display| CallError::Host(format!("wasmi blank: {e}"));
-        let [tables_dirty, rebuild] = self.flags.map(|g| g.get(&self.store).i32() != Some(0));
-        if rebuild || self.memory.data_size(&self.store) != blank.memory.len() {
+        let (memory, data) = self.memory.data_and_store_mut(&mut self.store);
+        let Restore::Done { tables_dirty, .. } = blank.memory.restore(memory, data.env.take_host_writes()) else {
             return Ok(Blanked::NeedsRebuild);
-        }
-        if tables_dirty && self.tables.iter().zip(&blank.tables).any(|(t, b)| t.size(&self.store) != b.len() as u64) {
-            return Ok(Blanked::NeedsRebuild);
-        }
-        blank.memory.restore(self.memory.data_mut(&mut self.store));
+        };
         for (g, v) in self.globals.iter().zip(&blank.globals) {
             g.set(&mut self.store, v.clone()).map_err(|e| host(&e))?;
         }
         if tables_dirty {
             for (t, elems) in self.tables.iter().zip(&blank.tables) {
+                if t.size(&self.store) != elems.len() as u64 {
+                    return Ok(Blanked::NeedsRebuild);
+                }
                 for (i, e) in elems.iter().enumerate() {
                     t.set(&mut self.store, i as u64, *e).map_err(|e| host(&e))?;
                 }
             }
-            self.flags[0].set(&mut self.store, Val::I32(0)).map_err(|e| host(&e))?;
         }
         Ok(Blanked::Restored)
     }

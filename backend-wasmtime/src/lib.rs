@@ -34,16 +34,15 @@
 //! results do not depend on the host CPU.
 #![warn(missing_docs)]
 
-use executor_core::instrument::{REBUILD, TABLES_DIRTY};
-use executor_core::snapshot::MemoryImage;
+use executor_core::snapshot::{MemoryImage, Restore};
 use executor_core::{
     BackendKind, Blanked, CallError, CompiledExecutor, Error, ExecutorHost, ExecutorInstance, Export, HostEnv,
     InstanceMode, Limits, PreparedModule, Result, Trap, TrapCode, host,
 };
 use std::sync::{Arc, OnceLock};
 use wasmtime::{
-    Caller, Config, Engine, Func, Global, InstanceAllocationStrategy, InstancePre, Linker, Memory, Module,
-    PoolingAllocationConfig, Ref, ResourceLimiter, Store, Table, Val,
+    Caller, Config, Engine, Global, InstanceAllocationStrategy, InstancePre, Linker, Memory, Module,
+    PoolingAllocationConfig, Ref, ResourceLimiter, Store, Table, TypedFunc, Val,
 };
 
 /// Instances one engine's pool holds at once: the warm one, one being
@@ -318,17 +317,24 @@ impl CompiledExecutor for WasmtimeCompiled {
             .get_memory(&mut store, executor_core::module::exports::MEMORY)
             .ok_or_else(|| host_error("memory"))?;
         store.data_mut().memory = Some(memory);
-        let funcs = [Export::Alloc, Export::Validate, Export::Init, Export::Migrate]
-            .map(|e| instance.get_func(&mut store, e.name()));
+        // Typed handles: a call skips the dynamic signature checks and
+        // `Val` boxing of `Func::call` (checked once here instead; core's
+        // module checks guarantee the signatures).
+        let typed_error = |e: wasmtime::Error| CallError::Host(format!("export signature: {e:#}"));
+        let funcs = Funcs {
+            alloc: instance.get_typed_func(&mut store, Export::Alloc.name()).map_err(typed_error)?,
+            validate: instance.get_typed_func(&mut store, Export::Validate.name()).map_err(typed_error)?,
+            init: instance.get_typed_func(&mut store, Export::Init.name()).ok(),
+            migrate: instance.get_typed_func(&mut store, Export::Migrate.name()).ok(),
+        };
         let mut global = |name: &str| instance.get_global(&mut store, name).ok_or_else(|| host_error(name));
         let globals = self.globals.iter().map(|n| global(n)).collect::<Result<Vec<_>, _>>()?;
-        let flags = [global(TABLES_DIRTY)?, global(REBUILD)?];
         let tables = self
             .tables
             .iter()
             .map(|name| instance.get_table(&mut store, name).ok_or_else(|| host_error(name)))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Box::new(WasmtimeInstance { store, memory, funcs, globals, tables, flags, blank: None }))
+        Ok(Box::new(WasmtimeInstance { store, memory, funcs, globals, tables, blank: None }))
     }
 }
 
@@ -339,34 +345,35 @@ struct BlankState {
     tables: Vec<Vec<Ref>>,
 }
 
+/// The ABI exports, typed.
+struct Funcs {
+    alloc: TypedFunc<i32, i32>,
+    validate: TypedFunc<(i32, i32), i32>,
+    init: Option<TypedFunc<(), ()>>,
+    migrate: Option<TypedFunc<(), i32>>,
+}
+
 struct WasmtimeInstance {
     store: Store<StoreData>,
     memory: Memory,
-    /// Indexed like [`Export`]: alloc, validate, init, migrate.
-    funcs: [Option<Func>; 4],
+    funcs: Funcs,
     globals: Vec<Global>,
     tables: Vec<Table>,
-    /// Core's instrumentation flags: tables dirty, rebuild needed.
-    flags: [Global; 2],
     blank: Option<BlankState>,
 }
 
 impl ExecutorInstance for WasmtimeInstance {
     fn call(&mut self, export: Export, args: &[i32]) -> Result<Option<i32>, CallError> {
-        let idx = match export {
-            Export::Alloc => 0,
-            Export::Validate => 1,
-            Export::Init => 2,
-            Export::Migrate => 3,
+        let missing = || CallError::Host(format!("no export {} or wrong arguments", export.name()));
+        let store = &mut self.store;
+        let result = match (export, args) {
+            (Export::Alloc, &[len]) => self.funcs.alloc.call(&mut *store, len).map(Some),
+            (Export::Validate, &[ptr, len]) => self.funcs.validate.call(&mut *store, (ptr, len)).map(Some),
+            (Export::Init, &[]) => self.funcs.init.as_ref().ok_or_else(missing)?.call(&mut *store, ()).map(|()| None),
+            (Export::Migrate, &[]) => self.funcs.migrate.as_ref().ok_or_else(missing)?.call(&mut *store, ()).map(Some),
+            _ => return Err(missing()),
         };
-        let func = self.funcs[idx].ok_or_else(|| CallError::Host(format!("no export {}", export.name())))?;
-        let params: Vec<Val> = args.iter().map(|a| Val::I32(*a)).collect();
-        let mut results = [Val::I32(0)];
-        let n_results = func.ty(&self.store).results().len();
-        match func.call(&mut self.store, &params, &mut results[..n_results]) {
-            Ok(()) => Ok((n_results == 1).then(|| results[0].i32()).flatten()),
-            Err(e) => Err(call_error(&self.store, e)),
-        }
+        result.map_err(|e| call_error(&self.store, e))
     }
 
     fn env(&mut self) -> &mut HostEnv {
@@ -382,47 +389,37 @@ impl ExecutorInstance for WasmtimeInstance {
     }
 
     fn mark_blank(&mut self) -> Result<(), CallError> {
-        let host = |e: wasmtime::Error| CallError::Host(format!("wasmtime snapshot: {e:#}"));
-        for flag in self.flags {
-            flag.set(&mut self.store, Val::I32(0)).map_err(host)?;
-        }
         let layout = self.store.data().env.layout();
         let mut tables = Vec::with_capacity(self.tables.len());
         for t in &self.tables {
             let size = t.size(&self.store);
-            let elems = (0..size).map(|i| t.get(&mut self.store, i).expect("index below size")).collect();
-            tables.push(elems);
+            tables.push((0..size).map(|i| t.get(&mut self.store, i).expect("index below size")).collect());
         }
         let globals = self.globals.iter().map(|g| g.get(&mut self.store)).collect();
-        self.blank = Some(BlankState {
-            memory: MemoryImage::capture(layout, self.memory.data_mut(&mut self.store)),
-            globals,
-            tables,
-        });
+        let memory = MemoryImage::capture(layout, self.memory.data_mut(&mut self.store));
+        self.blank = Some(BlankState { memory, globals, tables });
         Ok(())
     }
 
     fn blank(&mut self) -> Result<Blanked, CallError> {
         let blank = self.blank.as_ref().ok_or_else(|| CallError::Host("blank() before mark_blank()".into()))?;
         let host = |e: wasmtime::Error| CallError::Host(format!("wasmtime blank: {e:#}"));
-        let [tables_dirty, rebuild] = self.flags.map(|g| g.get(&mut self.store).i32() != Some(0));
-        if rebuild || self.memory.data_size(&self.store) != blank.memory.len() {
+        let (memory, data) = self.memory.data_and_store_mut(&mut self.store);
+        let Restore::Done { tables_dirty, .. } = blank.memory.restore(memory, data.env.take_host_writes()) else {
             return Ok(Blanked::NeedsRebuild);
-        }
-        if tables_dirty && self.tables.iter().zip(&blank.tables).any(|(t, b)| t.size(&self.store) != b.len() as u64) {
-            return Ok(Blanked::NeedsRebuild);
-        }
-        blank.memory.restore(self.memory.data_mut(&mut self.store));
+        };
         for (g, v) in self.globals.iter().zip(&blank.globals) {
             g.set(&mut self.store, *v).map_err(host)?;
         }
         if tables_dirty {
             for (t, elems) in self.tables.iter().zip(&blank.tables) {
+                if t.size(&self.store) != elems.len() as u64 {
+                    return Ok(Blanked::NeedsRebuild);
+                }
                 for (i, e) in elems.iter().enumerate() {
                     t.set(&mut self.store, i as u64, e.clone()).map_err(host)?;
                 }
             }
-            self.flags[0].set(&mut self.store, Val::I32(0)).map_err(host)?;
         }
         Ok(Blanked::Restored)
     }

@@ -198,7 +198,7 @@ pub fn recycle_restarts_the_count(factory: HostFactory) {
 /// Memory above the watermark after a transaction recycles the instance
 /// (whatever the policy), so it never accumulates.
 pub fn watermark_recycles(factory: HostFactory) {
-    let config = DriverConfig { policy: PersistencePolicy::UntilCrash, recycle_watermark: Some(65536) };
+    let config = DriverConfig { policy: PersistencePolicy::UntilCrash, recycle_watermark: Some(65536), timings: false };
     let mut d = executor_core::Driver::new(factory(Limits::default()), STATEFUL.as_bytes(), config).unwrap();
     assert_eq!(run_bytes(&mut d, &[3, 3, 3]), vec![A, A, A]);
     assert_eq!(d.stats().recycles_by_cause.get(&RecycleCause::Watermark), Some(&2), "{:?}", d.stats());

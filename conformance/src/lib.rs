@@ -30,7 +30,7 @@ pub fn state(entries: &[(&[u8], &[u8])]) -> SharedState {
 /// Loads `executor` on the backend under `policy` with `limits`, panicking
 /// with the load error if it fails.
 pub fn load(factory: HostFactory, executor: &[u8], policy: PersistencePolicy, limits: Limits) -> Driver {
-    Driver::new(factory(limits), executor, DriverConfig { policy, recycle_watermark: None })
+    Driver::new(factory(limits), executor, DriverConfig { policy, ..Default::default() })
         .unwrap_or_else(|e| panic!("load failed: {e}"))
 }
 

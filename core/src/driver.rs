@@ -76,6 +76,10 @@ pub struct DriverConfig {
     /// Recycle when linear memory is above this many bytes after a
     /// transaction. `None`: half the memory limit.
     pub recycle_watermark: Option<u64>,
+    /// Time builds, blanks and calls into [`Stats`]. Off by default: two
+    /// clock reads cost a measurable share of a sub-microsecond
+    /// transaction.
+    pub timings: bool,
 }
 
 /// Counters and timings of a driver.
@@ -101,13 +105,15 @@ pub struct Stats {
     pub host_failures: u64,
     /// Instances built (instantiate + `executor_init`).
     pub instances_built: u64,
-    /// Time spent building instances.
+    /// Time spent building instances (with [`DriverConfig::timings`]).
     #[serde(skip)]
     pub build_time: Duration,
-    /// Time spent in scheduled blanks (restores and rebuilds).
+    /// Time spent in scheduled blanks, restores and rebuilds (with
+    /// [`DriverConfig::timings`]).
     #[serde(skip)]
     pub blank_time: Duration,
-    /// Time spent in guest calls of transactions.
+    /// Time spent in guest calls of transactions (with
+    /// [`DriverConfig::timings`]).
     #[serde(skip)]
     pub call_time: Duration,
 }
@@ -181,7 +187,15 @@ fn rejection(env: &mut HostEnv, trap: Trap) -> Result<Rejection, HostFailed> {
     }
 }
 
+fn elapsed(started: Option<Instant>) -> Duration {
+    started.map_or(Duration::ZERO, |s| s.elapsed())
+}
+
 impl Driver {
+    fn clock(&self) -> Option<Instant> {
+        self.config.timings.then(Instant::now)
+    }
+
     /// Loads an executor (binary or WAT): checks and prepares it, compiles
     /// it, and builds the first instance (instantiation, `start`,
     /// `executor_init`, blank-state snapshot). Every load error surfaces
@@ -238,7 +252,7 @@ impl Driver {
     /// Builds an instance: instantiate (runs `start`), `executor_init`,
     /// snapshot. Failures of the executor are load errors.
     fn build(&mut self) -> Result<Box<dyn ExecutorInstance>> {
-        let started = Instant::now();
+        let started = self.clock();
         let backend = self.host.kind();
         let limits = self.host.limits().clone();
         let host_failure = |message: String| Error::HostFailure { backend, message };
@@ -278,7 +292,7 @@ impl Driver {
             instance.mark_blank().map_err(|e| host_failure(format!("blank-state snapshot failed: {e:?}")))?;
         }
         self.stats.instances_built += 1;
-        self.stats.build_time += started.elapsed();
+        self.stats.build_time += elapsed(started);
         Ok(instance)
     }
 
@@ -328,7 +342,7 @@ impl Driver {
         if !scheduled {
             return Ok(());
         }
-        let started = Instant::now();
+        let started = self.clock();
         self.stats.blanks += 1;
         let restored = match self.mode() {
             InstanceMode::Fresh => Ok(Blanked::NeedsRebuild),
@@ -349,7 +363,7 @@ impl Driver {
                 self.rebuild()?;
             }
         }
-        self.stats.blank_time += started.elapsed();
+        self.stats.blank_time += elapsed(started);
         Ok(())
     }
 
@@ -392,7 +406,7 @@ impl Driver {
     fn run(&mut self, tx: &[u8], state: SharedState) -> Result<Verdict, HostFailed> {
         let fuel = self.host.limits().fuel;
         let instance = self.instance.as_mut().ok_or_else(|| HostFailed("no instance".into()))?;
-        let started = Instant::now();
+        let started = self.config.timings.then(Instant::now);
         let result = guarded(|| {
             let len = i32::try_from(tx.len()).map_err(|_| HostFailed("transaction longer than 2 GiB".into()))?;
             instance.env().begin(Phase::Validate, Some(state));
@@ -401,7 +415,7 @@ impl Driver {
             instance.env().end();
             verdict
         });
-        self.stats.call_time += started.elapsed();
+        self.stats.call_time += elapsed(started);
         if result.is_err() {
             // Never reuse a poisoned instance.
             self.instance = None;
@@ -420,13 +434,15 @@ impl Driver {
             Err(e) => return ended(instance, e),
         };
         let layout = instance.env().layout();
-        let (dirty, memory) = layout.split(instance.memory());
+        let (_, memory) = layout.split(instance.memory());
         if ptr == 0 || ptr + tx.len() > memory.len() {
             tracing::debug!(ptr, len, memory = memory.len(), "executor_alloc returned a bad range");
             return Ok(Verdict::rejected(Rejection::HostFault));
         }
         memory[ptr..ptr + tx.len()].copy_from_slice(tx);
-        crate::instrument::mark(dirty, ptr, tx.len());
+        if !instance.env().remember_write(ptr, tx.len()) {
+            layout.mark(layout.split(instance.memory()).0, ptr, tx.len());
+        }
         match instance.call(Export::Validate, &[ptr as i32, len]) {
             Ok(Some(0)) => Ok(Verdict::Approved),
             Ok(Some(1)) => Ok(Verdict::Denied { reason: instance.env().take_deny_reason().unwrap_or_default() }),

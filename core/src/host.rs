@@ -19,6 +19,10 @@ pub const MAX_KEY_LEN: u32 = 1024;
 pub const MAX_REASON_LEN: usize = 256;
 /// Bytes of a log line kept.
 pub const MAX_LOG_LEN: usize = 1024;
+/// Host writes at most this long are remembered exactly for the next blank.
+pub const MAX_EXACT_WRITE: usize = 1024;
+/// How many exact host writes are remembered; past that the dirty map.
+pub const MAX_HOST_WRITES: usize = 32;
 
 /// A value type of the ABI's imports and exports (all are `i32`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,6 +120,7 @@ pub struct HostEnv {
     memory_limit: u64,
     table_limit: u64,
     layout: Layout,
+    host_writes: Vec<(u32, u32)>,
 }
 
 impl std::fmt::Debug for HostEnv {
@@ -141,7 +146,33 @@ impl HostEnv {
             memory_limit: limits.memory_pages() * crate::limits::PAGE_SIZE,
             table_limit: limits.table_elements,
             layout,
+            host_writes: Vec::with_capacity(MAX_HOST_WRITES),
         }
+    }
+
+    /// Records that the host wrote guest bytes `start..start+len`, so a
+    /// blank restores them. Small writes (transaction payloads, state
+    /// values) are kept as exact ranges — restoring them costs their length,
+    /// not a 4 KiB page; larger ones, or too many, mark the dirty map.
+    pub fn record_write(&mut self, dirty: &mut [u8], start: usize, len: usize) {
+        if !self.remember_write(start, len) {
+            self.layout.mark(dirty, start, len);
+        }
+    }
+
+    /// Remembers a host write exactly if it is small and there is room;
+    /// `false` means the caller must mark the dirty map instead.
+    pub fn remember_write(&mut self, start: usize, len: usize) -> bool {
+        let fits = len <= MAX_EXACT_WRITE && self.host_writes.len() < MAX_HOST_WRITES;
+        if fits {
+            self.host_writes.push((start as u32, len as u32));
+        }
+        fits
+    }
+
+    /// The exact host writes since the last call, cleared.
+    pub fn take_host_writes(&mut self) -> std::vec::Drain<'_, (u32, u32)> {
+        self.host_writes.drain(..)
     }
 
     /// The memory layout of the instance.
@@ -269,7 +300,7 @@ pub fn state_get(
     };
     if value.len() <= out.len() {
         memory[out.start..out.start + value.len()].copy_from_slice(value);
-        crate::instrument::mark(dirty, out.start, value.len());
+        env.record_write(dirty, out.start, value.len());
     }
     Ok(len)
 }
@@ -307,7 +338,7 @@ mod tests {
 
     fn env_with(state: &[(&[u8], &[u8])]) -> HostEnv {
         let map: BTreeMap<Vec<u8>, Vec<u8>> = state.iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect();
-        let mut env = HostEnv::new(&crate::Limits::default(), Layout { reserved: 0 });
+        let mut env = HostEnv::new(&crate::Limits::default(), Layout::NONE);
         env.begin(Phase::Validate, Some(Arc::new(map)));
         env
     }
@@ -386,7 +417,7 @@ mod tests {
 
     #[test]
     fn state_get_during_init_is_refused() {
-        let mut env = HostEnv::new(&crate::Limits::default(), Layout { reserved: 0 });
+        let mut env = HostEnv::new(&crate::Limits::default(), Layout::NONE);
         let mut mem = vec![0u8; 16];
         assert_eq!(state_get(&mut env, &mut mem, 0, 1, 0, 1), Err(Aborted));
         assert_eq!(env.abort(), Some(&Abort::StateDuringInit));
@@ -395,11 +426,11 @@ mod tests {
     #[test]
     fn growth_past_the_limits_is_out_of_memory() {
         let limits = crate::Limits { memory_bytes: 2 * 65536 + 100, table_elements: 10, ..Default::default() };
-        let mut env = HostEnv::new(&limits, Layout { reserved: 0 });
+        let mut env = HostEnv::new(&limits, Layout::NONE);
         assert!(env.memory_growing(2 * 65536).is_ok(), "limit rounds down to whole pages");
         assert!(env.memory_growing(3 * 65536).is_err());
         assert!(matches!(env.abort(), Some(Abort::OutOfMemory { what: "memory", .. })));
-        let mut env = HostEnv::new(&limits, Layout { reserved: 0 });
+        let mut env = HostEnv::new(&limits, Layout::NONE);
         assert!(env.table_growing(10).is_ok());
         assert!(env.table_growing(11).is_err());
         assert!(matches!(env.abort(), Some(Abort::OutOfMemory { what: "table", .. })));
@@ -408,7 +439,7 @@ mod tests {
     #[test]
     fn end_releases_the_state() {
         let state: SharedState = Arc::new(BTreeMap::<Vec<u8>, Vec<u8>>::new());
-        let mut env = HostEnv::new(&crate::Limits::default(), Layout { reserved: 0 });
+        let mut env = HostEnv::new(&crate::Limits::default(), Layout::NONE);
         env.begin(Phase::Validate, Some(state.clone()));
         assert_eq!(Arc::strong_count(&state), 2);
         env.end();

@@ -14,21 +14,23 @@
 //!
 //! # Write barrier
 //!
-//! After every store the pass adds `dirty[(addr + offset) >> 12] = 1`; after
-//! `memory.fill`/`memory.copy`/`memory.init` it marks the written range with
-//! one `memory.fill` of the map. A store can spill at most 7 bytes into the
-//! next page, so restoring a marked page copies its 4 KiB plus 7 bytes. The
-//! host marks the pages it writes itself (transaction payloads,
-//! `state_get` output). Restoring is then `O(marked pages)`, plus a scan of
-//! one map byte per 4 KiB of guest memory.
+//! After every store the pass adds `map[(addr + offset) >> 12] = 1` and
+//! `summary[(addr + offset) >> 20] = 1`; after `memory.fill`/`memory.copy`/
+//! `memory.init` it marks the written range in both with one `memory.fill`
+//! each. A store can spill at most 7 bytes into the next page, so restoring
+//! a marked page copies its 4 KiB plus 7 bytes. The host remembers or
+//! marks what it writes itself (transaction payloads, `state_get` output).
+//! Restoring reads the summary (one byte per MiB of guest memory), scans
+//! only the map of marked MiBs, and copies only marked pages: its cost is
+//! what the transaction dirtied, whatever the memory's size.
 //!
 //! # Flags
 //!
-//! Two exported i32 globals tell the host what else needs restoring:
-//! [`TABLES_DIRTY`] is set before any table mutation (so tables are
-//! restored only when touched) and [`REBUILD`] before `data.drop` and
-//! `elem.drop` (dropped segments cannot be revived: the instance is
-//! rebuilt).
+//! The last two bytes of the reserved region tell the host what else needs
+//! restoring, without any engine call: [`Layout::tables_flag`] is set before
+//! any table mutation (so tables are restored only when touched) and
+//! [`Layout::rebuild_flag`] before `data.drop` and `elem.drop` (dropped
+//! segments cannot be revived: the instance is rebuilt).
 
 use crate::{Error, Result};
 use wasm_encoder::reencode::{Reencode, RoundtripReencoder};
@@ -37,25 +39,55 @@ use wasmparser::{Operator, Parser, Payload};
 
 /// Bytes of guest memory one dirty-map byte covers.
 pub const DIRTY_PAGE: usize = 4096;
+/// Bytes of guest memory one summary byte covers (256 map bytes).
+pub const SUMMARY_SPAN: usize = 1 << 20;
 /// Most bytes a store can spill past the page its address is in.
 pub const SPILL: usize = 7;
-/// Export name of the tables-dirty flag.
-pub const TABLES_DIRTY: &str = "__executor_host_tables_dirty";
-/// Export name of the rebuild flag.
-pub const REBUILD: &str = "__executor_host_rebuild";
 
-/// Where the guest's memory starts and how large the dirty map is.
+/// Where the guest's memory starts and where the host's bookkeeping lies
+/// below it: the dirty map at 0, the summary after it, two flag bytes at
+/// the end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Layout {
     /// Bytes reserved below the guest's memory (`R`, whole wasm pages).
     pub reserved: usize,
+    /// Offset of the summary (the map's length).
+    pub summary: usize,
 }
 
 impl Layout {
-    /// The layout for guests of at most `max_guest_bytes` of memory.
+    /// No reserved region (for host functions over a plain memory).
+    pub const NONE: Layout = Layout { reserved: 0, summary: 0 };
+
+    /// The layout for guests of at most `max_guest_bytes` of memory: the
+    /// map, the summary, then the two flag bytes, rounded up to whole wasm
+    /// pages.
     pub fn for_limit(max_guest_bytes: u64) -> Self {
-        let map = (max_guest_bytes as usize).div_ceil(DIRTY_PAGE).max(1);
-        Layout { reserved: map.div_ceil(65536) * 65536 }
+        let map = (max_guest_bytes as usize).div_ceil(DIRTY_PAGE);
+        let summary = (max_guest_bytes as usize).div_ceil(SUMMARY_SPAN);
+        Layout { reserved: (map + summary + 2).div_ceil(65536) * 65536, summary: map }
+    }
+
+    /// Marks guest bytes `start..start+len` dirty in the map and the
+    /// summary (`region` is the reserved region, see [`Layout::split`]).
+    pub fn mark(&self, region: &mut [u8], start: usize, len: usize) {
+        if len == 0 || region.is_empty() {
+            return;
+        }
+        let last = start + len - 1;
+        region[start / DIRTY_PAGE..=last / DIRTY_PAGE].fill(1);
+        region[self.summary + start / SUMMARY_SPAN..=self.summary + last / SUMMARY_SPAN].fill(1);
+    }
+
+    /// Address of the byte set when a table was mutated.
+    pub fn tables_flag(&self) -> usize {
+        self.reserved - 2
+    }
+
+    /// Address of the byte set when the instance cannot be restored in
+    /// place (a data or element segment was dropped).
+    pub fn rebuild_flag(&self) -> usize {
+        self.reserved - 1
     }
 
     /// Reserved wasm pages.
@@ -74,23 +106,11 @@ impl Layout {
     }
 }
 
-/// Marks guest bytes `start..start+len` dirty (the host's own writes).
-pub fn mark(dirty: &mut [u8], start: usize, len: usize) {
-    if len == 0 || dirty.is_empty() {
-        return;
-    }
-    let (first, last) = (start / DIRTY_PAGE, (start + len - 1) / DIRTY_PAGE);
-    let last = last.min(dirty.len() - 1);
-    dirty[first..=last].fill(1);
-}
-
 /// What the rewrite needs to know about the module.
 pub(crate) struct Plan<'a> {
     pub layout: Layout,
     /// Parameter count of each defined function, in order.
     pub params: Vec<u32>,
-    /// Number of globals the module defines.
-    pub globals: u32,
     /// Extra exports: (name, kind, index).
     pub exports: Vec<(&'a str, wasm_encoder::ExportKind, u32)>,
 }
@@ -104,32 +124,11 @@ pub(crate) fn rewrite(wasm: &[u8], plan: &Plan<'_>) -> Result<Vec<u8>> {
     let r = plan.layout.reserved as u64;
     let mut re = RoundtripReencoder;
     let mut out = wasm_encoder::Module::new();
-    let tables_flag = plan.globals;
-    let rebuild_flag = plan.globals + 1;
-    let mut globals_done = false;
+    let tables_flag = plan.layout.tables_flag() as i32;
+    let rebuild_flag = plan.layout.rebuild_flag() as i32;
     let mut code = wasm_encoder::CodeSection::new();
     let mut remaining_bodies = 0u32;
     let mut defined = 0usize;
-
-    // Our two flag globals go into the global section (made if absent),
-    // which must come before the export section.
-    let globals_section =
-        |existing: Option<wasmparser::GlobalSectionReader<'_>>| -> Result<wasm_encoder::GlobalSection> {
-            let mut s = wasm_encoder::GlobalSection::new();
-            let mut re = RoundtripReencoder;
-            if let Some(reader) = existing {
-                for g in reader {
-                    let g = g.map_err(err)?;
-                    let ty = re.global_type(g.ty).map_err(err)?;
-                    let init = re.const_expr(g.init_expr).map_err(err)?;
-                    s.global(ty, &init);
-                }
-            }
-            let flag = wasm_encoder::GlobalType { val_type: ValType::I32, mutable: true, shared: false };
-            s.global(flag, &ConstExpr::i32_const(0));
-            s.global(flag, &ConstExpr::i32_const(0));
-            Ok(s)
-        };
 
     for payload in Parser::new(0).parse_all(wasm) {
         let payload = payload.map_err(err)?;
@@ -137,7 +136,7 @@ pub(crate) fn rewrite(wasm: &[u8], plan: &Plan<'_>) -> Result<Vec<u8>> {
             if let Payload::CodeSectionEntry(body) = payload {
                 let params = plan.params[defined];
                 defined += 1;
-                code.function(&rewrite_body(&body, params, r, tables_flag, rebuild_flag)?);
+                code.function(&rewrite_body(&body, params, plan.layout, tables_flag, rebuild_flag)?);
                 remaining_bodies -= 1;
                 if remaining_bodies == 0 {
                     out.section(&code);
@@ -145,10 +144,6 @@ pub(crate) fn rewrite(wasm: &[u8], plan: &Plan<'_>) -> Result<Vec<u8>> {
             }
             continue;
         };
-        if !globals_done && id != 0 && order(id) > order(wasm_encoder::SectionId::Global as u8) {
-            out.section(&globals_section(None)?);
-            globals_done = true;
-        }
         match payload {
             Payload::MemorySection(reader) => {
                 let mut s = wasm_encoder::MemorySection::new();
@@ -160,10 +155,6 @@ pub(crate) fn rewrite(wasm: &[u8], plan: &Plan<'_>) -> Result<Vec<u8>> {
                 }
                 out.section(&s);
             }
-            Payload::GlobalSection(reader) => {
-                out.section(&globals_section(Some(reader))?);
-                globals_done = true;
-            }
             Payload::ExportSection(reader) => {
                 let mut s = wasm_encoder::ExportSection::new();
                 for e in reader {
@@ -173,8 +164,6 @@ pub(crate) fn rewrite(wasm: &[u8], plan: &Plan<'_>) -> Result<Vec<u8>> {
                 for (name, kind, index) in &plan.exports {
                     s.export(name, *kind, *index);
                 }
-                s.export(TABLES_DIRTY, wasm_encoder::ExportKind::Global, tables_flag);
-                s.export(REBUILD, wasm_encoder::ExportKind::Global, rebuild_flag);
                 out.section(&s);
             }
             Payload::DataSection(reader) => {
@@ -211,31 +200,7 @@ pub(crate) fn rewrite(wasm: &[u8], plan: &Plan<'_>) -> Result<Vec<u8>> {
             }
         }
     }
-    if !globals_done {
-        out.section(&globals_section(None)?);
-    }
     Ok(out.finish())
-}
-
-/// Position of a section id in the binary's mandated order.
-fn order(id: u8) -> u8 {
-    use wasm_encoder::SectionId as S;
-    const ORDER: [wasm_encoder::SectionId; 13] = [
-        S::Type,
-        S::Import,
-        S::Function,
-        S::Table,
-        S::Memory,
-        S::Tag,
-        S::Global,
-        S::Export,
-        S::Start,
-        S::Element,
-        S::DataCount,
-        S::Code,
-        S::Data,
-    ];
-    ORDER.iter().position(|s| *s as u8 == id).map_or(u8::MAX, |p| p as u8)
 }
 
 /// Temporaries a rewritten body uses, allocated after its own locals.
@@ -257,30 +222,44 @@ fn trap_oob(f: &mut Function) {
     f.instruction(&I::Unreachable);
 }
 
-/// Marks the guest range `[local d, local d + local n)` dirty if `n > 0`.
-fn mark_range(f: &mut Function, d: u32, n: u32) {
+/// Sets a flag byte of the reserved region.
+fn set_flag(f: &mut Function, at: i32) {
+    f.instruction(&I::I32Const(at));
+    f.instruction(&I::I32Const(1));
+    f.instruction(&I::I32Store8(MemArg { offset: 0, align: 0, memory_index: 0 }));
+}
+
+/// Marks the guest range `[local d, local d + local n)` dirty, in the map
+/// (at 0) and the summary (at `summary`), if `n > 0`.
+fn mark_range(f: &mut Function, d: u32, n: u32, summary: i32) {
     f.instruction(&I::LocalGet(n));
     f.instruction(&I::If(wasm_encoder::BlockType::Empty));
-    let page = |f: &mut Function| {
+    for (shift, base) in [(12, 0), (20, summary)] {
+        let first = |f: &mut Function| {
+            f.instruction(&I::LocalGet(d));
+            f.instruction(&I::I32Const(shift));
+            f.instruction(&I::I32ShrU);
+        };
+        first(f);
+        if base != 0 {
+            f.instruction(&I::I32Const(base));
+            f.instruction(&I::I32Add);
+        }
+        f.instruction(&I::I32Const(1)); // value
+        // count = ((d + n - 1) >> shift) - (d >> shift) + 1
         f.instruction(&I::LocalGet(d));
-        f.instruction(&I::I32Const(12));
+        f.instruction(&I::LocalGet(n));
+        f.instruction(&I::I32Add);
+        f.instruction(&I::I32Const(1));
+        f.instruction(&I::I32Sub);
+        f.instruction(&I::I32Const(shift));
         f.instruction(&I::I32ShrU);
-    };
-    page(f); // destination: first page
-    f.instruction(&I::I32Const(1)); // value
-    // count = ((d + n - 1) >> 12) - (d >> 12) + 1
-    f.instruction(&I::LocalGet(d));
-    f.instruction(&I::LocalGet(n));
-    f.instruction(&I::I32Add);
-    f.instruction(&I::I32Const(1));
-    f.instruction(&I::I32Sub);
-    f.instruction(&I::I32Const(12));
-    f.instruction(&I::I32ShrU);
-    page(f);
-    f.instruction(&I::I32Sub);
-    f.instruction(&I::I32Const(1));
-    f.instruction(&I::I32Add);
-    f.instruction(&I::MemoryFill(0));
+        first(f);
+        f.instruction(&I::I32Sub);
+        f.instruction(&I::I32Const(1));
+        f.instruction(&I::I32Add);
+        f.instruction(&I::MemoryFill(0));
+    }
     f.instruction(&I::End);
 }
 
@@ -301,10 +280,12 @@ fn shift_addr(f: &mut Function, x: u32, r: u64) {
 fn rewrite_body(
     body: &wasmparser::FunctionBody<'_>,
     params: u32,
-    r: u64,
-    tables_flag: u32,
-    rebuild_flag: u32,
+    layout: Layout,
+    tables_flag: i32,
+    rebuild_flag: i32,
 ) -> Result<Function> {
+    let r = layout.reserved as u64;
+    let summary = layout.summary;
     let mut locals = Vec::new();
     let mut count = params;
     for l in body.get_locals_reader().map_err(err)? {
@@ -379,16 +360,23 @@ fn rewrite_body(
                 f.instruction(&I::LocalTee(t.addr));
                 f.instruction(&I::LocalGet(value));
                 f.instruction(&ins);
-                // dirty[(addr + offset) >> 12] = 1; no wrap: the store succeeded.
+                // a = addr + offset (no wrap: the store succeeded);
+                // map[a >> 12] = 1; summary[a >> 20] = 1.
                 f.instruction(&I::LocalGet(t.addr));
                 if offset != 0 {
                     f.instruction(&I::I32Const(offset as u32 as i32));
                     f.instruction(&I::I32Add);
                 }
+                f.instruction(&I::LocalTee(t.src));
                 f.instruction(&I::I32Const(12));
                 f.instruction(&I::I32ShrU);
                 f.instruction(&I::I32Const(1));
                 f.instruction(&I::I32Store8(MemArg { offset: 0, align: 0, memory_index: 0 }));
+                f.instruction(&I::LocalGet(t.src));
+                f.instruction(&I::I32Const(20));
+                f.instruction(&I::I32ShrU);
+                f.instruction(&I::I32Const(1));
+                f.instruction(&I::I32Store8(MemArg { offset: summary as u64, align: 0, memory_index: 0 }));
             }
             I::MemorySize(_) => {
                 f.instruction(&ins);
@@ -417,7 +405,7 @@ fn rewrite_body(
                 f.instruction(&I::LocalGet(t.src));
                 f.instruction(&I::LocalGet(t.len));
                 f.instruction(&ins);
-                mark_range(&mut f, t.addr, t.len);
+                mark_range(&mut f, t.addr, t.len, summary as i32);
             }
             I::MemoryCopy { .. } => {
                 // [d, s, n]
@@ -428,16 +416,14 @@ fn rewrite_body(
                 shift_addr(&mut f, t.src, r);
                 f.instruction(&I::LocalGet(t.len));
                 f.instruction(&ins);
-                mark_range(&mut f, t.addr, t.len);
+                mark_range(&mut f, t.addr, t.len, summary as i32);
             }
             I::TableSet(_) | I::TableFill(_) | I::TableCopy { .. } | I::TableInit { .. } | I::TableGrow(_) => {
-                f.instruction(&I::I32Const(1));
-                f.instruction(&I::GlobalSet(tables_flag));
+                set_flag(&mut f, tables_flag);
                 f.instruction(&ins);
             }
             I::DataDrop(_) | I::ElemDrop(_) => {
-                f.instruction(&I::I32Const(1));
-                f.instruction(&I::GlobalSet(rebuild_flag));
+                set_flag(&mut f, rebuild_flag);
                 f.instruction(&ins);
             }
             _ => {

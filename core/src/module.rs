@@ -344,7 +344,6 @@ pub fn prepare(input: &[u8], limits: &Limits) -> Result<PreparedModule> {
     let plan = crate::instrument::Plan {
         layout: info.layout,
         params: (0..defined).map(|i| func_type(imported_funcs + i).params().len() as u32).collect(),
-        globals: types.global_count(),
         exports: info
             .globals
             .iter()

@@ -96,7 +96,7 @@ const EXECUTOR: &str = r#"(module (memory (export "memory") 1)
 fn driver(policy: PersistencePolicy, steps: &[Step]) -> (Driver, Arc<Mutex<Script>>) {
     let script = Arc::new(Mutex::new(Script { steps: steps.iter().cloned().collect(), ..Default::default() }));
     let host = Arc::new(MockHost { limits: Limits::default(), script: script.clone() });
-    let d = Driver::new(host, EXECUTOR.as_bytes(), DriverConfig { policy, recycle_watermark: None }).unwrap();
+    let d = Driver::new(host, EXECUTOR.as_bytes(), DriverConfig { policy, ..Default::default() }).unwrap();
     (d, script)
 }
 

@@ -92,8 +92,6 @@ pub struct RunReport {
     pub tx_per_sec: f64,
     /// Loading the executor (checks, compile, first instance), seconds.
     pub load_s: f64,
-    /// Time in scheduled blanks, seconds.
-    pub blank_s: f64,
     /// Instances built (load, recycles, rebuilding blanks).
     pub instances_built: u64,
     /// Peak resident memory of the process, bytes.
@@ -116,7 +114,8 @@ pub fn run(settings: &RunSettings, progress: &mut dyn FnMut(u64)) -> Result<RunR
     let host = backends::host(settings.backend, settings.limits.clone())?;
     let executor_error = |source| Error::Executor { executor: settings.executor.name.clone(), source };
     let started = Instant::now();
-    let config = DriverConfig { policy: settings.policy, recycle_watermark: settings.recycle_watermark };
+    let config =
+        DriverConfig { policy: settings.policy, recycle_watermark: settings.recycle_watermark, timings: false };
     let mut driver = Driver::new(host, &settings.executor.bytes, config).map_err(executor_error)?;
     let load = started.elapsed();
 
@@ -168,7 +167,6 @@ pub fn run(settings: &RunSettings, progress: &mut dyn FnMut(u64)) -> Result<RunR
         elapsed_s: secs,
         tx_per_sec: if secs > 0.0 { stats.transactions as f64 / secs } else { 0.0 },
         load_s: load.as_secs_f64(),
-        blank_s: stats.blank_time.as_secs_f64(),
         instances_built: stats.instances_built,
         peak_rss_bytes: rss::peak_rss_bytes(),
         upgrades: 0,
