@@ -21,7 +21,7 @@
 //!   driver rebuilds.
 #![warn(missing_docs)]
 
-use executor_core::snapshot::{MemoryImage, Restore};
+use executor_core::snapshot::{ImageCache, MemoryImage, Restore};
 use executor_core::{
     BackendKind, Blanked, CallError, CompiledExecutor, Error, ExecutorHost, ExecutorInstance, Export, HostEnv,
     InstanceMode, Limits, PreparedModule, Result, Trap, TrapCode, host,
@@ -188,6 +188,7 @@ impl ExecutorHost for WasmiHost {
             init_fuel: self.limits.init_fuel,
             globals: module.info.globals.iter().map(|g| g.export.clone()).collect(),
             tables: module.info.tables.clone(),
+            image: ImageCache::new(),
         }))
     }
 }
@@ -199,6 +200,8 @@ struct WasmiCompiled {
     init_fuel: u64,
     globals: Vec<String>,
     tables: Vec<String>,
+    /// The blank memory image, shared by all instances.
+    image: ImageCache,
 }
 
 /// Translates a wasmi error: our aborts and the ABI's trap codes are guest
@@ -251,13 +254,14 @@ impl CompiledExecutor for WasmiCompiled {
             .iter()
             .map(|name| instance.get_table(&store, name).ok_or_else(|| host_error(name)))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Box::new(WasmiInstance { store, _instance: instance, memory, funcs, globals, tables, blank: None }))
+        let image = self.image.clone();
+        Ok(Box::new(WasmiInstance { store, _instance: instance, memory, funcs, globals, tables, image, blank: None }))
     }
 }
 
 /// The blank state of one instance.
 struct BlankState {
-    memory: MemoryImage,
+    memory: Arc<MemoryImage>,
     globals: Vec<Val>,
     tables: Vec<Vec<wasmi::Ref>>,
 }
@@ -270,6 +274,7 @@ struct WasmiInstance {
     funcs: [Option<wasmi::Func>; 4],
     globals: Vec<Global>,
     tables: Vec<Table>,
+    image: ImageCache,
     blank: Option<BlankState>,
 }
 
@@ -312,7 +317,7 @@ impl ExecutorInstance for WasmiInstance {
             .map(|t| (0..t.size(store)).map(|i| t.get(store, i).expect("index below size")).collect())
             .collect();
         let globals = self.globals.iter().map(|g| g.get(store)).collect();
-        let memory = MemoryImage::capture(layout, self.memory.data_mut(&mut self.store));
+        let memory = self.image.adopt(layout, self.memory.data_mut(&mut self.store));
         self.blank = Some(BlankState { memory, globals, tables });
         Ok(())
     }

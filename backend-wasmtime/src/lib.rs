@@ -34,7 +34,7 @@
 //! results do not depend on the host CPU.
 #![warn(missing_docs)]
 
-use executor_core::snapshot::{MemoryImage, Restore};
+use executor_core::snapshot::{ImageCache, MemoryImage, Restore};
 use executor_core::{
     BackendKind, Blanked, CallError, CompiledExecutor, Error, ExecutorHost, ExecutorInstance, Export, HostEnv,
     InstanceMode, Limits, PreparedModule, Result, Trap, TrapCode, host,
@@ -164,6 +164,22 @@ pub struct WasmtimeHost {
     fresh_engine: Engine,
     limits: Limits,
     pooling: bool,
+    strategy: BlankStrategy,
+}
+
+/// How a scheduled blank is done. Both give the exact blank state; they
+/// differ in cost, which `bench-blank` measures side by side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BlankStrategy {
+    /// Restore dirtied pages, globals and touched tables in place (the
+    /// default). Cost: what the transaction dirtied.
+    #[default]
+    RestoreDirty,
+    /// Drop the instance and re-instantiate from the `InstancePre` into a
+    /// pooled copy-on-write slot, then re-run `executor_init`. Cost: the
+    /// slot reset (`madvise`/memset of pages the previous instance touched)
+    /// plus instantiation plus init — kept as a measured alternative.
+    ReinstantiatePooled,
 }
 
 impl WasmtimeHost {
@@ -197,7 +213,13 @@ impl WasmtimeHost {
             }
         };
         let fresh_engine = Engine::new(&base_config()).map_err(engine_error)?;
-        Ok(WasmtimeHost { engine, fresh_engine, limits, pooling })
+        Ok(WasmtimeHost { engine, fresh_engine, limits, pooling, strategy: BlankStrategy::default() })
+    }
+
+    /// The same host blanking with `strategy`.
+    pub fn with_strategy(mut self, strategy: BlankStrategy) -> Self {
+        self.strategy = strategy;
+        self
     }
 
     /// Whether warm instances live in the pooling allocator (false after
@@ -243,8 +265,10 @@ impl ExecutorHost for WasmtimeHost {
             fresh_engine: self.fresh_engine.clone(),
             fresh: OnceLock::new(),
             init_fuel: self.limits.init_fuel,
+            strategy: self.strategy,
             globals: module.info.globals.iter().map(|g| g.export.clone()).collect(),
             tables: module.info.tables.clone(),
+            image: ImageCache::new(),
         }))
     }
 }
@@ -257,8 +281,11 @@ struct WasmtimeCompiled {
     /// on the first `fresh` instantiation.
     fresh: OnceLock<std::result::Result<(Module, Linker<StoreData>), String>>,
     init_fuel: u64,
+    strategy: BlankStrategy,
     globals: Vec<String>,
     tables: Vec<String>,
+    /// The blank memory image, shared by all instances.
+    image: ImageCache,
 }
 
 /// Translates a wasmtime error: our aborts and the ABI's trap codes are
@@ -334,13 +361,15 @@ impl CompiledExecutor for WasmtimeCompiled {
             .iter()
             .map(|name| instance.get_table(&mut store, name).ok_or_else(|| host_error(name)))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Box::new(WasmtimeInstance { store, memory, funcs, globals, tables, blank: None }))
+        let strategy = self.strategy;
+        let image = self.image.clone();
+        Ok(Box::new(WasmtimeInstance { store, memory, funcs, globals, tables, strategy, image, blank: None }))
     }
 }
 
 /// The blank state of one instance.
 struct BlankState {
-    memory: MemoryImage,
+    memory: Arc<MemoryImage>,
     globals: Vec<Val>,
     tables: Vec<Vec<Ref>>,
 }
@@ -359,6 +388,8 @@ struct WasmtimeInstance {
     funcs: Funcs,
     globals: Vec<Global>,
     tables: Vec<Table>,
+    strategy: BlankStrategy,
+    image: ImageCache,
     blank: Option<BlankState>,
 }
 
@@ -396,12 +427,15 @@ impl ExecutorInstance for WasmtimeInstance {
             tables.push((0..size).map(|i| t.get(&mut self.store, i).expect("index below size")).collect());
         }
         let globals = self.globals.iter().map(|g| g.get(&mut self.store)).collect();
-        let memory = MemoryImage::capture(layout, self.memory.data_mut(&mut self.store));
+        let memory = self.image.adopt(layout, self.memory.data_mut(&mut self.store));
         self.blank = Some(BlankState { memory, globals, tables });
         Ok(())
     }
 
     fn blank(&mut self) -> Result<Blanked, CallError> {
+        if self.strategy == BlankStrategy::ReinstantiatePooled {
+            return Ok(Blanked::NeedsRebuild);
+        }
         let blank = self.blank.as_ref().ok_or_else(|| CallError::Host("blank() before mark_blank()".into()))?;
         let host = |e: wasmtime::Error| CallError::Host(format!("wasmtime blank: {e:#}"));
         let (memory, data) = self.memory.data_and_store_mut(&mut self.store);

@@ -82,6 +82,38 @@ impl MemoryImage {
     }
 }
 
+/// The blank-state image of one compiled executor, captured once and
+/// shared by all its instances.
+///
+/// The blank state depends only on the module and the limits (init sees no
+/// world state), so every instance of an executor reaches the same memory
+/// after `executor_init`; copying it again on every rebuild would cost a
+/// full memory copy per recycle.
+#[derive(Debug, Default, Clone)]
+pub struct ImageCache(std::sync::Arc<std::sync::OnceLock<std::sync::Arc<MemoryImage>>>);
+
+impl ImageCache {
+    /// An empty cache.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The image of this (just initialised) instance's memory: the cached
+    /// one if it has the same size — after clearing the map, summary and
+    /// flags in `memory`, as [`MemoryImage::capture`] would — else a new
+    /// capture (cached if none was).
+    pub fn adopt(&self, layout: Layout, memory: &mut [u8]) -> std::sync::Arc<MemoryImage> {
+        if let Some(image) = self.0.get().filter(|i| i.len() == memory.len()) {
+            layout.split(memory).0.fill(0);
+            debug_assert!(image.bytes == memory, "executor_init is deterministic");
+            return image.clone();
+        }
+        let image = std::sync::Arc::new(MemoryImage::capture(layout, memory));
+        let _ = self.0.set(image.clone());
+        image
+    }
+}
+
 /// What [`MemoryImage::restore`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Restore {

@@ -32,8 +32,35 @@ struct Measure {
     per_build: Duration,
 }
 
-fn measure(kind: BackendKind, executor: &str, policy: PersistencePolicy, n: u32) -> Measure {
-    let host = backends::host(kind, Limits::default()).unwrap_or_else(|e| panic!("{kind}: {e}"));
+/// The engine to measure: a backend, or wasmtime blanking by pooled
+/// re-instantiation instead of restore.
+#[derive(Clone, Copy, Debug)]
+enum Subject {
+    Backend(BackendKind),
+    #[cfg(feature = "wasmtime")]
+    WasmtimeReinstantiate,
+}
+
+impl std::fmt::Display for Subject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Subject::Backend(k) => write!(f, "{k}"),
+            #[cfg(feature = "wasmtime")]
+            Subject::WasmtimeReinstantiate => f.write_str("wasmtime (blank = pooled re-instantiation + init)"),
+        }
+    }
+}
+
+fn measure(kind: Subject, executor: &str, policy: PersistencePolicy, n: u32) -> Measure {
+    let host = match kind {
+        Subject::Backend(kind) => backends::host(kind, Limits::default()).unwrap_or_else(|e| panic!("{kind}: {e}")),
+        #[cfg(feature = "wasmtime")]
+        Subject::WasmtimeReinstantiate => Arc::new(
+            backend_wasmtime::WasmtimeHost::new(Limits::default())
+                .expect("wasmtime engine")
+                .with_strategy(backend_wasmtime::BlankStrategy::ReinstantiatePooled),
+        ),
+    };
     // Timings only where a build is timed: clock reads would otherwise
     // weigh on sub-microsecond transactions.
     let config = DriverConfig { policy, timings: policy == PersistencePolicy::Fresh, ..Default::default() };
@@ -71,7 +98,11 @@ fn main() {
     let dirty_16mib = DIRTY4.replace("(memory (export \"memory\") 16)", "(memory (export \"memory\") 256)");
     let every_tx = PersistencePolicy::default();
     let mut rows = Vec::new();
-    for kind in backends::compiled_in() {
+    #[allow(unused_mut)]
+    let mut subjects: Vec<Subject> = backends::compiled_in().into_iter().map(Subject::Backend).collect();
+    #[cfg(feature = "wasmtime")]
+    subjects.push(Subject::WasmtimeReinstantiate);
+    for kind in subjects {
         let mut r: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
         for _ in 0..rounds {
             // A blank's cost: every-tx:1 minus until-crash, per transaction,
@@ -84,7 +115,12 @@ fn main() {
             };
             let blank_1 = blank(DIRTY4);
             let blank_16 = blank(&dirty_16mib);
-            let heavy_n = n;
+            // Blanks that re-run a 3 ms init are measured on fewer transactions.
+            let heavy_n = match kind {
+                Subject::Backend(_) => n,
+                #[cfg(feature = "wasmtime")]
+                Subject::WasmtimeReinstantiate => 300,
+            };
             let heavy_warm = measure(kind, HEAVY_INIT, PersistencePolicy::UntilCrash, heavy_n);
             let heavy_blank = measure(kind, HEAVY_INIT, every_tx, heavy_n);
             let heavy_fresh = measure(kind, HEAVY_INIT, PersistencePolicy::Fresh, 50);
@@ -104,7 +140,7 @@ fn main() {
             r.entry("heavy_init_every_tx_vs_fresh").or_default().push(us(heavy_fresh.per_tx) / us(heavy_blank.per_tx));
         }
         let medians: BTreeMap<&str, f64> = r.into_iter().map(|(k, v)| (k, median(v))).collect();
-        rows.push((kind, medians));
+        rows.push((kind.to_string(), medians));
     }
     if json {
         let out: Vec<_> = rows
