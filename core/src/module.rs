@@ -245,7 +245,6 @@ pub fn prepare(input: &[u8], limits: &Limits) -> Result<PreparedModule> {
         imports: Vec::new(),
         layout: crate::instrument::Layout::for_limit(limits.memory_bytes),
     };
-    let mut export_section = None;
     let mut imported_funcs = 0u32;
     let mut seen = [false; 3]; // memory, alloc, validate
     for payload in Parser::new(0).parse_all(&wasm) {
@@ -275,7 +274,7 @@ pub fn prepare(input: &[u8], limits: &Limits) -> Result<PreparedModule> {
                 }
             }
             Payload::ExportSection(s) => {
-                for export in s.clone() {
+                for export in s {
                     let export = export.map_err(invalid)?;
                     if export.name.starts_with(RESERVED_PREFIX) {
                         return Err(Error::ReservedExport(export.name.into()));
@@ -322,7 +321,6 @@ pub fn prepare(input: &[u8], limits: &Limits) -> Result<PreparedModule> {
                         _ => {}
                     }
                 }
-                export_section = Some(s);
             }
             Payload::StartSection { .. } => info.has_start = true,
             _ => {}
@@ -351,7 +349,6 @@ pub fn prepare(input: &[u8], limits: &Limits) -> Result<PreparedModule> {
             .chain(info.tables.iter().enumerate().map(|(t, n)| (n.as_str(), wasm_encoder::ExportKind::Table, t as u32)))
             .collect(),
     };
-    let _ = export_section;
     let wasm = crate::instrument::rewrite(&wasm, &plan)?;
     Ok(PreparedModule { wasm, info, hash })
 }
