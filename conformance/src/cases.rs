@@ -77,6 +77,47 @@ pub fn memory_semantics(factory: HostFactory) {
     }
 }
 
+/// `memory.grow` and `table.grow` past the limits are stopped by core's
+/// instrumentation, not by the engine: with the module instrumented for
+/// small limits and the engine configured with large ones, the guard alone
+/// must fire (OOM flag set, the call trapped), exactly at the limit.
+pub fn growth_guards_decide_out_of_memory(factory: HostFactory) {
+    use executor_core::{Export, HostEnv, InstanceMode, Phase};
+    let small = Limits { memory_bytes: 3 * 65536, table_elements: 5, ..Limits::default() };
+    let wat = r#"(module
+      (memory (export "memory") 1)
+      (table $t 1 funcref)
+      (func (export "executor_alloc") (param $n i32) (result i32)
+        (memory.grow (local.get $n)))
+      (func (export "executor_validate") (param $p i32) (param $n i32) (result i32)
+        (table.grow $t (ref.null func) (local.get $n))))"#;
+    let module = executor_core::module::prepare(wat.as_bytes(), &small).unwrap();
+    let layout = module.info.layout;
+    let host = factory(Limits::default());
+    let compiled = host.compile(&module).unwrap();
+    let fresh = || {
+        let mut env = HostEnv::new(&Limits::default(), layout);
+        env.begin(Phase::Init, None);
+        let mut i = compiled.instantiate(env, InstanceMode::Reusable).unwrap();
+        i.set_fuel(1_000_000).unwrap();
+        i
+    };
+    // Memory: 1 page + 2 is the limit (3); + 3 is past it.
+    let mut i = fresh();
+    assert_eq!(i.call(Export::Alloc, &[2]).unwrap(), Some(1), "grow to the limit returns the old size");
+    assert!(!layout.out_of_memory(i.memory()));
+    assert!(i.call(Export::Alloc, &[1]).is_err(), "one page past the limit traps");
+    assert!(layout.out_of_memory(i.memory()), "the guard's flag is set");
+    let mut i = fresh();
+    assert!(i.call(Export::Alloc, &[-1]).is_err(), "0xffffffff pages does not wrap past the guard");
+    assert!(layout.out_of_memory(i.memory()));
+    // Tables: 1 element + 4 is the limit (5).
+    let mut i = fresh();
+    assert_eq!(i.call(Export::Validate, &[0, 4]).unwrap(), Some(1));
+    assert!(i.call(Export::Validate, &[0, 1]).is_err());
+    assert!(layout.out_of_memory(i.memory()));
+}
+
 /// `executor_alloc` returning 0, a pointer outside memory, or a range that
 /// runs past the end is `host_fault`; the next transaction is served.
 pub fn alloc_misbehaviour(factory: HostFactory) {

@@ -49,6 +49,7 @@ macro_rules! suite {
         $crate::suite!(@cases $factory;
             every_rejection_kind,
             memory_semantics,
+            growth_guards_decide_out_of_memory,
             alloc_misbehaviour,
             deny_reasons,
             state_get_end_to_end,

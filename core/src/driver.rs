@@ -168,7 +168,15 @@ fn guarded<T>(f: impl FnOnce() -> Result<T, HostFailed>) -> Result<T, HostFailed
 
 /// Maps how a guest call ended to a rejection, reading the host's abort
 /// first: what `core` decided wins over what the engine reported.
-fn rejection(env: &mut HostEnv, trap: Trap) -> Result<Rejection, HostFailed> {
+///
+/// `out_of_memory` is the instrumentation's growth guard having fired (its
+/// flag in the instance's memory), so it is decided at the same instruction
+/// on every engine.
+fn rejection(env: &mut HostEnv, out_of_memory: bool, trap: Trap) -> Result<Rejection, HostFailed> {
+    if out_of_memory {
+        env.take_abort();
+        return Ok(Rejection::OutOfMemory);
+    }
     if let Some(abort) = env.take_abort() {
         return Ok(match abort {
             Abort::HostFault(what) => {
@@ -256,13 +264,13 @@ impl Driver {
         let backend = self.host.kind();
         let limits = self.host.limits().clone();
         let host_failure = |message: String| Error::HostFailure { backend, message };
-        let init_failed = |phase: &'static str, env: &mut HostEnv, e: CallError| match e {
+        let init_failed = |phase: &'static str, env: &mut HostEnv, oom: bool, e: CallError| match e {
             CallError::Host(m) => host_failure(m),
             CallError::Trap(t) => {
                 let reason = match env.abort() {
                     Some(Abort::StateDuringInit) => "it called host.state_get, but init has no world state".into(),
                     Some(Abort::HostFault(what)) => format!("host_fault: {what}"),
-                    _ => match rejection(env, t) {
+                    _ => match rejection(env, oom, t) {
                         Ok(r) => r.to_string(),
                         Err(HostFailed(m)) => return host_failure(m),
                     },
@@ -277,14 +285,17 @@ impl Driver {
             Ok(i) => i,
             Err(e) => {
                 let mut env = HostEnv::new(&limits, self.module.info.layout);
-                return Err(init_failed("instantiation (data segments, start)", &mut env, e));
+                // No instance to read the growth guard's flag from: a
+                // guarded `start` reports the trap it ended with.
+                return Err(init_failed("instantiation (data segments, start)", &mut env, false, e));
             }
         };
         if self.module.info.has_init {
             instance.env().begin(Phase::Init, None);
-            instance.set_fuel(limits.init_fuel).map_err(|e| init_failed("executor_init", instance.env(), e))?;
+            instance.set_fuel(limits.init_fuel).map_err(|e| init_failed("executor_init", instance.env(), false, e))?;
             if let Err(e) = instance.call(Export::Init, &[]) {
-                return Err(init_failed("executor_init", instance.env(), e));
+                let oom = self.module.info.layout.out_of_memory(instance.memory());
+                return Err(init_failed("executor_init", instance.env(), oom, e));
             }
             instance.env().end();
         }
@@ -426,7 +437,11 @@ impl Driver {
     fn call_validate(instance: &mut dyn ExecutorInstance, tx: &[u8], len: i32) -> Result<Verdict, HostFailed> {
         let ended = |instance: &mut dyn ExecutorInstance, e: CallError| match e {
             CallError::Host(m) => Err(HostFailed(m)),
-            CallError::Trap(t) => rejection(instance.env(), t).map(Verdict::rejected),
+            CallError::Trap(t) => {
+                let layout = instance.env().layout();
+                let oom = layout.out_of_memory(instance.memory());
+                rejection(instance.env(), oom, t).map(Verdict::rejected)
+            }
         };
         let ptr = match instance.call(Export::Alloc, &[len]) {
             Ok(Some(ptr)) => ptr as u32 as usize,

@@ -26,11 +26,24 @@
 //!
 //! # Flags
 //!
-//! The last two bytes of the reserved region tell the host what else needs
-//! restoring, without any engine call: [`Layout::tables_flag`] is set before
-//! any table mutation (so tables are restored only when touched) and
+//! The last bytes of the reserved region tell the host what happened,
+//! without any engine call: [`Layout::tables_flag`] is set before any table
+//! mutation (so tables are restored only when touched),
 //! [`Layout::rebuild_flag`] before `data.drop` and `elem.drop` (dropped
-//! segments cannot be revived: the instance is rebuilt).
+//! segments cannot be revived: the instance is rebuilt), and
+//! [`Layout::oom_flag`] just before a trap when `memory.grow` or
+//! `table.grow` asks for more than the limits.
+//!
+//! # Growth guards
+//!
+//! Engines disagree on growth past a limit (wasmer returns -1 whatever its
+//! tunables say; others can be made to trap), and abi.md wants
+//! `out_of_memory` on every backend. So the pass checks each `memory.grow`
+//! and `table.grow` request against the limits itself, in 64-bit
+//! arithmetic, before the engine sees it: past the limit, it sets the OOM
+//! flag and executes `unreachable`; the driver reads the flag and decides
+//! `out_of_memory` — at the same instruction on every engine. Engine-side
+//! limiters stay as backstops.
 
 use crate::{Error, Result};
 use wasm_encoder::reencode::{Reencode, RoundtripReencoder};
@@ -60,12 +73,12 @@ impl Layout {
     pub const NONE: Layout = Layout { reserved: 0, summary: 0 };
 
     /// The layout for guests of at most `max_guest_bytes` of memory: the
-    /// map, the summary, then the two flag bytes, rounded up to whole wasm
+    /// map, the summary, then the three flag bytes, rounded up to whole wasm
     /// pages.
     pub fn for_limit(max_guest_bytes: u64) -> Self {
         let map = (max_guest_bytes as usize).div_ceil(DIRTY_PAGE);
         let summary = (max_guest_bytes as usize).div_ceil(SUMMARY_SPAN);
-        Layout { reserved: (map + summary + 2).div_ceil(65536) * 65536, summary: map }
+        Layout { reserved: (map + summary + 3).div_ceil(65536) * 65536, summary: map }
     }
 
     /// Marks guest bytes `start..start+len` dirty in the map and the
@@ -90,6 +103,18 @@ impl Layout {
         self.reserved - 1
     }
 
+    /// Address of the byte set, just before the guest traps, when
+    /// `memory.grow` or `table.grow` asked for more than the limits allow.
+    pub fn oom_flag(&self) -> usize {
+        self.reserved - 3
+    }
+
+    /// Whether the instrumentation's growth guard ended the last call
+    /// (`memory` is the whole linear memory).
+    pub fn out_of_memory(&self, memory: &[u8]) -> bool {
+        self.reserved > 0 && memory.get(self.oom_flag()).is_some_and(|f| *f != 0)
+    }
+
     /// Reserved wasm pages.
     pub fn reserved_pages(&self) -> u64 {
         (self.reserved / 65536) as u64
@@ -109,6 +134,10 @@ impl Layout {
 /// What the rewrite needs to know about the module.
 pub(crate) struct Plan<'a> {
     pub layout: Layout,
+    /// The memory limit in guest pages.
+    pub memory_pages: u64,
+    /// The most elements a table may have.
+    pub table_elements: u64,
     /// Parameter count of each defined function, in order.
     pub params: Vec<u32>,
     /// Extra exports: (name, kind, index).
@@ -136,7 +165,7 @@ pub(crate) fn rewrite(wasm: &[u8], plan: &Plan<'_>) -> Result<Vec<u8>> {
             if let Payload::CodeSectionEntry(body) = payload {
                 let params = plan.params[defined];
                 defined += 1;
-                code.function(&rewrite_body(&body, params, plan.layout, tables_flag, rebuild_flag)?);
+                code.function(&rewrite_body(&body, params, plan, tables_flag, rebuild_flag)?);
                 remaining_bodies -= 1;
                 if remaining_bodies == 0 {
                     out.section(&code);
@@ -222,6 +251,14 @@ fn trap_oob(f: &mut Function) {
     f.instruction(&I::Unreachable);
 }
 
+/// With a condition on the stack: if true, set the OOM flag and trap.
+fn guard_trap(f: &mut Function, oom_flag: i32) {
+    f.instruction(&I::If(wasm_encoder::BlockType::Empty));
+    set_flag(f, oom_flag);
+    f.instruction(&I::Unreachable);
+    f.instruction(&I::End);
+}
+
 /// Sets a flag byte of the reserved region.
 fn set_flag(f: &mut Function, at: i32) {
     f.instruction(&I::I32Const(at));
@@ -280,11 +317,15 @@ fn shift_addr(f: &mut Function, x: u32, r: u64) {
 fn rewrite_body(
     body: &wasmparser::FunctionBody<'_>,
     params: u32,
-    layout: Layout,
+    plan: &Plan<'_>,
     tables_flag: i32,
     rebuild_flag: i32,
 ) -> Result<Function> {
+    let layout = plan.layout;
     let r = layout.reserved as u64;
+    let oom_flag = layout.oom_flag() as i32;
+    let max_memory_pages = (plan.memory_pages + layout.reserved_pages()) as i64;
+    let max_table = plan.table_elements as i64;
     let summary = layout.summary;
     let mut locals = Vec::new();
     let mut count = params;
@@ -384,6 +425,16 @@ fn rewrite_body(
                 f.instruction(&I::I32Sub);
             }
             I::MemoryGrow(_) => {
+                // delta + size > limit (in i64: no wrap) ⇒ out_of_memory.
+                f.instruction(&I::LocalTee(t.addr));
+                f.instruction(&I::I64ExtendI32U);
+                f.instruction(&I::MemorySize(0));
+                f.instruction(&I::I64ExtendI32U);
+                f.instruction(&I::I64Add);
+                f.instruction(&I::I64Const(max_memory_pages));
+                f.instruction(&I::I64GtU);
+                guard_trap(&mut f, oom_flag);
+                f.instruction(&I::LocalGet(t.addr));
                 f.instruction(&ins);
                 f.instruction(&I::LocalTee(t.addr));
                 f.instruction(&I::I32Const(-1));
@@ -418,7 +469,22 @@ fn rewrite_body(
                 f.instruction(&ins);
                 mark_range(&mut f, t.addr, t.len, summary as i32);
             }
-            I::TableSet(_) | I::TableFill(_) | I::TableCopy { .. } | I::TableInit { .. } | I::TableGrow(_) => {
+            I::TableGrow(table) => {
+                // [init, delta]: delta + size > limit ⇒ out_of_memory.
+                let table = *table;
+                f.instruction(&I::LocalTee(t.len));
+                f.instruction(&I::I64ExtendI32U);
+                f.instruction(&I::TableSize(table));
+                f.instruction(&I::I64ExtendI32U);
+                f.instruction(&I::I64Add);
+                f.instruction(&I::I64Const(max_table));
+                f.instruction(&I::I64GtU);
+                guard_trap(&mut f, oom_flag);
+                f.instruction(&I::LocalGet(t.len));
+                set_flag(&mut f, tables_flag);
+                f.instruction(&ins);
+            }
+            I::TableSet(_) | I::TableFill(_) | I::TableCopy { .. } | I::TableInit { .. } => {
                 set_flag(&mut f, tables_flag);
                 f.instruction(&ins);
             }

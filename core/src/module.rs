@@ -341,6 +341,8 @@ pub fn prepare(input: &[u8], limits: &Limits) -> Result<PreparedModule> {
     let defined = types.function_count() - imported_funcs;
     let plan = crate::instrument::Plan {
         layout: info.layout,
+        memory_pages: limits.memory_pages(),
+        table_elements: limits.table_elements,
         params: (0..defined).map(|i| func_type(imported_funcs + i).params().len() as u32).collect(),
         exports: info
             .globals
