@@ -243,7 +243,8 @@ impl CompiledExecutor for WasmiCompiled {
             instance.get_memory(&store, executor_core::module::exports::MEMORY).ok_or_else(|| host_error("memory"))?;
         store.data_mut().memory = Some(memory);
         let func = |name: &str| instance.get_func(&store, name);
-        let funcs = [Export::Alloc, Export::Validate, Export::Init, Export::Migrate].map(|e| func(e.name()));
+        let funcs =
+            [Export::Alloc, Export::Validate, Export::Init, Export::Migrate, Export::Start].map(|e| func(e.name()));
         let globals = self
             .globals
             .iter()
@@ -270,8 +271,8 @@ struct WasmiInstance {
     store: Store<StoreData>,
     _instance: Instance,
     memory: Memory,
-    /// Indexed like [`Export`]: alloc, validate, init, migrate.
-    funcs: [Option<wasmi::Func>; 4],
+    /// Indexed like [`Export`]: alloc, validate, init, migrate, start.
+    funcs: [Option<wasmi::Func>; 5],
     globals: Vec<Global>,
     tables: Vec<Table>,
     image: ImageCache,
@@ -285,6 +286,7 @@ impl ExecutorInstance for WasmiInstance {
             Export::Validate => 1,
             Export::Init => 2,
             Export::Migrate => 3,
+            Export::Start => 4,
         };
         let func = self.funcs[idx].ok_or_else(|| CallError::Host(format!("no export {}", export.name())))?;
         let params: Vec<Val> = args.iter().map(|a| Val::I32(*a)).collect();

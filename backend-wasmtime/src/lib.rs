@@ -353,6 +353,7 @@ impl CompiledExecutor for WasmtimeCompiled {
             validate: instance.get_typed_func(&mut store, Export::Validate.name()).map_err(typed_error)?,
             init: instance.get_typed_func(&mut store, Export::Init.name()).ok(),
             migrate: instance.get_typed_func(&mut store, Export::Migrate.name()).ok(),
+            start: instance.get_typed_func(&mut store, Export::Start.name()).ok(),
         };
         let mut global = |name: &str| instance.get_global(&mut store, name).ok_or_else(|| host_error(name));
         let globals = self.globals.iter().map(|n| global(n)).collect::<Result<Vec<_>, _>>()?;
@@ -380,6 +381,7 @@ struct Funcs {
     validate: TypedFunc<(i32, i32), i32>,
     init: Option<TypedFunc<(), ()>>,
     migrate: Option<TypedFunc<(), i32>>,
+    start: Option<TypedFunc<(), ()>>,
 }
 
 struct WasmtimeInstance {
@@ -402,6 +404,7 @@ impl ExecutorInstance for WasmtimeInstance {
             (Export::Validate, &[ptr, len]) => self.funcs.validate.call(&mut *store, (ptr, len)).map(Some),
             (Export::Init, &[]) => self.funcs.init.as_ref().ok_or_else(missing)?.call(&mut *store, ()).map(|()| None),
             (Export::Migrate, &[]) => self.funcs.migrate.as_ref().ok_or_else(missing)?.call(&mut *store, ()).map(Some),
+            (Export::Start, &[]) => self.funcs.start.as_ref().ok_or_else(missing)?.call(&mut *store, ()).map(|()| None),
             _ => return Err(missing()),
         };
         result.map_err(|e| call_error(&self.store, e))

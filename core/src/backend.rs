@@ -56,6 +56,9 @@ pub enum Export {
     Init,
     /// `executor_migrate() -> status`
     Migrate,
+    /// The module's wasm `start` function, `() -> ()`, which core calls
+    /// after instantiation (see [`crate::module::ModuleInfo::start`]).
+    Start,
 }
 
 impl Export {
@@ -67,6 +70,7 @@ impl Export {
             Export::Validate => exports::VALIDATE,
             Export::Init => exports::INIT,
             Export::Migrate => exports::MIGRATE,
+            Export::Start => exports::START,
         }
     }
 }
@@ -145,9 +149,9 @@ pub trait ExecutorHost: Send + Sync {
 
 /// One executor's compiled code.
 pub trait CompiledExecutor: Send + Sync {
-    /// A new store and instance, with `env` as its host state. Runs the wasm
-    /// `start` function (in [`crate::Phase::Init`], under the init fuel) but
-    /// not `executor_init`, which the driver calls.
+    /// A new store and instance, with `env` as its host state and the init
+    /// fuel. The prepared module has no start section: the driver calls
+    /// [`Export::Start`] and `executor_init` itself.
     fn instantiate(&self, env: HostEnv, mode: InstanceMode) -> Result<Box<dyn ExecutorInstance>, CallError>;
 }
 

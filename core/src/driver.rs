@@ -285,20 +285,26 @@ impl Driver {
             Ok(i) => i,
             Err(e) => {
                 let mut env = HostEnv::new(&limits, self.module.info.layout);
-                // No instance to read the growth guard's flag from: a
-                // guarded `start` reports the trap it ended with.
-                return Err(init_failed("instantiation (data segments, start)", &mut env, false, e));
+                return Err(init_failed("instantiation (data segments)", &mut env, false, e));
             }
         };
-        if self.module.info.has_init {
-            instance.env().begin(Phase::Init, None);
-            instance.set_fuel(limits.init_fuel).map_err(|e| init_failed("executor_init", instance.env(), false, e))?;
-            if let Err(e) = instance.call(Export::Init, &[]) {
-                let oom = self.module.info.layout.out_of_memory(instance.memory());
-                return Err(init_failed("executor_init", instance.env(), oom, e));
+        // The module's `start`, then `executor_init`, under one init budget.
+        instance.env().begin(Phase::Init, None);
+        instance.set_fuel(limits.init_fuel).map_err(|e| init_failed("executor_init", instance.env(), false, e))?;
+        let phases = [
+            (self.module.info.start.is_some(), Export::Start, "start"),
+            (self.module.info.has_init, Export::Init, "executor_init"),
+        ];
+        for (present, export, phase) in phases {
+            if !present {
+                continue;
             }
-            instance.env().end();
+            if let Err(e) = instance.call(export, &[]) {
+                let oom = self.module.info.layout.out_of_memory(instance.memory());
+                return Err(init_failed(phase, instance.env(), oom, e));
+            }
         }
+        instance.env().end();
         if mode == InstanceMode::Reusable {
             instance.mark_blank().map_err(|e| host_failure(format!("blank-state snapshot failed: {e:?}")))?;
         }

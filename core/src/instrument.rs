@@ -222,8 +222,9 @@ pub(crate) fn rewrite(wasm: &[u8], plan: &Plan<'_>) -> Result<Vec<u8>> {
                     out.section(&code);
                 }
             }
-            // Custom sections (names, producers) never matter to a verdict.
-            Payload::CustomSection(_) => {}
+            // Custom sections (names, producers) never matter to a verdict;
+            // the start function is exported instead (see `ModuleInfo::start`).
+            Payload::CustomSection(_) | Payload::StartSection { .. } => {}
             _ => {
                 out.section(&wasm_encoder::RawSection { id, data: &wasm[range] });
             }

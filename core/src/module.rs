@@ -34,6 +34,8 @@ pub mod exports {
     pub const INIT: &str = "executor_init";
     /// `() -> i32`, optional.
     pub const MIGRATE: &str = "executor_migrate";
+    /// The module's `start` function, re-exported by the host (reserved).
+    pub const START: &str = "__executor_host_start";
 }
 
 /// The WebAssembly features abi.md allows: 2.0 without SIMD.
@@ -75,8 +77,12 @@ pub struct ModuleInfo {
     pub has_init: bool,
     /// Whether `executor_migrate` is exported.
     pub has_migrate: bool,
-    /// Whether the module has a wasm `start` function.
-    pub has_start: bool,
+    /// The wasm `start` function, if any. The prepared module has no start
+    /// section: it exports the function as [`exports::START`] and the driver
+    /// calls it right after instantiation, so it runs with the instance's
+    /// memory reachable on every engine (wasmer's imports cannot see the
+    /// instance during instantiation).
+    pub start: Option<u32>,
     /// Initial memory size in pages.
     pub memory_initial_pages: u64,
     /// Every mutable global, exported under a reserved name.
@@ -238,7 +244,7 @@ pub fn prepare(input: &[u8], limits: &Limits) -> Result<PreparedModule> {
     let mut info = ModuleInfo {
         has_init: false,
         has_migrate: false,
-        has_start: false,
+        start: None,
         memory_initial_pages: memory.initial,
         globals: Vec::new(),
         tables: (0..types.table_count()).map(|t| format!("{RESERVED_PREFIX}table_{t}")).collect(),
@@ -322,7 +328,7 @@ pub fn prepare(input: &[u8], limits: &Limits) -> Result<PreparedModule> {
                     }
                 }
             }
-            Payload::StartSection { .. } => info.has_start = true,
+            Payload::StartSection { func, .. } => info.start = Some(func),
             _ => {}
         }
     }
@@ -349,6 +355,7 @@ pub fn prepare(input: &[u8], limits: &Limits) -> Result<PreparedModule> {
             .iter()
             .map(|g| (g.export.as_str(), wasm_encoder::ExportKind::Global, g.index))
             .chain(info.tables.iter().enumerate().map(|(t, n)| (n.as_str(), wasm_encoder::ExportKind::Table, t as u32)))
+            .chain(info.start.map(|f| (exports::START, wasm_encoder::ExportKind::Func, f)))
             .collect(),
     };
     let wasm = crate::instrument::rewrite(&wasm, &plan)?;

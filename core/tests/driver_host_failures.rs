@@ -66,7 +66,7 @@ impl ExecutorInstance for MockInstance {
                     Step::Panic => panic!("scripted backend panic"),
                 }
             }
-            Export::Init | Export::Migrate => Ok(None),
+            Export::Init | Export::Migrate | Export::Start => Ok(None),
         }
     }
     fn env(&mut self) -> &mut HostEnv {

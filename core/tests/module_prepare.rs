@@ -36,7 +36,7 @@ fn every_mutable_global_and_table_is_exported_for_blanking() {
     );
     assert!(names.contains(&"visible".to_string()), "original exports are kept");
     assert_eq!(m.info.globals.iter().map(|g| g.index).collect::<Vec<_>>(), [0, 2], "immutable globals need no restore");
-    assert!(m.info.has_init && !m.info.has_migrate && !m.info.has_start);
+    assert!(m.info.has_init && !m.info.has_migrate && m.info.start.is_none());
     assert_eq!(m.info.memory_initial_pages, 1);
     wasmparser::Validator::new().validate_all(&m.wasm).expect("the prepared module is valid");
     let custom = Parser::new(0).parse_all(&m.wasm).any(|p| matches!(p.unwrap(), Payload::CustomSection(_)));

@@ -12,7 +12,7 @@ pub fn is_compiled_in(kind: BackendKind) -> bool {
         #[cfg(feature = "wasmtime")]
         BackendKind::Wasmtime => true,
         #[cfg(feature = "wasmer")]
-        BackendKind::Wasmer => backend_wasmer::AVAILABLE,
+        BackendKind::Wasmer => true,
         #[cfg(feature = "wasmi")]
         BackendKind::Wasmi => true,
         #[allow(unreachable_patterns)]
@@ -38,9 +38,8 @@ pub fn host(kind: BackendKind, limits: Limits) -> Result<Arc<dyn ExecutorHost>, 
         BackendKind::Wasmi => Ok(backend_wasmi::host(limits)),
         #[cfg(feature = "wasmtime")]
         BackendKind::Wasmtime => backend_wasmtime::try_host(limits).map_err(Error::Engine),
-        // A feature that exists before its backend is built.
         #[cfg(feature = "wasmer")]
-        BackendKind::Wasmer => Err(Error::NotAvailable(format!("backend {kind}"))),
+        BackendKind::Wasmer => Ok(backend_wasmer::host(limits)),
         #[allow(unreachable_patterns)]
         _ => {
             let _ = limits;

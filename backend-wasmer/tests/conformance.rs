@@ -1,0 +1,2 @@
+//! The shared conformance suite on wasmer.
+conformance::suite!(backend_wasmer::host);
