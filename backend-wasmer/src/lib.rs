@@ -130,24 +130,29 @@ fn with_memory<R>(
     f(&mut data.env, bytes).map_err(abort)
 }
 
-/// The wasmer engine, configured once from the [`Limits`].
+/// The wasmer backend, configured once from the [`Limits`].
 pub struct WasmerHost {
-    engine: Engine,
     limits: Limits,
 }
 
 impl WasmerHost {
-    /// An engine enforcing `limits`: singlepass with metering, bounded
-    /// tunables.
+    /// A backend enforcing `limits`.
     pub fn new(limits: Limits) -> Self {
+        WasmerHost { limits }
+    }
+
+    /// A new engine: singlepass with metering, capped tunables. One per
+    /// compiled module, because a `Metering` middleware refuses (panics) to
+    /// instrument a second module.
+    fn engine(&self) -> Engine {
         let metering = Arc::new(Metering::new(0, |_| 1));
         let mut compiler = Singlepass::new();
         compiler.push_middleware(metering);
         let mut engine: Engine = EngineBuilder::new(compiler).engine().into();
-        let layout = Layout::for_limit(limits.memory_bytes);
-        let max_pages = Pages((limits.memory_pages() + layout.reserved_pages()).min(65536) as u32);
+        let layout = Layout::for_limit(self.limits.memory_bytes);
+        let max_pages = Pages((self.limits.memory_pages() + layout.reserved_pages()).min(65536) as u32);
         engine.set_tunables(BoundedTunables { base: BaseTunables::new(), max_pages });
-        WasmerHost { engine, limits }
+        engine
     }
 }
 
@@ -166,10 +171,11 @@ impl ExecutorHost for WasmerHost {
     }
 
     fn compile(&self, module: &PreparedModule) -> Result<Arc<dyn CompiledExecutor>> {
-        let compiled = Module::new(&self.engine, &module.wasm)
+        let engine = self.engine();
+        let compiled = Module::new(&engine, &module.wasm)
             .map_err(|e| Error::Compile { backend: BackendKind::Wasmer, message: e.to_string() })?;
         Ok(Arc::new(WasmerCompiled {
-            engine: self.engine.clone(),
+            engine,
             module: compiled,
             init_fuel: self.limits.init_fuel,
             globals: module.info.globals.iter().map(|g| g.export.clone()).collect(),

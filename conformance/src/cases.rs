@@ -476,3 +476,40 @@ pub fn many_instances_do_not_exhaust_the_store(factory: HostFactory) {
     }
     assert_eq!(d.stats().instances_built, 10_001, "one at load, one per later transaction");
 }
+
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |kib| kib * 1024)
+}
+
+/// Loads an executor, runs transactions that trap (forcing recycles) and
+/// drops it, 1,000 times: the process's RSS after the last cycle stays
+/// within 16 MiB of RSS after the 10th — no store, memory reservation or
+/// compiled code survives its executor. Run it in a test binary of its own
+/// so nothing else moves the number.
+pub fn load_run_drop_does_not_leak(factory: HostFactory) {
+    let host = factory(Limits::default());
+    let state = state(&[]);
+    let mut after_10th = 0;
+    for cycle in 1..=1_000 {
+        let mut d = executor_core::Driver::new(host.clone(), HOSTILE.as_bytes(), DriverConfig::default())
+            .unwrap_or_else(|e| panic!("cycle {cycle}: {e}"));
+        for payload in [[0u8], [6], [0], [3], [0]] {
+            d.validate(&payload, state.clone()).unwrap_or_else(|e| panic!("cycle {cycle}: {e}"));
+        }
+        assert_eq!(d.stats().recycles, 2, "cycle {cycle}");
+        drop(d);
+        if cycle == 10 {
+            after_10th = rss_bytes();
+        }
+    }
+    let last = rss_bytes();
+    assert!(
+        last <= after_10th + (16 << 20),
+        "RSS grew from {} MiB after the 10th cycle to {} MiB after the 1,000th",
+        after_10th >> 20,
+        last >> 20
+    );
+}
