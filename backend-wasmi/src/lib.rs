@@ -7,9 +7,11 @@
 //!   store's [`HostEnv`] to `core`'s implementation.
 //! - **Limits**: the store's resource limiter asks `core`
 //!   ([`HostEnv::memory_growing`], [`HostEnv::table_growing`]), so growth past
-//!   the limits traps as `out_of_memory` instead of returning -1; fuel and
-//!   call depth are wasmi's own (engine-native until core's instrumentation
-//!   replaces them).
+//!   the limits traps as `out_of_memory` instead of returning -1 (a backstop:
+//!   core's instrumentation decides it first). Fuel, the stack budget and
+//!   NaN canonicalisation are core's instrumentation's; wasmi's fuel is off
+//!   and its recursion depth and value stack are sized from the budget so
+//!   they never fire first.
 //! - **Blanking** (no pooling or copy-on-write in an interpreter): restore
 //!   the post-`executor_init` image in place — the memory pages core's
 //!   instrumentation marked dirty ([`MemoryImage`]), every mutable global
@@ -21,6 +23,7 @@
 //!   driver rebuilds.
 #![warn(missing_docs)]
 
+use executor_core::instrument::{cost, engine_stack_bytes};
 use executor_core::snapshot::{ImageCache, MemoryImage, Restore};
 use executor_core::{
     BackendKind, Blanked, CallError, CompiledExecutor, Error, ExecutorHost, ExecutorInstance, Export, HostEnv,
@@ -151,8 +154,11 @@ impl WasmiHost {
         let mut config = Config::default();
         config
             .compilation_mode(CompilationMode::Eager)
-            .consume_fuel(true)
-            .set_max_recursion_depth(limits.max_call_depth as usize)
+            .consume_fuel(false)
+            // Every frame costs at least `FRAME_BASE` model bytes, so the
+            // budget allows at most `max_stack / FRAME_BASE` nested calls.
+            .set_max_recursion_depth((limits.max_stack / cost::FRAME_BASE) as usize + 64)
+            .set_max_stack_height(engine_stack_bytes(limits.max_stack) as usize)
             // The ABI's feature set; core has already refused the rest.
             .wasm_multi_memory(false)
             .wasm_tail_call(false)
@@ -185,7 +191,6 @@ impl ExecutorHost for WasmiHost {
             engine: self.engine.clone(),
             module: wasm,
             linker,
-            init_fuel: self.limits.init_fuel,
             globals: module.info.globals.iter().map(|g| g.export.clone()).collect(),
             tables: module.info.tables.clone(),
             image: ImageCache::new(),
@@ -197,7 +202,6 @@ struct WasmiCompiled {
     engine: Engine,
     module: Module,
     linker: Linker<StoreData>,
-    init_fuel: u64,
     globals: Vec<String>,
     tables: Vec<String>,
     /// The blank memory image, shared by all instances.
@@ -233,7 +237,6 @@ impl CompiledExecutor for WasmiCompiled {
         // same way; only `Reusable` instances are later snapshotted.
         let mut store = Store::new(&self.engine, StoreData { env, memory: None });
         store.limiter(|data| data as &mut dyn ResourceLimiter);
-        store.set_fuel(self.init_fuel).map_err(|e| CallError::Host(e.to_string()))?;
         let instance = match self.linker.instantiate_and_start(&mut store, &self.module) {
             Ok(i) => i,
             Err(e) => return Err(call_error(&store, e)),
@@ -304,10 +307,6 @@ impl ExecutorInstance for WasmiInstance {
 
     fn memory(&mut self) -> &mut [u8] {
         self.memory.data_mut(&mut self.store)
-    }
-
-    fn set_fuel(&mut self, fuel: u64) -> Result<(), CallError> {
-        self.store.set_fuel(fuel).map_err(|e| CallError::Host(e.to_string()))
     }
 
     fn mark_blank(&mut self) -> Result<(), CallError> {

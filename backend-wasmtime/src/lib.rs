@@ -29,11 +29,16 @@
 //!
 //! Limits: growth past the memory/table limits asks core
 //! ([`HostEnv::memory_growing`]) through a `ResourceLimiter` and traps as
-//! `out_of_memory`; fuel is wasmtime's (engine-native until core's
-//! instrumentation replaces it); NaN canonicalisation is on, so float
-//! results do not depend on the host CPU.
+//! `out_of_memory` (core's instrumentation decides it first; the limiter is a
+//! backstop). Fuel, the stack budget and NaN canonicalisation are core's
+//! instrumentation's, the same on every engine: wasmtime's fuel and NaN
+//! canonicalisation are off (they would cost twice for nothing), and its
+//! native stack limit is sized by [`engine_stack_bytes`] from the budget, a
+//! backstop that never fires first. The thread calling into this backend
+//! must have that much stack free (the peer's main thread has 8 MiB).
 #![warn(missing_docs)]
 
+use executor_core::instrument::engine_stack_bytes;
 use executor_core::snapshot::{ImageCache, MemoryImage, Restore};
 use executor_core::{
     BackendKind, Blanked, CallError, CompiledExecutor, Error, ExecutorHost, ExecutorInstance, Export, HostEnv,
@@ -48,9 +53,6 @@ use wasmtime::{
 /// Instances one engine's pool holds at once: the warm one, one being
 /// built during an upgrade or audit, and headroom.
 pub const POOL_INSTANCES: u32 = 8;
-
-/// The wasm stack wasmtime may use (engine-native stack limit).
-pub const MAX_WASM_STACK: usize = 1 << 20;
 
 /// Store data: the host state plus a cached memory handle.
 struct StoreData {
@@ -137,12 +139,16 @@ fn linker(engine: &Engine) -> wasmtime::Result<Linker<StoreData>> {
 
 /// The semantic settings every engine of this backend shares, so `fresh`
 /// and warm instances give the same verdicts.
-fn base_config() -> Config {
+fn base_config(limits: &Limits) -> Config {
     let mut config = Config::new();
+    let stack = engine_stack_bytes(limits.max_stack) as usize;
     config
-        .consume_fuel(true)
-        .max_wasm_stack(MAX_WASM_STACK)
-        .cranelift_nan_canonicalization(true)
+        .consume_fuel(false)
+        .max_wasm_stack(stack)
+        // Never used (calls are synchronous), but wasmtime requires it to
+        // be at least `max_wasm_stack`.
+        .async_stack_size(stack + (1 << 20))
+        .cranelift_nan_canonicalization(false)
         // The ABI's feature set; core has already refused the rest.
         .wasm_simd(false)
         .wasm_relaxed_simd(false)
@@ -203,16 +209,16 @@ impl WasmtimeHost {
             // larger ones with madvise.
             .linear_memory_keep_resident(64 << 10)
             .table_keep_resident(16 << 10);
-        let mut config = base_config();
+        let mut config = base_config(&limits);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool)).memory_init_cow(true);
         let (engine, pooling) = match Engine::new(&config) {
             Ok(engine) => (engine, true),
             Err(e) => {
                 tracing::warn!(error = %e, "wasmtime pooling allocator unavailable; falling back to on-demand allocation");
-                (Engine::new(&base_config()).map_err(engine_error)?, false)
+                (Engine::new(&base_config(&limits)).map_err(engine_error)?, false)
             }
         };
-        let fresh_engine = Engine::new(&base_config()).map_err(engine_error)?;
+        let fresh_engine = Engine::new(&base_config(&limits)).map_err(engine_error)?;
         Ok(WasmtimeHost { engine, fresh_engine, limits, pooling, strategy: BlankStrategy::default() })
     }
 
@@ -264,7 +270,6 @@ impl ExecutorHost for WasmtimeHost {
             wasm: module.wasm.clone(),
             fresh_engine: self.fresh_engine.clone(),
             fresh: OnceLock::new(),
-            init_fuel: self.limits.init_fuel,
             strategy: self.strategy,
             globals: module.info.globals.iter().map(|g| g.export.clone()).collect(),
             tables: module.info.tables.clone(),
@@ -280,7 +285,6 @@ struct WasmtimeCompiled {
     /// The module compiled for the default engine, with its linker: made
     /// on the first `fresh` instantiation.
     fresh: OnceLock<std::result::Result<(Module, Linker<StoreData>), String>>,
-    init_fuel: u64,
     strategy: BlankStrategy,
     globals: Vec<String>,
     tables: Vec<String>,
@@ -318,7 +322,6 @@ impl CompiledExecutor for WasmtimeCompiled {
             InstanceMode::Reusable => {
                 let mut store = Store::new(self.pre.module().engine(), StoreData { env, memory: None });
                 store.limiter(|data| data as &mut dyn ResourceLimiter);
-                store.set_fuel(self.init_fuel).map_err(|e| CallError::Host(e.to_string()))?;
                 match self.pre.instantiate(&mut store) {
                     Ok(i) => (store, i),
                     Err(e) => return Err(call_error(&store, e)),
@@ -333,7 +336,6 @@ impl CompiledExecutor for WasmtimeCompiled {
                 let (module, linker) = fresh.as_ref().map_err(|e| CallError::Host(e.clone()))?;
                 let mut store = Store::new(&self.fresh_engine, StoreData { env, memory: None });
                 store.limiter(|data| data as &mut dyn ResourceLimiter);
-                store.set_fuel(self.init_fuel).map_err(|e| CallError::Host(e.to_string()))?;
                 match linker.instantiate(&mut store, module) {
                     Ok(i) => (store, i),
                     Err(e) => return Err(call_error(&store, e)),
@@ -416,10 +418,6 @@ impl ExecutorInstance for WasmtimeInstance {
 
     fn memory(&mut self) -> &mut [u8] {
         self.memory.data_mut(&mut self.store)
-    }
-
-    fn set_fuel(&mut self, fuel: u64) -> Result<(), CallError> {
-        self.store.set_fuel(fuel).map_err(|e| CallError::Host(e.to_string()))
     }
 
     fn mark_blank(&mut self) -> Result<(), CallError> {

@@ -99,7 +99,7 @@ pub fn growth_guards_decide_out_of_memory(factory: HostFactory) {
         let mut env = HostEnv::new(&Limits::default(), layout);
         env.begin(Phase::Init, None);
         let mut i = compiled.instantiate(env, InstanceMode::Reusable).unwrap();
-        i.set_fuel(1_000_000).unwrap();
+        layout.arm(i.memory(), 1_000_000, Limits::default().max_stack);
         i
     };
     // Memory: 1 page + 2 is the limit (3); + 3 is past it.

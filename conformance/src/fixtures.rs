@@ -49,3 +49,12 @@ pub const HOSTILE_CASES: &[(u8, &str, Verdict)] = &[
     (19, "log outside memory", rejected(Rejection::HostFault)),
     (23, "table access out of bounds", trap(TrapCode::TableOutOfBounds)),
 ];
+
+/// Work that grows with the payload, for fuel sweeps.
+pub const FUEL_SWEEP: &str = include_str!("../../executors/fixtures/fuel_sweep.wat");
+/// Recursion as deep as the payload says, for stack sweeps.
+pub const RECURSION: &str = include_str!("../../executors/fixtures/recursion.wat");
+/// Recursion with heavy frames, against the engines' own stacks.
+pub const HEAVY_FRAMES: &str = include_str!("../../executors/fixtures/heavy_frames.wat");
+/// NaN results of every NaN-producing instruction.
+pub const NAN: &str = include_str!("../../executors/fixtures/nan.wat");

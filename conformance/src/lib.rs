@@ -13,6 +13,7 @@
 #![warn(missing_docs)]
 
 pub mod cases;
+pub mod determinism;
 pub mod fixtures;
 
 use executor_core::{Driver, DriverConfig, ExecutorHost, Limits, PersistencePolicy, SharedState, Verdict};

@@ -95,9 +95,11 @@ pub enum InstanceMode {
 pub enum Trap {
     /// A WebAssembly trap with its code.
     Wasm(TrapCode),
-    /// The fuel budget ran out.
+    /// The engine's own fuel ran out — a backstop only: core meters fuel
+    /// in the module itself.
     OutOfFuel,
-    /// The call-depth/stack budget ran out.
+    /// The engine's own stack limit fired — a backstop only: core counts
+    /// the deterministic stack in the module itself.
     StackOverflow,
     /// `core` ended the call (see [`HostEnv::abort`]).
     Aborted,
@@ -149,8 +151,7 @@ pub trait ExecutorHost: Send + Sync {
 
 /// One executor's compiled code.
 pub trait CompiledExecutor: Send + Sync {
-    /// A new store and instance, with `env` as its host state and the init
-    /// fuel. The prepared module has no start section: the driver calls
+    /// A new store and instance, with `env` as its host state. The prepared module has no start section: the driver calls
     /// [`Export::Start`] and `executor_init` itself.
     fn instantiate(&self, env: HostEnv, mode: InstanceMode) -> Result<Box<dyn ExecutorInstance>, CallError>;
 }
@@ -166,9 +167,6 @@ pub trait ExecutorInstance: Send {
 
     /// The guest's linear memory.
     fn memory(&mut self) -> &mut [u8];
-
-    /// Sets the fuel available to the next calls.
-    fn set_fuel(&mut self, fuel: u64) -> Result<(), CallError>;
 
     /// Records the current state (memory bytes and size, every mutable
     /// global, every table) as the blank state. Called once, after

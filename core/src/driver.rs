@@ -103,6 +103,9 @@ pub struct Stats {
     pub blocks: u64,
     /// Host failures survived by a rebuild and retry.
     pub host_failures: u64,
+    /// Times an engine's own fuel or stack limit fired before the
+    /// deterministic one (never, if engine stacks are sized right).
+    pub backstops: u64,
     /// Instances built (instantiate + `executor_init`).
     pub instances_built: u64,
     /// Time spent building instances (with [`DriverConfig::timings`]).
@@ -166,18 +169,24 @@ fn guarded<T>(f: impl FnOnce() -> Result<T, HostFailed>) -> Result<T, HostFailed
     })
 }
 
-/// Maps how a guest call ended to a rejection, reading the host's abort
-/// first: what `core` decided wins over what the engine reported.
+/// Maps how a guest call ended to a rejection: what the instrumentation
+/// flagged in the instance's memory first (`ended`: growth past the limits,
+/// fuel, stack — decided at the same instruction on every engine), then
+/// what core's host functions recorded, and only then the engine's trap.
 ///
-/// `out_of_memory` is the instrumentation's growth guard having fired (its
-/// flag in the instance's memory), so it is decided at the same instruction
-/// on every engine.
-fn rejection(env: &mut HostEnv, out_of_memory: bool, trap: Trap) -> Result<Rejection, HostFailed> {
-    if out_of_memory {
-        env.take_abort();
-        return Ok(Rejection::OutOfMemory);
+/// An engine reporting fuel or stack exhaustion that the instrumentation
+/// did not flag is a *backstop* firing: the verdict is the same kind, but
+/// the point where it fired is the engine's, so it is logged as an error
+/// and counted ([`Stats::backstops`]); tests require it never to happen.
+fn rejection(env: &mut HostEnv, ended: Option<RejectionKind>, trap: Trap) -> Result<Rejection, HostFailed> {
+    let abort = env.take_abort();
+    match ended {
+        Some(RejectionKind::OutOfMemory) => return Ok(Rejection::OutOfMemory),
+        Some(RejectionKind::OutOfFuel) => return Ok(Rejection::OutOfFuel),
+        Some(RejectionKind::StackOverflow) => return Ok(Rejection::StackOverflow),
+        _ => {}
     }
-    if let Some(abort) = env.take_abort() {
+    if let Some(abort) = abort {
         return Ok(match abort {
             Abort::HostFault(what) => {
                 tracing::debug!(%what, "host fault");
@@ -185,12 +194,16 @@ fn rejection(env: &mut HostEnv, out_of_memory: bool, trap: Trap) -> Result<Rejec
             }
             Abort::OutOfMemory { .. } => Rejection::OutOfMemory,
             Abort::StateDuringInit => Rejection::HostFault,
+            Abort::OutOfFuel => Rejection::OutOfFuel,
         });
     }
     match trap {
         Trap::Wasm(code) => Ok(Rejection::Trap(code)),
-        Trap::OutOfFuel => Ok(Rejection::OutOfFuel),
-        Trap::StackOverflow => Ok(Rejection::StackOverflow),
+        Trap::OutOfFuel | Trap::StackOverflow => {
+            tracing::error!(?trap, "an engine limit fired before the deterministic one: verdicts may differ by engine");
+            env.note_backstop();
+            Ok(if trap == Trap::OutOfFuel { Rejection::OutOfFuel } else { Rejection::StackOverflow })
+        }
         Trap::Aborted => Err(HostFailed("a host function aborted without recording why".into())),
     }
 }
@@ -264,13 +277,13 @@ impl Driver {
         let backend = self.host.kind();
         let limits = self.host.limits().clone();
         let host_failure = |message: String| Error::HostFailure { backend, message };
-        let init_failed = |phase: &'static str, env: &mut HostEnv, oom: bool, e: CallError| match e {
+        let init_failed = |phase: &'static str, env: &mut HostEnv, ended: Option<RejectionKind>, e: CallError| match e {
             CallError::Host(m) => host_failure(m),
             CallError::Trap(t) => {
                 let reason = match env.abort() {
                     Some(Abort::StateDuringInit) => "it called host.state_get, but init has no world state".into(),
                     Some(Abort::HostFault(what)) => format!("host_fault: {what}"),
-                    _ => match rejection(env, oom, t) {
+                    _ => match rejection(env, ended, t) {
                         Ok(r) => r.to_string(),
                         Err(HostFailed(m)) => return host_failure(m),
                     },
@@ -285,12 +298,13 @@ impl Driver {
             Ok(i) => i,
             Err(e) => {
                 let mut env = HostEnv::new(&limits, self.module.info.layout);
-                return Err(init_failed("instantiation (data segments)", &mut env, false, e));
+                return Err(init_failed("instantiation (data segments)", &mut env, None, e));
             }
         };
         // The module's `start`, then `executor_init`, under one init budget.
         instance.env().begin(Phase::Init, None);
-        instance.set_fuel(limits.init_fuel).map_err(|e| init_failed("executor_init", instance.env(), false, e))?;
+        let layout = self.module.info.layout;
+        layout.arm(instance.memory(), limits.init_fuel, limits.max_stack);
         let phases = [
             (self.module.info.start.is_some(), Export::Start, "start"),
             (self.module.info.has_init, Export::Init, "executor_init"),
@@ -300,8 +314,8 @@ impl Driver {
                 continue;
             }
             if let Err(e) = instance.call(export, &[]) {
-                let oom = self.module.info.layout.out_of_memory(instance.memory());
-                return Err(init_failed(phase, instance.env(), oom, e));
+                let ended = layout.ended(instance.memory());
+                return Err(init_failed(phase, instance.env(), ended, e));
             }
         }
         instance.env().end();
@@ -421,17 +435,21 @@ impl Driver {
 
     /// One attempt at a transaction on the current instance.
     fn run(&mut self, tx: &[u8], state: SharedState) -> Result<Verdict, HostFailed> {
-        let fuel = self.host.limits().fuel;
+        let (fuel, stack) = (self.host.limits().fuel, self.host.limits().max_stack);
         let instance = self.instance.as_mut().ok_or_else(|| HostFailed("no instance".into()))?;
         let started = self.config.timings.then(Instant::now);
         let result = guarded(|| {
             let len = i32::try_from(tx.len()).map_err(|_| HostFailed("transaction longer than 2 GiB".into()))?;
             instance.env().begin(Phase::Validate, Some(state));
-            instance.set_fuel(fuel)?;
-            let verdict = Self::call_validate(instance.as_mut(), tx, len);
+            let layout = instance.env().layout();
+            layout.arm(instance.memory(), fuel, stack);
+            let verdict = Self::call_validate(instance.as_mut(), tx, len, stack);
             instance.env().end();
             verdict
         });
+        if let Some(instance) = self.instance.as_mut() {
+            self.stats.backstops += instance.env().take_backstops();
+        }
         self.stats.call_time += elapsed(started);
         if result.is_err() {
             // Never reuse a poisoned instance.
@@ -440,13 +458,18 @@ impl Driver {
         result
     }
 
-    fn call_validate(instance: &mut dyn ExecutorInstance, tx: &[u8], len: i32) -> Result<Verdict, HostFailed> {
+    fn call_validate(
+        instance: &mut dyn ExecutorInstance,
+        tx: &[u8],
+        len: i32,
+        stack: u64,
+    ) -> Result<Verdict, HostFailed> {
         let ended = |instance: &mut dyn ExecutorInstance, e: CallError| match e {
             CallError::Host(m) => Err(HostFailed(m)),
             CallError::Trap(t) => {
                 let layout = instance.env().layout();
-                let oom = layout.out_of_memory(instance.memory());
-                rejection(instance.env(), oom, t).map(Verdict::rejected)
+                let ended = layout.ended(instance.memory());
+                rejection(instance.env(), ended, t).map(Verdict::rejected)
             }
         };
         let ptr = match instance.call(Export::Alloc, &[len]) {
@@ -464,6 +487,9 @@ impl Driver {
         if !instance.env().remember_write(ptr, tx.len()) {
             layout.mark(layout.split(instance.memory()).0, ptr, tx.len());
         }
+        // Fuel is shared by both calls; the stack starts afresh.
+        let fuel = layout.fuel_left(instance.memory());
+        layout.arm(instance.memory(), fuel, stack);
         match instance.call(Export::Validate, &[ptr as i32, len]) {
             Ok(Some(0)) => Ok(Verdict::Approved),
             Ok(Some(1)) => Ok(Verdict::Denied { reason: instance.env().take_deny_reason().unwrap_or_default() }),

@@ -8,7 +8,7 @@
 //! is recorded in the [`HostEnv`]; the driver reads it from there, so the
 //! engine never decides a verdict.
 
-use crate::instrument::Layout;
+use crate::instrument::{Layout, cost};
 use std::sync::Arc;
 
 /// The import module name.
@@ -101,6 +101,8 @@ pub enum Abort {
     },
     /// `host.state_get` during `start`/`executor_init`.
     StateDuringInit,
+    /// A host call's fuel charge ran past the budget (the fuel flag is set).
+    OutOfFuel,
 }
 
 /// The error a host function returns to make the engine trap. Its meaning
@@ -121,6 +123,7 @@ pub struct HostEnv {
     table_limit: u64,
     layout: Layout,
     host_writes: Vec<(u32, u32)>,
+    backstops: u64,
 }
 
 impl std::fmt::Debug for HostEnv {
@@ -147,6 +150,7 @@ impl HostEnv {
             table_limit: limits.table_elements,
             layout,
             host_writes: Vec::with_capacity(MAX_HOST_WRITES),
+            backstops: 0,
         }
     }
 
@@ -173,6 +177,17 @@ impl HostEnv {
     /// The exact host writes since the last call, cleared.
     pub fn take_host_writes(&mut self) -> std::vec::Drain<'_, (u32, u32)> {
         self.host_writes.drain(..)
+    }
+
+    /// Records that an engine's own limit fired before core's (see
+    /// [`crate::Stats::backstops`]).
+    pub fn note_backstop(&mut self) {
+        self.backstops += 1;
+    }
+
+    /// Backstops noted since the last call, cleared.
+    pub fn take_backstops(&mut self) -> u64 {
+        std::mem::take(&mut self.backstops)
     }
 
     /// The memory layout of the instance.
@@ -219,6 +234,12 @@ impl HostEnv {
         // The first abort wins: it is what ended the call.
         self.abort.get_or_insert(abort);
         Aborted
+    }
+
+    /// Charges `units` of fuel for the host's own work (`reserved` is the
+    /// reserved region or the whole memory).
+    fn charge(&mut self, reserved: &mut [u8], units: u64) -> Result<(), Aborted> {
+        if self.layout.charge(reserved, units) { Ok(()) } else { Err(self.fail(Abort::OutOfFuel)) }
     }
 
     fn fault(&mut self, what: String) -> Aborted {
@@ -289,7 +310,8 @@ pub fn state_get(
     if env.phase == Phase::Init {
         return Err(env.fail(Abort::StateDuringInit));
     }
-    let Some(state) = env.state.as_ref() else {
+    env.charge(dirty, cost::HOST_CALL + cost::HOST_BYTE * key.len() as u64)?;
+    let Some(state) = env.state.clone() else {
         return Err(env.fault("state_get without world state".into()));
     };
     let Some(value) = state.get(&memory[key]) else {
@@ -299,6 +321,7 @@ pub fn state_get(
         return Err(env.fault("state_get value longer than i32::MAX".into()));
     };
     if value.len() <= out.len() {
+        env.charge(dirty, cost::HOST_BYTE * value.len() as u64)?;
         memory[out.start..out.start + value.len()].copy_from_slice(value);
         env.record_write(dirty, out.start, value.len());
     }
@@ -307,19 +330,22 @@ pub fn state_get(
 
 /// `host.deny_reason(ptr, len)`: the last call of a transaction wins; the
 /// first 256 bytes are kept, then lossily decoded as UTF-8.
-pub fn deny_reason(env: &mut HostEnv, memory: &[u8], ptr: i32, len: i32) -> Result<(), Aborted> {
-    let memory = env.layout.guest(memory);
+pub fn deny_reason(env: &mut HostEnv, memory: &mut [u8], ptr: i32, len: i32) -> Result<(), Aborted> {
+    let (reserved, memory) = env.layout.split(memory);
     let r = range(env, memory.len(), "deny_reason", ptr, len)?;
     let kept = &memory[r.start..r.end.min(r.start + MAX_REASON_LEN)];
+    env.charge(reserved, cost::HOST_CALL + cost::HOST_BYTE * kept.len() as u64)?;
     env.deny_reason = Some(String::from_utf8_lossy(kept).into_owned());
     Ok(())
 }
 
 /// `host.log(level, ptr, len)`: a log line (level 0 error … 4 trace; higher
 /// levels count as trace), first 1024 bytes. Never affects a verdict.
-pub fn log(env: &mut HostEnv, memory: &[u8], level: i32, ptr: i32, len: i32) -> Result<(), Aborted> {
+pub fn log(env: &mut HostEnv, memory: &mut [u8], level: i32, ptr: i32, len: i32) -> Result<(), Aborted> {
+    let (reserved, memory) = env.layout.split(memory);
     let r = range(env, memory.len(), "log", ptr, len)?;
     let kept = &memory[r.start..r.end.min(r.start + MAX_LOG_LEN)];
+    env.charge(reserved, cost::HOST_CALL + cost::HOST_BYTE * kept.len() as u64)?;
     let line = String::from_utf8_lossy(kept);
     match level {
         0 => tracing::error!(target: "executor", "{line}"),
@@ -386,32 +412,32 @@ mod tests {
         assert_eq!(state_get(&mut env, &mut mem, 0, 1024, 0, 0), Ok(-1), "key of exactly 1024 is fine");
         for (p, l) in [(0, 65), (64, 1), (-1, 1), (0, -1), (1, 0x7fff_ffff)] {
             let mut env = env_with(&[]);
-            assert_eq!(deny_reason(&mut env, &mem[..64], p, l), Err(Aborted));
+            assert_eq!(deny_reason(&mut env, &mut mem[..64], p, l), Err(Aborted));
             let mut env = env_with(&[]);
-            assert_eq!(log(&mut env, &mem[..64], 2, p, l), Err(Aborted));
+            assert_eq!(log(&mut env, &mut mem[..64], 2, p, l), Err(Aborted));
             assert!(faulted(&env));
         }
         let mut env = env_with(&[]);
-        assert_eq!(deny_reason(&mut env, &mem[..64], 64, 0), Ok(()), "empty range at the end is inside");
+        assert_eq!(deny_reason(&mut env, &mut mem[..64], 64, 0), Ok(()), "empty range at the end is inside");
     }
 
     #[test]
     fn reason_is_cut_at_256_bytes_then_lossily_decoded() {
         let mut env = env_with(&[]);
         let mut mem = vec![b'a'; 1000];
-        deny_reason(&mut env, &mem, 0, 1000).unwrap();
+        deny_reason(&mut env, &mut mem, 0, 1000).unwrap();
         assert_eq!(env.take_deny_reason().unwrap(), "a".repeat(256));
         // A 2-byte character cut at byte 256 becomes U+FFFD.
         mem[255] = 0xc3;
         mem[256] = 0xa9;
-        deny_reason(&mut env, &mem, 0, 300).unwrap();
+        deny_reason(&mut env, &mut mem, 0, 300).unwrap();
         let r = env.take_deny_reason().unwrap();
         assert_eq!(r, format!("{}\u{fffd}", "a".repeat(255)));
         mem[0] = 0xff;
-        deny_reason(&mut env, &mem, 0, 2).unwrap();
+        deny_reason(&mut env, &mut mem, 0, 2).unwrap();
         assert_eq!(env.take_deny_reason().unwrap(), "\u{fffd}a");
-        deny_reason(&mut env, &mem, 1, 1).unwrap();
-        deny_reason(&mut env, &mem, 1, 2).unwrap();
+        deny_reason(&mut env, &mut mem, 1, 1).unwrap();
+        deny_reason(&mut env, &mut mem, 1, 2).unwrap();
         assert_eq!(env.take_deny_reason().unwrap(), "aa", "the last call wins");
     }
 

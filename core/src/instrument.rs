@@ -1,6 +1,8 @@
 //! The instrumentation pass: what every executor is rewritten into before
-//! any engine compiles it, so that blanking costs only what a transaction
-//! dirtied — on every engine alike.
+//! any engine compiles it, so that verdicts are identical on every engine
+//! *by construction* and blanking costs only what a transaction dirtied.
+//! Engines only run the result; none of them meters, counts stack or
+//! decides a limit that a verdict depends on.
 //!
 //! # Memory layout
 //!
@@ -10,7 +12,45 @@
 //! a check that traps `memory_out_of_bounds` exactly where the original
 //! would), `memory.size`/`memory.grow` report guest pages, active data
 //! segments move up by `R`. The guest therefore cannot address `[0, R)`,
-//! which holds the **dirty map**: one byte per 4 KiB guest page.
+//! which holds the **dirty map** (one byte per 4 KiB guest page), its
+//! summary, and the host's cells and flags (see [`Layout`]).
+//!
+//! # Fuel (abi.md "Units")
+//!
+//! One unit per executed instruction of the original module, plus the extra
+//! costs of [`cost`]. The remaining fuel is an `i64` cell in the reserved
+//! region ([`Layout::fuel_cell`]), so the host's own charges (host calls)
+//! and the instrumentation's share one counter without any engine call.
+//! Code is charged per *segment*, a straight run of instructions that ends
+//! at a control instruction (`loop`, `if`, `else`, `end`, `br`, `br_if`,
+//! `br_table`, `return`, `unreachable`): each segment's length is
+//! subtracted when it is entered (at function entry, at the top of every
+//! loop iteration, at the start of each branch of an `if`, after every
+//! `end` and `br_if`). If less fuel remains than the segment costs, the
+//! transaction ends there as `out_of_fuel` — before the segment's first
+//! instruction, at the same instruction on every engine. Bulk operations
+//! and growth are charged by size just before they run.
+//!
+//! # Stack (abi.md "Units")
+//!
+//! Each function's frame costs [`cost::frame`] bytes: a fixed part plus
+//! 8 bytes per parameter, declared local and slot of its deepest operand
+//! stack (as the validator measures it). Entering a function subtracts it
+//! from an `i32` cell ([`Layout::stack_cell`]) and ends the transaction as
+//! `stack_overflow` if the cell would go negative; leaving it (its end,
+//! `return` and branches to its outermost label — all rewritten to leave
+//! through one wrapping block) adds it back. Engine stacks are sized far
+//! above any budget ([`engine_stack_bytes`]), so they never fire first.
+//!
+//! # Floats
+//!
+//! Every float instruction that can produce a NaN (arithmetic, `min`/`max`,
+//! `sqrt`, rounding, `promote`/`demote`) is followed by a select that
+//! replaces any NaN with the canonical one (`0x7fc00000` /
+//! `0x7ff8000000000000`): engines differ in NaN payloads and signs, and
+//! bits of a NaN could otherwise reach a verdict. Sign and bit operations
+//! (`abs`, `neg`, `copysign`, reinterpretations) are exact on every engine
+//! and left alone.
 //!
 //! # Write barrier
 //!
@@ -31,8 +71,10 @@
 //! mutation (so tables are restored only when touched),
 //! [`Layout::rebuild_flag`] before `data.drop` and `elem.drop` (dropped
 //! segments cannot be revived: the instance is rebuilt), and
-//! [`Layout::oom_flag`] just before a trap when `memory.grow` or
-//! `table.grow` asks for more than the limits.
+//! [`Layout::oom_flag`], [`Layout::fuel_flag`] and [`Layout::stack_flag`]
+//! just before the `unreachable` that ends a transaction for growth past
+//! the limits, fuel or stack: the driver reads them and decides the
+//! rejection, so the engine's report of the trap never matters.
 //!
 //! # Growth guards
 //!
@@ -41,14 +83,13 @@
 //! `out_of_memory` on every backend. So the pass checks each `memory.grow`
 //! and `table.grow` request against the limits itself, in 64-bit
 //! arithmetic, before the engine sees it: past the limit, it sets the OOM
-//! flag and executes `unreachable`; the driver reads the flag and decides
-//! `out_of_memory` — at the same instruction on every engine. Engine-side
-//! limiters stay as backstops.
+//! flag and executes `unreachable`. Engine-side limiters stay as backstops.
 
 use crate::{Error, Result};
+use std::collections::HashMap;
 use wasm_encoder::reencode::{Reencode, RoundtripReencoder};
-use wasm_encoder::{ConstExpr, Function, Instruction as I, MemArg, ValType};
-use wasmparser::{Operator, Parser, Payload};
+use wasm_encoder::{BlockType, ConstExpr, Function, Instruction as I, MemArg, ValType};
+use wasmparser::{Operator, Parser, Payload, ValidPayload, Validator};
 
 /// Bytes of guest memory one dirty-map byte covers.
 pub const DIRTY_PAGE: usize = 4096;
@@ -56,10 +97,56 @@ pub const DIRTY_PAGE: usize = 4096;
 pub const SUMMARY_SPAN: usize = 1 << 20;
 /// Most bytes a store can spill past the page its address is in.
 pub const SPILL: usize = 7;
+/// Version of the pass and its cost table: part of any key under which an
+/// instrumented module is cached.
+pub const VERSION: u32 = 2;
+/// Locals the pass adds to every function (its temporaries).
+pub const ADDED_LOCALS: u32 = 10;
+
+/// The documented costs of abi.md's engine-independent units.
+pub mod cost {
+    /// Fuel per executed instruction of the original module.
+    pub const INSTRUCTION: u64 = 1;
+    /// Fuel per byte written by `memory.fill`/`memory.copy`/`memory.init`,
+    /// and per element of `table.fill`/`table.copy`/`table.init`.
+    pub const BULK_UNIT: u64 = 1;
+    /// Fuel per 64 KiB page `memory.grow` asks for (the host zeroes it).
+    pub const GROW_PAGE: u64 = 1024;
+    /// Fuel per element `table.grow` asks for.
+    pub const GROW_ELEMENT: u64 = 1;
+    /// Fuel per host call (`state_get`, `deny_reason`, `log`).
+    pub const HOST_CALL: u64 = 100;
+    /// Fuel per byte a host call reads (key, reason, log line as kept) or
+    /// writes (a `state_get` value).
+    pub const HOST_BYTE: u64 = 1;
+    /// Stack bytes of every frame, whatever its shape.
+    pub const FRAME_BASE: u64 = 64;
+    /// Stack bytes per parameter, declared local and operand-stack slot.
+    pub const SLOT: u64 = 8;
+
+    /// The stack bytes a frame of a function with `params` parameters,
+    /// `locals` declared locals and an operand stack at most `max_stack`
+    /// deep costs (capped at 1 GiB, above any budget).
+    pub fn frame(params: u32, locals: u32, max_stack: u32) -> u64 {
+        let slots = u64::from(params) + u64::from(locals) + u64::from(max_stack);
+        (FRAME_BASE + SLOT * slots).min(1 << 30)
+    }
+}
+
+/// The largest stack budget the host accepts (bytes of [`cost::frame`]).
+pub const MAX_STACK_BUDGET: u64 = 512 << 10;
+
+/// The native stack an engine is given for a stack budget of `budget`
+/// model bytes: 8 native bytes per model byte — the heaviest frames
+/// measured (singlepass, few slots) use about 3 — plus 512 KiB for
+/// trampolines and host functions. Only the model's limit ever fires.
+pub fn engine_stack_bytes(budget: u64) -> u64 {
+    8 * budget + (512 << 10)
+}
 
 /// Where the guest's memory starts and where the host's bookkeeping lies
-/// below it: the dirty map at 0, the summary after it, two flag bytes at
-/// the end.
+/// below it: the dirty map at 0, the summary after it, the fuel and stack
+/// cells and the flag bytes at the end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Layout {
     /// Bytes reserved below the guest's memory (`R`, whole wasm pages).
@@ -68,17 +155,20 @@ pub struct Layout {
     pub summary: usize,
 }
 
+/// Bytes at the end of the reserved region for cells and flags.
+const CELLS: usize = 32;
+
 impl Layout {
     /// No reserved region (for host functions over a plain memory).
     pub const NONE: Layout = Layout { reserved: 0, summary: 0 };
 
     /// The layout for guests of at most `max_guest_bytes` of memory: the
-    /// map, the summary, then the three flag bytes, rounded up to whole wasm
+    /// map, the summary, then the cells and flags, rounded up to whole wasm
     /// pages.
     pub fn for_limit(max_guest_bytes: u64) -> Self {
         let map = (max_guest_bytes as usize).div_ceil(DIRTY_PAGE);
         let summary = (max_guest_bytes as usize).div_ceil(SUMMARY_SPAN);
-        Layout { reserved: (map + summary + 3).div_ceil(65536) * 65536, summary: map }
+        Layout { reserved: (map + summary + CELLS).div_ceil(65536) * 65536, summary: map }
     }
 
     /// Marks guest bytes `start..start+len` dirty in the map and the
@@ -92,15 +182,15 @@ impl Layout {
         region[self.summary + start / SUMMARY_SPAN..=self.summary + last / SUMMARY_SPAN].fill(1);
     }
 
-    /// Address of the byte set when a table was mutated.
-    pub fn tables_flag(&self) -> usize {
-        self.reserved - 2
-    }
-
     /// Address of the byte set when the instance cannot be restored in
     /// place (a data or element segment was dropped).
     pub fn rebuild_flag(&self) -> usize {
         self.reserved - 1
+    }
+
+    /// Address of the byte set when a table was mutated.
+    pub fn tables_flag(&self) -> usize {
+        self.reserved - 2
     }
 
     /// Address of the byte set, just before the guest traps, when
@@ -109,10 +199,87 @@ impl Layout {
         self.reserved - 3
     }
 
+    /// Address of the byte set, just before the guest traps, when fuel ran
+    /// out (by the instrumentation or a host call's charge).
+    pub fn fuel_flag(&self) -> usize {
+        self.reserved - 4
+    }
+
+    /// Address of the byte set, just before the guest traps, when the stack
+    /// budget ran out.
+    pub fn stack_flag(&self) -> usize {
+        self.reserved - 5
+    }
+
+    /// Address of the remaining stack budget (`i32`, little-endian).
+    pub fn stack_cell(&self) -> usize {
+        self.reserved - 12
+    }
+
+    /// Address of the remaining fuel (`i64`, little-endian, 8-aligned).
+    pub fn fuel_cell(&self) -> usize {
+        self.reserved - 24
+    }
+
     /// Whether the instrumentation's growth guard ended the last call
     /// (`memory` is the whole linear memory).
     pub fn out_of_memory(&self, memory: &[u8]) -> bool {
-        self.reserved > 0 && memory.get(self.oom_flag()).is_some_and(|f| *f != 0)
+        self.flag(memory, self.oom_flag())
+    }
+
+    /// What the reserved region says ended the last call, if anything
+    /// (`memory` is the whole linear memory).
+    pub fn ended(&self, memory: &[u8]) -> Option<crate::RejectionKind> {
+        use crate::RejectionKind as K;
+        [(self.oom_flag(), K::OutOfMemory), (self.fuel_flag(), K::OutOfFuel), (self.stack_flag(), K::StackOverflow)]
+            .into_iter()
+            .find(|(at, _)| self.flag(memory, *at))
+            .map(|(_, kind)| kind)
+    }
+
+    fn flag(&self, memory: &[u8], at: usize) -> bool {
+        self.reserved > 0 && memory.get(at).is_some_and(|f| *f != 0)
+    }
+
+    /// Arms the next calls: `fuel` units and `stack` bytes of budget, the
+    /// end flags cleared (`memory` is the whole linear memory).
+    pub fn arm(&self, memory: &mut [u8], fuel: u64, stack: u64) {
+        if self.reserved == 0 {
+            return;
+        }
+        let fuel = fuel.min(i64::MAX as u64 / 2);
+        let stack = stack.min(MAX_STACK_BUDGET) as u32;
+        memory[self.fuel_cell()..self.fuel_cell() + 8].copy_from_slice(&fuel.to_le_bytes());
+        memory[self.stack_cell()..self.stack_cell() + 4].copy_from_slice(&stack.to_le_bytes());
+        for at in [self.oom_flag(), self.fuel_flag(), self.stack_flag()] {
+            memory[at] = 0;
+        }
+    }
+
+    /// Fuel left (`memory` is the whole linear memory).
+    pub fn fuel_left(&self, memory: &[u8]) -> u64 {
+        if self.reserved == 0 {
+            return u64::MAX;
+        }
+        let at = self.fuel_cell();
+        i64::from_le_bytes(memory[at..at + 8].try_into().expect("8 bytes")).max(0) as u64
+    }
+
+    /// Subtracts `units` of fuel for work the host does; `false` (with the
+    /// fuel flag set and no fuel left) if there was not enough.
+    pub fn charge(&self, memory: &mut [u8], units: u64) -> bool {
+        if self.reserved == 0 {
+            return true;
+        }
+        let left = self.fuel_left(memory);
+        let at = self.fuel_cell();
+        let enough = left >= units;
+        let after = if enough { left - units } else { 0 };
+        memory[at..at + 8].copy_from_slice(&after.to_le_bytes());
+        if !enough {
+            memory[self.fuel_flag()] = 1;
+        }
+        enough
     }
 
     /// Reserved wasm pages.
@@ -131,6 +298,14 @@ impl Layout {
     }
 }
 
+/// The signature of a defined function, as the rewrite needs it.
+pub(crate) struct FuncSig {
+    /// Parameter count.
+    pub params: u32,
+    /// Result types.
+    pub results: Vec<wasmparser::ValType>,
+}
+
 /// What the rewrite needs to know about the module.
 pub(crate) struct Plan<'a> {
     pub layout: Layout,
@@ -138,8 +313,8 @@ pub(crate) struct Plan<'a> {
     pub memory_pages: u64,
     /// The most elements a table may have.
     pub table_elements: u64,
-    /// Parameter count of each defined function, in order.
-    pub params: Vec<u32>,
+    /// Each defined function's signature, in order.
+    pub funcs: Vec<FuncSig>,
     /// Extra exports: (name, kind, index).
     pub exports: Vec<(&'a str, wasm_encoder::ExportKind, u32)>,
 }
@@ -153,19 +328,32 @@ pub(crate) fn rewrite(wasm: &[u8], plan: &Plan<'_>) -> Result<Vec<u8>> {
     let r = plan.layout.reserved as u64;
     let mut re = RoundtripReencoder;
     let mut out = wasm_encoder::Module::new();
-    let tables_flag = plan.layout.tables_flag() as i32;
-    let rebuild_flag = plan.layout.rebuild_flag() as i32;
+    let mut validator = Validator::new_with_features(crate::module::abi_features());
+    let mut allocs = wasmparser::FuncValidatorAllocations::default();
     let mut code = wasm_encoder::CodeSection::new();
     let mut remaining_bodies = 0u32;
     let mut defined = 0usize;
+    // Block types `[] -> results` for functions with several results: the
+    // wrapping block needs one; they are appended to the type section.
+    let mut wrapper_types: HashMap<Vec<wasmparser::ValType>, u32> = HashMap::new();
 
     for payload in Parser::new(0).parse_all(wasm) {
         let payload = payload.map_err(err)?;
+        let valid = validator.payload(&payload).map_err(err)?;
         let Some((id, range)) = payload.as_section() else {
-            if let Payload::CodeSectionEntry(body) = payload {
-                let params = plan.params[defined];
+            if let ValidPayload::Func(func, body) = valid {
+                let sig = &plan.funcs[defined];
                 defined += 1;
-                code.function(&rewrite_body(&body, params, plan, tables_flag, rebuild_flag)?);
+                let mut fv = func.into_validator(std::mem::take(&mut allocs));
+                let block = match sig.results.as_slice() {
+                    [] => BlockType::Empty,
+                    [one] => BlockType::Result(re.val_type(*one).map_err(err)?),
+                    many => BlockType::FunctionType(
+                        *wrapper_types.get(many).ok_or_else(|| err("no wrapper type for a multi-value function"))?,
+                    ),
+                };
+                code.function(&Body::rewrite(&body, &mut fv, sig.params, block, plan)?);
+                allocs = fv.into_allocations();
                 remaining_bodies -= 1;
                 if remaining_bodies == 0 {
                     out.section(&code);
@@ -174,6 +362,20 @@ pub(crate) fn rewrite(wasm: &[u8], plan: &Plan<'_>) -> Result<Vec<u8>> {
             continue;
         };
         match payload {
+            Payload::TypeSection(reader) => {
+                let mut s = wasm_encoder::TypeSection::new();
+                let mut count = reader.count();
+                re.parse_type_section(&mut s, reader).map_err(err)?;
+                for f in plan.funcs.iter().filter(|f| f.results.len() > 1) {
+                    if !wrapper_types.contains_key(&f.results) {
+                        let results = f.results.iter().map(|t| re.val_type(*t)).collect::<Result<Vec<_>, _>>();
+                        s.ty().function([], results.map_err(err)?);
+                        wrapper_types.insert(f.results.clone(), count);
+                        count += 1;
+                    }
+                }
+                out.section(&s);
+            }
             Payload::MemorySection(reader) => {
                 let mut s = wasm_encoder::MemorySection::new();
                 for m in reader {
@@ -234,6 +436,7 @@ pub(crate) fn rewrite(wasm: &[u8], plan: &Plan<'_>) -> Result<Vec<u8>> {
 }
 
 /// Temporaries a rewritten body uses, allocated after its own locals.
+#[derive(Clone, Copy)]
 struct Temps {
     addr: u32,
     i32v: u32,
@@ -242,116 +445,307 @@ struct Temps {
     f64v: u32,
     len: u32,
     src: u32,
+    amount: u32,
+    fuel: u32,
+    stack: u32,
 }
 
-/// Emits code that traps with `memory_out_of_bounds` on every engine, then
-/// makes the stack polymorphic.
-fn trap_oob(f: &mut Function) {
-    f.instruction(&I::I32Const(0));
-    f.instruction(&I::I32Load8U(MemArg { offset: u32::MAX as u64, align: 0, memory_index: 0 }));
-    f.instruction(&I::Unreachable);
+/// Whether an operator ends a fuel segment (see the module docs).
+fn ends_segment(op: &Operator<'_>) -> bool {
+    matches!(
+        op,
+        Operator::Loop { .. }
+            | Operator::If { .. }
+            | Operator::Else
+            | Operator::End
+            | Operator::Br { .. }
+            | Operator::BrIf { .. }
+            | Operator::BrTable { .. }
+            | Operator::Return
+            | Operator::Unreachable
+    )
 }
 
-/// With a condition on the stack: if true, set the OOM flag and trap.
-fn guard_trap(f: &mut Function, oom_flag: i32) {
-    f.instruction(&I::If(wasm_encoder::BlockType::Empty));
-    set_flag(f, oom_flag);
-    f.instruction(&I::Unreachable);
-    f.instruction(&I::End);
+/// Whether the code right after an operator is unreachable (so charging it
+/// would be wasted code).
+fn leaves(op: &Operator<'_>) -> bool {
+    matches!(op, Operator::Br { .. } | Operator::BrTable { .. } | Operator::Return | Operator::Unreachable)
 }
 
-/// Sets a flag byte of the reserved region.
-fn set_flag(f: &mut Function, at: i32) {
-    f.instruction(&I::I32Const(at));
-    f.instruction(&I::I32Const(1));
-    f.instruction(&I::I32Store8(MemArg { offset: 0, align: 0, memory_index: 0 }));
+/// Whether a float instruction may produce a NaN (and so gets its result
+/// canonicalised): `Some(true)` for f64 results, `Some(false)` for f32.
+fn nan_producing(op: &Operator<'_>) -> Option<bool> {
+    use Operator as O;
+    match op {
+        O::F32Add
+        | O::F32Sub
+        | O::F32Mul
+        | O::F32Div
+        | O::F32Min
+        | O::F32Max
+        | O::F32Sqrt
+        | O::F32Ceil
+        | O::F32Floor
+        | O::F32Trunc
+        | O::F32Nearest
+        | O::F32DemoteF64 => Some(false),
+        O::F64Add
+        | O::F64Sub
+        | O::F64Mul
+        | O::F64Div
+        | O::F64Min
+        | O::F64Max
+        | O::F64Sqrt
+        | O::F64Ceil
+        | O::F64Floor
+        | O::F64Trunc
+        | O::F64Nearest
+        | O::F64PromoteF32 => Some(true),
+        _ => None,
+    }
 }
 
-/// Marks the guest range `[local d, local d + local n)` dirty, in the map
-/// (at 0) and the summary (at `summary`), if `n > 0`.
-fn mark_range(f: &mut Function, d: u32, n: u32, summary: i32) {
-    f.instruction(&I::LocalGet(n));
-    f.instruction(&I::If(wasm_encoder::BlockType::Empty));
-    for (shift, base) in [(12, 0), (20, summary)] {
-        let first = |f: &mut Function| {
-            f.instruction(&I::LocalGet(d));
-            f.instruction(&I::I32Const(shift));
-            f.instruction(&I::I32ShrU);
-        };
-        first(f);
-        if base != 0 {
-            f.instruction(&I::I32Const(base));
-            f.instruction(&I::I32Add);
+/// One function body being rewritten.
+struct Body<'p> {
+    f: Function,
+    t: Temps,
+    layout: Layout,
+    plan: &'p Plan<'p>,
+}
+
+impl Body<'_> {
+    fn rewrite<T: wasmparser::WasmModuleResources>(
+        body: &wasmparser::FunctionBody<'_>,
+        fv: &mut wasmparser::FuncValidator<T>,
+        params: u32,
+        block: BlockType,
+        plan: &Plan<'_>,
+    ) -> Result<Function> {
+        let mut locals = Vec::new();
+        let mut declared = 0u32;
+        let mut reader = body.get_locals_reader().map_err(err)?;
+        for _ in 0..reader.get_count() {
+            let offset = reader.original_position();
+            let (n, ty) = reader.read().map_err(err)?;
+            fv.define_locals(offset, n, ty).map_err(err)?;
+            locals.push((n, RoundtripReencoder.val_type(ty).map_err(err)?));
+            declared += n;
         }
-        f.instruction(&I::I32Const(1)); // value
-        // count = ((d + n - 1) >> shift) - (d >> shift) + 1
-        f.instruction(&I::LocalGet(d));
-        f.instruction(&I::LocalGet(n));
-        f.instruction(&I::I32Add);
-        f.instruction(&I::I32Const(1));
-        f.instruction(&I::I32Sub);
-        f.instruction(&I::I32Const(shift));
-        f.instruction(&I::I32ShrU);
-        first(f);
-        f.instruction(&I::I32Sub);
-        f.instruction(&I::I32Const(1));
-        f.instruction(&I::I32Add);
-        f.instruction(&I::MemoryFill(0));
-    }
-    f.instruction(&I::End);
-}
+        let count = params + declared;
+        if u64::from(count) + u64::from(ADDED_LOCALS) > 50_000 {
+            return Err(Error::ModuleLimit {
+                what: "locals per function (parameters and the host's temporaries included)",
+                actual: u64::from(count + ADDED_LOCALS),
+                limit: 50_000,
+            });
+        }
+        let t = Temps {
+            addr: count,
+            i32v: count + 1,
+            i64v: count + 2,
+            f32v: count + 3,
+            f64v: count + 4,
+            len: count + 5,
+            src: count + 6,
+            amount: count + 7,
+            fuel: count + 8,
+            stack: count + 9,
+        };
+        locals.extend([
+            (2, ValType::I32),
+            (1, ValType::I64),
+            (1, ValType::F32),
+            (1, ValType::F64),
+            (2, ValType::I32),
+            (2, ValType::I64),
+            (1, ValType::I32),
+        ]);
 
-/// Replaces local `x` (a guest address on the stack top, already stored in
-/// it) by `x + R`, trapping out of bounds where the sum would wrap.
-fn shift_addr(f: &mut Function, x: u32, r: u64) {
-    f.instruction(&I::LocalGet(x));
-    f.instruction(&I::I32Const((u32::MAX as u64 - r) as u32 as i32));
-    f.instruction(&I::I32GtU);
-    f.instruction(&I::If(wasm_encoder::BlockType::Empty));
-    trap_oob(f);
-    f.instruction(&I::End);
-    f.instruction(&I::LocalGet(x));
-    f.instruction(&I::I32Const(r as u32 as i32));
-    f.instruction(&I::I32Add);
-}
+        // First pass: the operators, the deepest operand stack, the
+        // segments' lengths.
+        let mut ops = Vec::new();
+        let mut max_stack = 0u32;
+        let mut segments = vec![0u64];
+        let mut reader = body.get_operators_reader().map_err(err)?;
+        while !reader.eof() {
+            let offset = reader.original_position();
+            let op = reader.read().map_err(err)?;
+            fv.op(offset, &op).map_err(err)?;
+            max_stack = max_stack.max(fv.operand_stack_height());
+            *segments.last_mut().expect("never empty") += cost::INSTRUCTION;
+            if ends_segment(&op) {
+                segments.push(0);
+            }
+            ops.push(op);
+        }
+        let frame = cost::frame(params, declared, max_stack) as i32;
 
-fn rewrite_body(
-    body: &wasmparser::FunctionBody<'_>,
-    params: u32,
-    plan: &Plan<'_>,
-    tables_flag: i32,
-    rebuild_flag: i32,
-) -> Result<Function> {
-    let layout = plan.layout;
-    let r = layout.reserved as u64;
-    let oom_flag = layout.oom_flag() as i32;
-    let max_memory_pages = (plan.memory_pages + layout.reserved_pages()) as i64;
-    let max_table = plan.table_elements as i64;
-    let summary = layout.summary;
-    let mut locals = Vec::new();
-    let mut count = params;
-    for l in body.get_locals_reader().map_err(err)? {
-        let (n, ty) = l.map_err(err)?;
-        locals.push((n, RoundtripReencoder.val_type(ty).map_err(err)?));
-        count += n;
+        // Second pass: emit.
+        let mut b = Body { f: Function::new(locals), t, layout: plan.layout, plan };
+        b.stack_enter(frame);
+        b.charge_static(segments[0]);
+        b.f.instruction(&I::Block(block));
+        let last = ops.len() - 1;
+        let mut segment = 0;
+        let mut open = 0u32; // control frames open inside the wrapping block
+        for (i, op) in ops.into_iter().enumerate() {
+            if i == last {
+                // The function's own `end` closes the wrapping block; every
+                // way out of the function passes here.
+                b.f.instruction(&I::End);
+                b.stack_leave(frame);
+                b.f.instruction(&I::End);
+                break;
+            }
+            match op {
+                Operator::Block { .. } | Operator::Loop { .. } | Operator::If { .. } => open += 1,
+                Operator::End => open -= 1,
+                _ => {}
+            }
+            let boundary = ends_segment(&op);
+            let dead_after = leaves(&op);
+            if let Operator::Return = op {
+                b.f.instruction(&I::Br(open));
+            } else {
+                b.op(op)?;
+            }
+            if boundary {
+                segment += 1;
+                if !dead_after {
+                    b.charge_static(segments[segment]);
+                }
+            }
+        }
+        Ok(b.f)
     }
-    let t = Temps {
-        addr: count,
-        i32v: count + 1,
-        i64v: count + 2,
-        f32v: count + 3,
-        f64v: count + 4,
-        len: count + 5,
-        src: count + 6,
-    };
-    locals.extend([(2, ValType::I32), (1, ValType::I64), (1, ValType::F32), (1, ValType::F64), (2, ValType::I32)]);
-    let mut f = Function::new(locals);
-    let mut reader = body.get_operators_reader().map_err(err)?;
-    let mut re = RoundtripReencoder;
-    let fits = |m: &MemArg| m.offset + r <= u32::MAX as u64;
-    while !reader.eof() {
-        let op = reader.read().map_err(err)?;
-        let mut ins = re.instruction(op).map_err(err)?;
+
+    fn ins(&mut self, i: I<'_>) -> &mut Self {
+        self.f.instruction(&i);
+        self
+    }
+
+    /// Sets a flag byte of the reserved region.
+    fn set_flag(&mut self, at: usize) {
+        self.ins(I::I32Const(at as i32)).ins(I::I32Const(1));
+        self.ins(I::I32Store8(MemArg { offset: 0, align: 0, memory_index: 0 }));
+    }
+
+    /// With a condition on the stack: if true, set the flag and trap.
+    fn end_if(&mut self, flag: usize) {
+        self.ins(I::If(BlockType::Empty));
+        self.set_flag(flag);
+        self.ins(I::Unreachable).ins(I::End);
+    }
+
+    fn load64(&mut self, at: usize) {
+        self.ins(I::I32Const(at as i32)).ins(I::I64Load(MemArg { offset: 0, align: 3, memory_index: 0 }));
+    }
+
+    /// Subtracts the `i64` in temp `amount` from the fuel cell, ending the
+    /// transaction as `out_of_fuel` if it would go negative.
+    fn charge_amount(&mut self) {
+        let (cell, fuel) = (self.layout.fuel_cell(), self.t.fuel);
+        self.load64(cell);
+        self.ins(I::LocalGet(self.t.amount)).ins(I::I64Sub).ins(I::LocalTee(fuel));
+        self.ins(I::I64Const(0)).ins(I::I64LtS);
+        self.end_if(self.layout.fuel_flag());
+        self.ins(I::I32Const(cell as i32)).ins(I::LocalGet(fuel));
+        self.ins(I::I64Store(MemArg { offset: 0, align: 3, memory_index: 0 }));
+    }
+
+    /// Charges a segment's static cost.
+    fn charge_static(&mut self, units: u64) {
+        if units == 0 {
+            return;
+        }
+        let (cell, fuel) = (self.layout.fuel_cell(), self.t.fuel);
+        self.load64(cell);
+        self.ins(I::I64Const(units as i64)).ins(I::I64Sub).ins(I::LocalTee(fuel));
+        self.ins(I::I64Const(0)).ins(I::I64LtS);
+        self.end_if(self.layout.fuel_flag());
+        self.ins(I::I32Const(cell as i32)).ins(I::LocalGet(fuel));
+        self.ins(I::I64Store(MemArg { offset: 0, align: 3, memory_index: 0 }));
+    }
+
+    /// Charges `per_unit` × the unsigned `i32` in local `n`.
+    fn charge_by(&mut self, n: u32, per_unit: u64) {
+        self.ins(I::LocalGet(n)).ins(I::I64ExtendI32U);
+        if per_unit != 1 {
+            self.ins(I::I64Const(per_unit as i64)).ins(I::I64Mul);
+        }
+        self.ins(I::LocalSet(self.t.amount));
+        self.charge_amount();
+    }
+
+    fn stack_enter(&mut self, frame: i32) {
+        let (cell, stack) = (self.layout.stack_cell() as i32, self.t.stack);
+        self.ins(I::I32Const(cell)).ins(I::I32Load(MemArg { offset: 0, align: 2, memory_index: 0 }));
+        self.ins(I::I32Const(frame)).ins(I::I32Sub).ins(I::LocalTee(stack));
+        self.ins(I::I32Const(0)).ins(I::I32LtS);
+        self.end_if(self.layout.stack_flag());
+        self.ins(I::I32Const(cell)).ins(I::LocalGet(stack));
+        self.ins(I::I32Store(MemArg { offset: 0, align: 2, memory_index: 0 }));
+    }
+
+    fn stack_leave(&mut self, frame: i32) {
+        let cell = self.layout.stack_cell() as i32;
+        self.ins(I::I32Const(cell)).ins(I::I32Const(cell));
+        self.ins(I::I32Load(MemArg { offset: 0, align: 2, memory_index: 0 }));
+        self.ins(I::I32Const(frame)).ins(I::I32Add);
+        self.ins(I::I32Store(MemArg { offset: 0, align: 2, memory_index: 0 }));
+    }
+
+    /// Emits code that traps with `memory_out_of_bounds` on every engine,
+    /// then makes the stack polymorphic.
+    fn trap_oob(&mut self) {
+        self.ins(I::I32Const(0));
+        self.ins(I::I32Load8U(MemArg { offset: u32::MAX as u64, align: 0, memory_index: 0 }));
+        self.ins(I::Unreachable);
+    }
+
+    /// Marks the guest range `[local d, local d + local n)` dirty, in the
+    /// map (at 0) and the summary, if `n > 0`.
+    fn mark_range(&mut self, d: u32, n: u32) {
+        let summary = self.layout.summary as i32;
+        self.ins(I::LocalGet(n)).ins(I::If(BlockType::Empty));
+        for (shift, base) in [(12, 0), (20, summary)] {
+            let first = |b: &mut Self| {
+                b.ins(I::LocalGet(d)).ins(I::I32Const(shift)).ins(I::I32ShrU);
+            };
+            first(self);
+            if base != 0 {
+                self.ins(I::I32Const(base)).ins(I::I32Add);
+            }
+            self.ins(I::I32Const(1)); // value
+            // count = ((d + n - 1) >> shift) - (d >> shift) + 1
+            self.ins(I::LocalGet(d)).ins(I::LocalGet(n)).ins(I::I32Add).ins(I::I32Const(1)).ins(I::I32Sub);
+            self.ins(I::I32Const(shift)).ins(I::I32ShrU);
+            first(self);
+            self.ins(I::I32Sub).ins(I::I32Const(1)).ins(I::I32Add);
+            self.ins(I::MemoryFill(0));
+        }
+        self.ins(I::End);
+    }
+
+    /// Replaces local `x` (a guest address) by `x + R` on the stack,
+    /// trapping out of bounds where the sum would wrap.
+    fn shift_addr(&mut self, x: u32) {
+        let r = self.layout.reserved as u64;
+        self.ins(I::LocalGet(x)).ins(I::I32Const((u32::MAX as u64 - r) as u32 as i32)).ins(I::I32GtU);
+        self.ins(I::If(BlockType::Empty));
+        self.trap_oob();
+        self.ins(I::End);
+        self.ins(I::LocalGet(x)).ins(I::I32Const(r as u32 as i32)).ins(I::I32Add);
+    }
+
+    /// Emits one operator of the original body, rewritten.
+    fn op(&mut self, op: Operator<'_>) -> Result<()> {
+        let layout = self.layout;
+        let r = layout.reserved as u64;
+        let t = self.t;
+        let nan = nan_producing(&op);
+        let mut ins = RoundtripReencoder.instruction(op).map_err(err)?;
+        let fits = |m: &MemArg| m.offset + r <= u32::MAX as u64;
         let value = match ins {
             I::I32Store(_) | I::I32Store8(_) | I::I32Store16(_) => t.i32v,
             I::I64Store(_) | I::I64Store8(_) | I::I64Store16(_) | I::I64Store32(_) => t.i64v,
@@ -375,10 +769,10 @@ fn rewrite_body(
             | I::I64Load32U(m) => {
                 if fits(m) {
                     m.offset += r;
-                    f.instruction(&ins);
+                    self.f.instruction(&ins);
                 } else {
-                    f.instruction(&I::Drop);
-                    trap_oob(&mut f);
+                    self.ins(I::Drop);
+                    self.trap_oob();
                 }
             }
             I::I32Store(m)
@@ -392,111 +786,107 @@ fn rewrite_body(
             | I::I64Store32(m) => {
                 let offset = m.offset;
                 if !fits(m) {
-                    f.instruction(&I::Drop);
-                    f.instruction(&I::Drop);
-                    trap_oob(&mut f);
-                    continue;
+                    self.ins(I::Drop).ins(I::Drop);
+                    self.trap_oob();
+                    return Ok(());
                 }
                 m.offset += r;
-                f.instruction(&I::LocalSet(value));
-                f.instruction(&I::LocalTee(t.addr));
-                f.instruction(&I::LocalGet(value));
-                f.instruction(&ins);
+                self.ins(I::LocalSet(value)).ins(I::LocalTee(t.addr)).ins(I::LocalGet(value));
+                self.f.instruction(&ins);
                 // a = addr + offset (no wrap: the store succeeded);
                 // map[a >> 12] = 1; summary[a >> 20] = 1.
-                f.instruction(&I::LocalGet(t.addr));
+                self.ins(I::LocalGet(t.addr));
                 if offset != 0 {
-                    f.instruction(&I::I32Const(offset as u32 as i32));
-                    f.instruction(&I::I32Add);
+                    self.ins(I::I32Const(offset as u32 as i32)).ins(I::I32Add);
                 }
-                f.instruction(&I::LocalTee(t.src));
-                f.instruction(&I::I32Const(12));
-                f.instruction(&I::I32ShrU);
-                f.instruction(&I::I32Const(1));
-                f.instruction(&I::I32Store8(MemArg { offset: 0, align: 0, memory_index: 0 }));
-                f.instruction(&I::LocalGet(t.src));
-                f.instruction(&I::I32Const(20));
-                f.instruction(&I::I32ShrU);
-                f.instruction(&I::I32Const(1));
-                f.instruction(&I::I32Store8(MemArg { offset: summary as u64, align: 0, memory_index: 0 }));
+                self.ins(I::LocalTee(t.src)).ins(I::I32Const(12)).ins(I::I32ShrU).ins(I::I32Const(1));
+                self.ins(I::I32Store8(MemArg { offset: 0, align: 0, memory_index: 0 }));
+                self.ins(I::LocalGet(t.src)).ins(I::I32Const(20)).ins(I::I32ShrU).ins(I::I32Const(1));
+                self.ins(I::I32Store8(MemArg { offset: layout.summary as u64, align: 0, memory_index: 0 }));
             }
             I::MemorySize(_) => {
-                f.instruction(&ins);
-                f.instruction(&I::I32Const((r / 65536) as i32));
-                f.instruction(&I::I32Sub);
+                self.f.instruction(&ins);
+                self.ins(I::I32Const((r / 65536) as i32)).ins(I::I32Sub);
             }
             I::MemoryGrow(_) => {
-                // delta + size > limit (in i64: no wrap) ⇒ out_of_memory.
-                f.instruction(&I::LocalTee(t.addr));
-                f.instruction(&I::I64ExtendI32U);
-                f.instruction(&I::MemorySize(0));
-                f.instruction(&I::I64ExtendI32U);
-                f.instruction(&I::I64Add);
-                f.instruction(&I::I64Const(max_memory_pages));
-                f.instruction(&I::I64GtU);
-                guard_trap(&mut f, oom_flag);
-                f.instruction(&I::LocalGet(t.addr));
-                f.instruction(&ins);
-                f.instruction(&I::LocalTee(t.addr));
-                f.instruction(&I::I32Const(-1));
-                f.instruction(&I::I32Eq);
-                f.instruction(&I::If(wasm_encoder::BlockType::Result(ValType::I32)));
-                f.instruction(&I::I32Const(-1));
-                f.instruction(&I::Else);
-                f.instruction(&I::LocalGet(t.addr));
-                f.instruction(&I::I32Const((r / 65536) as i32));
-                f.instruction(&I::I32Sub);
-                f.instruction(&I::End);
+                // delta + size > limit (in i64: no wrap) ⇒ out_of_memory;
+                // then charge the pages, then grow.
+                let max_pages = (self.plan.memory_pages + layout.reserved_pages()) as i64;
+                self.ins(I::LocalTee(t.addr)).ins(I::I64ExtendI32U);
+                self.ins(I::MemorySize(0)).ins(I::I64ExtendI32U).ins(I::I64Add);
+                self.ins(I::I64Const(max_pages)).ins(I::I64GtU);
+                self.end_if(layout.oom_flag());
+                self.charge_by(t.addr, cost::GROW_PAGE);
+                self.ins(I::LocalGet(t.addr));
+                self.f.instruction(&ins);
+                self.ins(I::LocalTee(t.addr)).ins(I::I32Const(-1)).ins(I::I32Eq);
+                self.ins(I::If(BlockType::Result(ValType::I32)));
+                self.ins(I::I32Const(-1));
+                self.ins(I::Else);
+                self.ins(I::LocalGet(t.addr)).ins(I::I32Const((r / 65536) as i32)).ins(I::I32Sub);
+                self.ins(I::End);
             }
             I::MemoryFill(_) | I::MemoryInit { .. } => {
                 // fill: [d, value, n]; init: [d, segment offset, n]
-                f.instruction(&I::LocalSet(t.len));
-                f.instruction(&I::LocalSet(t.src));
-                f.instruction(&I::LocalSet(t.addr));
-                shift_addr(&mut f, t.addr, r);
-                f.instruction(&I::LocalGet(t.src));
-                f.instruction(&I::LocalGet(t.len));
-                f.instruction(&ins);
-                mark_range(&mut f, t.addr, t.len, summary as i32);
+                self.ins(I::LocalSet(t.len)).ins(I::LocalSet(t.src)).ins(I::LocalSet(t.addr));
+                self.charge_by(t.len, cost::BULK_UNIT);
+                self.shift_addr(t.addr);
+                self.ins(I::LocalGet(t.src)).ins(I::LocalGet(t.len));
+                self.f.instruction(&ins);
+                self.mark_range(t.addr, t.len);
             }
             I::MemoryCopy { .. } => {
                 // [d, s, n]
-                f.instruction(&I::LocalSet(t.len));
-                f.instruction(&I::LocalSet(t.src));
-                f.instruction(&I::LocalSet(t.addr));
-                shift_addr(&mut f, t.addr, r);
-                shift_addr(&mut f, t.src, r);
-                f.instruction(&I::LocalGet(t.len));
-                f.instruction(&ins);
-                mark_range(&mut f, t.addr, t.len, summary as i32);
+                self.ins(I::LocalSet(t.len)).ins(I::LocalSet(t.src)).ins(I::LocalSet(t.addr));
+                self.charge_by(t.len, cost::BULK_UNIT);
+                self.shift_addr(t.addr);
+                self.shift_addr(t.src);
+                self.ins(I::LocalGet(t.len));
+                self.f.instruction(&ins);
+                self.mark_range(t.addr, t.len);
             }
             I::TableGrow(table) => {
                 // [init, delta]: delta + size > limit ⇒ out_of_memory.
                 let table = *table;
-                f.instruction(&I::LocalTee(t.len));
-                f.instruction(&I::I64ExtendI32U);
-                f.instruction(&I::TableSize(table));
-                f.instruction(&I::I64ExtendI32U);
-                f.instruction(&I::I64Add);
-                f.instruction(&I::I64Const(max_table));
-                f.instruction(&I::I64GtU);
-                guard_trap(&mut f, oom_flag);
-                f.instruction(&I::LocalGet(t.len));
-                set_flag(&mut f, tables_flag);
-                f.instruction(&ins);
+                self.ins(I::LocalTee(t.len)).ins(I::I64ExtendI32U);
+                self.ins(I::TableSize(table)).ins(I::I64ExtendI32U).ins(I::I64Add);
+                self.ins(I::I64Const(self.plan.table_elements as i64)).ins(I::I64GtU);
+                self.end_if(layout.oom_flag());
+                self.charge_by(t.len, cost::GROW_ELEMENT);
+                self.ins(I::LocalGet(t.len));
+                self.set_flag(layout.tables_flag());
+                self.f.instruction(&ins);
             }
-            I::TableSet(_) | I::TableFill(_) | I::TableCopy { .. } | I::TableInit { .. } => {
-                set_flag(&mut f, tables_flag);
-                f.instruction(&ins);
+            I::TableFill(_) | I::TableCopy { .. } | I::TableInit { .. } => {
+                // The element count is on top.
+                self.ins(I::LocalTee(t.len));
+                self.charge_by(t.len, cost::BULK_UNIT);
+                self.set_flag(layout.tables_flag());
+                self.f.instruction(&ins);
+            }
+            I::TableSet(_) => {
+                self.set_flag(layout.tables_flag());
+                self.f.instruction(&ins);
             }
             I::DataDrop(_) | I::ElemDrop(_) => {
-                set_flag(&mut f, rebuild_flag);
-                f.instruction(&ins);
+                self.set_flag(layout.rebuild_flag());
+                self.f.instruction(&ins);
             }
             _ => {
-                f.instruction(&ins);
+                self.f.instruction(&ins);
             }
         }
+        match nan {
+            Some(false) => {
+                self.ins(I::LocalTee(t.f32v)).ins(I::F32Const(wasm_encoder::Ieee32::new(0x7fc0_0000)));
+                self.ins(I::LocalGet(t.f32v)).ins(I::LocalGet(t.f32v)).ins(I::F32Eq).ins(I::Select);
+            }
+            Some(true) => {
+                self.ins(I::LocalTee(t.f64v)).ins(I::F64Const(wasm_encoder::Ieee64::new(0x7ff8_0000_0000_0000)));
+                self.ins(I::LocalGet(t.f64v)).ins(I::LocalGet(t.f64v)).ins(I::F64Eq).ins(I::Select);
+            }
+            None => {}
+        }
+        Ok(())
     }
-    Ok(f)
 }

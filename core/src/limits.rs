@@ -23,10 +23,14 @@ pub struct Limits {
     pub memory_bytes: u64,
     /// The most elements one table may have. Default 10,000.
     pub table_elements: u64,
-    /// The call-depth budget: how many nested wasm calls a transaction may
-    /// make. Default 1,000. (The byte-accurate, engine-independent stack
-    /// model of abi.md replaces this.)
-    pub max_call_depth: u32,
+    /// The stack budget of one call from the host, in the bytes of the
+    /// engine-independent frame model ([`crate::instrument::cost::frame`]):
+    /// deeper is `stack_overflow`, on every engine at the same call.
+    /// Default 128 KiB (about 1,800 frames of a small function); at most
+    /// [`crate::instrument::MAX_STACK_BUDGET`]. Engines get
+    /// [`crate::instrument::engine_stack_bytes`] of native stack, so the
+    /// thread calling into wasmtime needs that much stack free.
+    pub max_stack: u64,
     /// Size limits of the module itself.
     pub module: ModuleLimits,
 }
@@ -38,7 +42,7 @@ impl Default for Limits {
             init_fuel: 100_000_000,
             memory_bytes: 64 << 20,
             table_elements: 10_000,
-            max_call_depth: 1_000,
+            max_stack: 128 << 10,
             module: ModuleLimits::default(),
         }
     }
@@ -61,7 +65,9 @@ pub struct ModuleLimits {
     pub bytes: u64,
     /// Functions, imported and defined. Default 100,000.
     pub functions: u32,
-    /// Locals (parameters included) of any one function. Default 50,000.
+    /// Declared locals of any one function. Default 49,990: engines accept
+    /// 50,000 with parameters, and the instrumentation adds
+    /// [`crate::instrument::ADDED_LOCALS`].
     pub locals_per_function: u32,
     /// Globals. Default 10,000.
     pub globals: u32,
@@ -78,7 +84,7 @@ impl Default for ModuleLimits {
         ModuleLimits {
             bytes: 32 << 20,
             functions: 100_000,
-            locals_per_function: 50_000,
+            locals_per_function: 50_000 - crate::instrument::ADDED_LOCALS,
             globals: 10_000,
             exports: 10_000,
             segments: 100_000,

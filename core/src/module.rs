@@ -22,6 +22,10 @@ pub const RESERVED_PREFIX: &str = "__executor_host_";
 /// (guest plus dirty map) always stays well inside a 32-bit address space.
 pub const MAX_MEMORY_LIMIT: u64 = 2 << 30;
 
+/// The largest fuel budget accepted: the fuel cell is a signed 64-bit
+/// counter that must never wrap.
+pub const MAX_FUEL: u64 = 1 << 60;
+
 /// The ABI's exports.
 pub mod exports {
     /// The executor's linear memory.
@@ -104,6 +108,10 @@ pub struct PreparedModule {
     pub info: ModuleInfo,
     /// SHA-256 of the executor as given (binary after WAT parsing).
     pub hash: [u8; 32],
+    /// Time the checks took (parsing, validation, ABI checks).
+    pub check_time: std::time::Duration,
+    /// Time the instrumentation pass took.
+    pub instrument_time: std::time::Duration,
 }
 
 impl PreparedModule {
@@ -180,6 +188,17 @@ pub fn prepare(input: &[u8], limits: &Limits) -> Result<PreparedModule> {
             limit: MAX_MEMORY_LIMIT,
         });
     }
+    if limits.max_stack > crate::instrument::MAX_STACK_BUDGET {
+        return Err(Error::ModuleLimit {
+            what: "configured stack budget (bytes)",
+            actual: limits.max_stack,
+            limit: crate::instrument::MAX_STACK_BUDGET,
+        });
+    }
+    for (what, fuel) in [("configured fuel", limits.fuel), ("configured init fuel", limits.init_fuel)] {
+        limit(what, fuel, MAX_FUEL)?;
+    }
+    let started = std::time::Instant::now();
     let wasm = to_binary(input, limits)?;
     let hash: [u8; 32] = Sha256::digest(&wasm).into();
     if wasm.len() < 8 {
@@ -349,7 +368,12 @@ pub fn prepare(input: &[u8], limits: &Limits) -> Result<PreparedModule> {
         layout: info.layout,
         memory_pages: limits.memory_pages(),
         table_elements: limits.table_elements,
-        params: (0..defined).map(|i| func_type(imported_funcs + i).params().len() as u32).collect(),
+        funcs: (0..defined)
+            .map(|i| {
+                let ty = func_type(imported_funcs + i);
+                crate::instrument::FuncSig { params: ty.params().len() as u32, results: ty.results().to_vec() }
+            })
+            .collect(),
         exports: info
             .globals
             .iter()
@@ -358,8 +382,9 @@ pub fn prepare(input: &[u8], limits: &Limits) -> Result<PreparedModule> {
             .chain(info.start.map(|f| (exports::START, wasm_encoder::ExportKind::Func, f)))
             .collect(),
     };
+    let checked = started.elapsed();
     let wasm = crate::instrument::rewrite(&wasm, &plan)?;
-    Ok(PreparedModule { wasm, info, hash })
+    Ok(PreparedModule { wasm, info, hash, check_time: checked, instrument_time: started.elapsed() - checked })
 }
 
 fn abi_name(name: &str) -> &'static str {

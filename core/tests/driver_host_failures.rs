@@ -75,9 +75,6 @@ impl ExecutorInstance for MockInstance {
     fn memory(&mut self) -> &mut [u8] {
         &mut self.memory
     }
-    fn set_fuel(&mut self, _: u64) -> Result<(), CallError> {
-        Ok(())
-    }
     fn mark_blank(&mut self) -> Result<(), CallError> {
         Ok(())
     }

@@ -47,3 +47,18 @@ pub fn host(kind: BackendKind, limits: Limits) -> Result<Arc<dyn ExecutorHost>, 
         }
     }
 }
+
+/// A constructor of `kind`'s engine, if compiled in: for suites that build
+/// many hosts (e.g. `conformance::determinism`).
+pub fn factory(kind: BackendKind) -> Option<fn(Limits) -> Arc<dyn ExecutorHost>> {
+    match kind {
+        #[cfg(feature = "wasmi")]
+        BackendKind::Wasmi => Some(backend_wasmi::host),
+        #[cfg(feature = "wasmtime")]
+        BackendKind::Wasmtime => Some(backend_wasmtime::host),
+        #[cfg(feature = "wasmer")]
+        BackendKind::Wasmer => Some(backend_wasmer::host),
+        #[allow(unreachable_patterns)]
+        _ => None,
+    }
+}

@@ -36,13 +36,11 @@ pub struct Config {
     pub memory_limit: Option<u64>,
     /// Most elements per table.
     pub table_elements: Option<u64>,
-    /// Call-depth budget.
-    pub max_call_depth: Option<u32>,
     /// Module size limits.
     pub module_limits: Option<ModuleLimits>,
     /// Recycle watermark, bytes; default half of `memory_limit`.
     pub recycle_watermark: Option<u64>,
-    /// Deterministic stack budget, bytes (not available yet).
+    /// Deterministic stack budget, bytes of the frame model.
     pub max_stack: Option<u64>,
     /// Upgrade every N blocks (not available yet).
     pub upgrade_every: Option<u64>,
@@ -87,7 +85,7 @@ impl Config {
             init_fuel: self.init_fuel.unwrap_or(d.init_fuel),
             memory_bytes: self.memory_limit.unwrap_or(d.memory_bytes),
             table_elements: self.table_elements.unwrap_or(d.table_elements),
-            max_call_depth: self.max_call_depth.unwrap_or(d.max_call_depth),
+            max_stack: self.max_stack.unwrap_or(d.max_stack),
             module: self.module_limits.clone().unwrap_or(d.module),
         }
     }

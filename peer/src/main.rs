@@ -58,7 +58,7 @@ struct Common {
     /// Most linear memory per instance, bytes [default: 67108864].
     #[arg(long, value_name = "BYTES")]
     memory_limit: Option<u64>,
-    /// Deterministic stack budget, bytes (not available yet).
+    /// Deterministic stack budget, bytes of the engine-independent frame model [default: 131072].
     #[arg(long, value_name = "BYTES")]
     max_stack: Option<u64>,
     /// Print JSON on stdout.
@@ -98,11 +98,10 @@ struct CompareArgs {
 
 /// Resolves config + flags into run settings (backend and policy aside).
 fn settings(common: &Common, config: &Config, config_dir: Option<&Path>) -> Result<RunSettings, Error> {
-    let not_yet = |flag: &str| Err(Error::NotAvailable(flag.into()));
-    if common.max_stack.is_some() || config.max_stack.is_some() {
-        return not_yet("--max-stack (the deterministic stack budget)");
-    }
     let mut limits = config.limits();
+    if let Some(s) = common.max_stack {
+        limits.max_stack = s;
+    }
     if let Some(f) = common.fuel {
         limits.fuel = f;
     }

@@ -185,13 +185,9 @@ fn bad_usage_configs_and_executors_exit_2_with_one_error_line() {
 
 #[test]
 fn capabilities_not_built_yet_say_so() {
-    for flag in [
-        &["--max-stack", "65536"][..],
-        &["--upgrade-every", "2"],
-        &["--audit-every", "3"],
-        &["--threads", "2"],
-        &["--metrics", "/tmp/m.prom"],
-    ] {
+    for flag in
+        [&["--upgrade-every", "2"][..], &["--audit-every", "3"], &["--threads", "2"], &["--metrics", "/tmp/m.prom"]]
+    {
         let mut args = vec!["run", "--backend", "wasmi"];
         args.extend_from_slice(flag);
         usage_error(&args, "not available yet");

@@ -1,0 +1,31 @@
+//! Identical verdicts by construction: every compiled-in backend, side by
+//! side, on the cases of `conformance::determinism` — fuel and stack
+//! exhaustion at the same budget to the unit, engine stacks that never fire
+//! first, canonical NaNs — and a seeded slice of differential fuzzing.
+
+use conformance::HostFactory;
+use peer::backends;
+
+fn enabled() -> Vec<(&'static str, HostFactory)> {
+    backends::compiled_in().into_iter().map(|k| (k.into(), backends::factory(k).expect("compiled in"))).collect()
+}
+
+#[test]
+fn fuel_exhaustion_points_agree() {
+    conformance::determinism::fuel_exhaustion_points_agree(&enabled());
+}
+
+#[test]
+fn stack_overflow_points_agree() {
+    conformance::determinism::stack_overflow_points_agree(&enabled());
+}
+
+#[test]
+fn engine_stacks_never_fire_first() {
+    conformance::determinism::engine_stacks_never_fire_first(&enabled());
+}
+
+#[test]
+fn nan_results_are_canonical() {
+    conformance::determinism::nan_results_are_canonical(&enabled());
+}
