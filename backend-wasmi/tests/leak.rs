@@ -1,5 +1,3 @@
-//! The leak case in a test binary of its own, so nothing else moves RSS.
-#[test]
-fn load_run_drop_does_not_leak() {
-    conformance::cases::load_run_drop_does_not_leak(backend_wasmi::host);
-}
+//! The memory-bound cases in a test binary of their own, so nothing else
+//! moves RSS.
+conformance::memory_suite!(backend_wasmi::host);

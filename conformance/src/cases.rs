@@ -477,11 +477,78 @@ pub fn many_instances_do_not_exhaust_the_store(factory: HostFactory) {
     assert_eq!(d.stats().instances_built, 10_001, "one at load, one per later transaction");
 }
 
-fn rss_bytes() -> u64 {
+/// Fuel follows abi.md's documented costs exactly (`instrument::cost`):
+/// for each executor, the least budget that approves is the count of its
+/// instructions plus the documented extras, and one unit less is
+/// `out_of_fuel`.
+pub fn fuel_follows_the_documented_costs(factory: HostFactory) {
+    use executor_core::instrument::cost;
+    // `executor_alloc` is `i32.const 1024; end`: 2 units.
+    let cases: [(&str, &str, u64); 4] = [
+        ("returns at once", "(i32.const 0)", 2 + 2),
+        (
+            "a host call with 5 bytes",
+            "(call $log (i32.const 2) (i32.const 0) (i32.const 5)) (i32.const 0)",
+            2 + 6 + cost::HOST_CALL + 5 * cost::HOST_BYTE,
+        ),
+        (
+            "memory.fill of 10 bytes",
+            "(memory.fill (i32.const 0) (i32.const 0) (i32.const 10)) (i32.const 0)",
+            2 + 6 + 10,
+        ),
+        (
+            // loop (1), 10 iterations of 7, then end, i32.const, end (3)
+            "a loop of 10 iterations",
+            "(loop $l (br_if $l (i32.lt_u (local.tee $i (i32.add (local.get $i) (i32.const 1))) (i32.const 10)))) (i32.const 0)",
+            2 + 1 + 70 + 3,
+        ),
+    ];
+    for (name, body, expected) in cases {
+        let wat = format!(
+            r#"(module
+              (import "host" "log" (func $log (param i32 i32 i32)))
+              (memory (export "memory") 1)
+              (func (export "executor_alloc") (param i32) (result i32) (i32.const 1024))
+              (func (export "executor_validate") (param i32 i32) (result i32) (local $i i32) {body}))"#
+        );
+        for (fuel, verdict) in [(expected, A), (expected - 1, rejected(Rejection::OutOfFuel))] {
+            let mut d = load(factory, wat.as_bytes(), every_tx(1), Limits { fuel, ..Limits::default() });
+            assert_eq!(run_bytes(&mut d, &[0]), vec![verdict], "{name} with {fuel} fuel");
+        }
+    }
+}
+
+/// A `/proc/self/status` figure in bytes (`VmRSS`, `VmHWM`).
+fn status_bytes(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .and_then(|s| s.lines().find(|l| l.starts_with(field))?.split_whitespace().nth(1)?.parse::<u64>().ok())
         .map_or(0, |kib| kib * 1024)
+}
+
+fn rss_bytes() -> u64 {
+    status_bytes("VmRSS:")
+}
+
+/// An executor that grows memory by a resident page on every transaction,
+/// under `until-crash` with the default 64 MiB limit, for 100,000
+/// transactions: recycled at the watermark (half the limit), it never gets
+/// `out_of_memory`, its memory never passes the watermark by more than the
+/// page, and the process's peak RSS stays under 256 MiB. Run it in a test
+/// binary of its own (after [`load_run_drop_does_not_leak`] at most).
+pub fn growing_executor_stays_bounded(factory: HostFactory) {
+    let limits = Limits::default();
+    let watermark = limits.memory_bytes / 2;
+    let mut d = load(factory, fixtures::GROWS.as_bytes(), PersistencePolicy::UntilCrash, limits);
+    let empty = state(&[]);
+    for i in 0..100_000 {
+        assert_eq!(d.validate(&[0], empty.clone()).unwrap(), A, "transaction {i}");
+        assert!(d.memory_in_use() <= watermark + 65536, "transaction {i}: {} bytes", d.memory_in_use());
+    }
+    let recycles = d.stats().recycles_by_cause.get(&RecycleCause::Watermark).copied().unwrap_or(0);
+    assert!(recycles >= 100_000 / 512 - 1, "recycled at the watermark: {recycles}");
+    let peak = status_bytes("VmHWM:");
+    assert!(peak < 256 << 20, "peak RSS {} MiB", peak >> 20);
 }
 
 /// Loads an executor, runs transactions that trap (forcing recycles) and

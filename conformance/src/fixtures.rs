@@ -58,3 +58,5 @@ pub const RECURSION: &str = include_str!("../../executors/fixtures/recursion.wat
 pub const HEAVY_FRAMES: &str = include_str!("../../executors/fixtures/heavy_frames.wat");
 /// NaN results of every NaN-producing instruction.
 pub const NAN: &str = include_str!("../../executors/fixtures/nan.wat");
+/// Grows memory by a resident page on every transaction.
+pub const GROWS: &str = include_str!("../../executors/fixtures/grows.wat");

@@ -15,6 +15,7 @@
 pub mod cases;
 pub mod determinism;
 pub mod fixtures;
+pub mod fuzz;
 
 use executor_core::{Driver, DriverConfig, ExecutorHost, Limits, PersistencePolicy, SharedState, Verdict};
 use std::collections::BTreeMap;
@@ -66,6 +67,7 @@ macro_rules! suite {
             init_failures,
             default_executor_judges_the_ledger,
             many_instances_do_not_exhaust_the_store,
+            fuel_follows_the_documented_costs,
         );
     };
     (@cases $factory:path; $($case:ident),* $(,)?) => {
@@ -75,5 +77,20 @@ macro_rules! suite {
                 $crate::cases::$case($factory)
             }
         )*
+    };
+}
+
+/// The memory-bound cases — [`cases::load_run_drop_does_not_leak`], then
+/// [`cases::growing_executor_stays_bounded`] — as one `#[test]` that runs
+/// them in turn. Put it in a test binary of its own (e.g. `tests/leak.rs`):
+/// both read the process's RSS, which any other test would move.
+#[macro_export]
+macro_rules! memory_suite {
+    ($factory:path) => {
+        #[test]
+        fn bounded_memory_and_no_leaks() {
+            $crate::cases::load_run_drop_does_not_leak($factory);
+            $crate::cases::growing_executor_stays_bounded($factory);
+        }
     };
 }

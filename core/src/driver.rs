@@ -223,6 +223,16 @@ impl Driver {
     /// here.
     pub fn new(host: Arc<dyn ExecutorHost>, executor: &[u8], config: DriverConfig) -> Result<Self> {
         let module = Arc::new(crate::module::prepare(executor, host.limits())?);
+        Self::from_prepared(host, module, config)
+    }
+
+    /// [`Driver::new`] for a module already prepared (with the same limits
+    /// as `host`'s).
+    pub fn from_prepared(
+        host: Arc<dyn ExecutorHost>,
+        module: Arc<PreparedModule>,
+        config: DriverConfig,
+    ) -> Result<Self> {
         let compiled = host.compile(&module)?;
         let mut driver = Driver {
             host,

@@ -18,10 +18,15 @@
 //! # Fuel (abi.md "Units")
 //!
 //! One unit per executed instruction of the original module, plus the extra
-//! costs of [`cost`]. The remaining fuel is an `i64` cell in the reserved
-//! region ([`Layout::fuel_cell`]), so the host's own charges (host calls)
-//! and the instrumentation's share one counter without any engine call.
-//! Code is charged per *segment*, a straight run of instructions that ends
+//! costs of [`cost`]. While wasm runs, the remaining fuel is a mutable
+//! `i64` global the pass appends (a global is the cheapest counter on every
+//! engine); the host sees it as a cell in the reserved region
+//! ([`Layout::fuel_cell`]): it arms the cell and sets
+//! [`Layout::entry_flag`], the first host-called function to run loads the
+//! global from the cell, and the global is copied back to the cell around
+//! every host call (and `call_indirect`, which may reach one) and when a
+//! host-called function returns. So host calls charge the same counter,
+//! without any engine API. Code is charged per *segment*, a straight run of instructions that ends
 //! at a control instruction (`loop`, `if`, `else`, `end`, `br`, `br_if`,
 //! `br_table`, `return`, `unreachable`): each segment's length is
 //! subtracted when it is entered (at function entry, at the top of every
@@ -36,7 +41,8 @@
 //! Each function's frame costs [`cost::frame`] bytes: a fixed part plus
 //! 8 bytes per parameter, declared local and slot of its deepest operand
 //! stack (as the validator measures it). Entering a function subtracts it
-//! from an `i32` cell ([`Layout::stack_cell`]) and ends the transaction as
+//! from an `i32` global (loaded from [`Layout::stack_cell`] like the fuel)
+//! and ends the transaction as
 //! `stack_overflow` if the cell would go negative; leaving it (its end,
 //! `return` and branches to its outermost label — all rewritten to leave
 //! through one wrapping block) adds it back. Engine stacks are sized far
@@ -211,6 +217,12 @@ impl Layout {
         self.reserved - 5
     }
 
+    /// Address of the byte the host sets when it arms a call: the next
+    /// exported function entered loads the counters from the cells.
+    pub fn entry_flag(&self) -> usize {
+        self.reserved - 6
+    }
+
     /// Address of the remaining stack budget (`i32`, little-endian).
     pub fn stack_cell(&self) -> usize {
         self.reserved - 12
@@ -254,6 +266,7 @@ impl Layout {
         for at in [self.oom_flag(), self.fuel_flag(), self.stack_flag()] {
             memory[at] = 0;
         }
+        memory[self.entry_flag()] = 1;
     }
 
     /// Fuel left (`memory` is the whole linear memory).
@@ -317,6 +330,16 @@ pub(crate) struct Plan<'a> {
     pub funcs: Vec<FuncSig>,
     /// Extra exports: (name, kind, index).
     pub exports: Vec<(&'a str, wasm_encoder::ExportKind, u32)>,
+    /// Whether to meter fuel and stack and canonicalise NaNs (see
+    /// [`crate::module::Metering`]).
+    pub metering: bool,
+    /// Imported functions (all host imports).
+    pub imported_funcs: u32,
+    /// Globals of the module (the pass appends its two counters after them).
+    pub globals: u32,
+    /// Defined functions (0-based among defined) the host may call: every
+    /// exported function and the start function.
+    pub entries: std::collections::HashSet<u32>,
 }
 
 fn err(e: impl std::fmt::Display) -> Error {
@@ -336,6 +359,15 @@ pub(crate) fn rewrite(wasm: &[u8], plan: &Plan<'_>) -> Result<Vec<u8>> {
     // Block types `[] -> results` for functions with several results: the
     // wrapping block needs one; they are appended to the type section.
     let mut wrapper_types: HashMap<Vec<wasmparser::ValType>, u32> = HashMap::new();
+    // The fuel and stack counters are globals while wasm runs (cheaper than
+    // memory on every engine); appended to the global section, or in one of
+    // their own right after the memory section.
+    let has_globals = Parser::new(0).parse_all(wasm).any(|p| matches!(p, Ok(Payload::GlobalSection(_))));
+    let counters = |s: &mut wasm_encoder::GlobalSection| {
+        let ty = |val_type| wasm_encoder::GlobalType { val_type, mutable: true, shared: false };
+        s.global(ty(ValType::I64), &ConstExpr::i64_const(0));
+        s.global(ty(ValType::I32), &ConstExpr::i32_const(0));
+    };
 
     for payload in Parser::new(0).parse_all(wasm) {
         let payload = payload.map_err(err)?;
@@ -352,7 +384,8 @@ pub(crate) fn rewrite(wasm: &[u8], plan: &Plan<'_>) -> Result<Vec<u8>> {
                         *wrapper_types.get(many).ok_or_else(|| err("no wrapper type for a multi-value function"))?,
                     ),
                 };
-                code.function(&Body::rewrite(&body, &mut fv, sig.params, block, plan)?);
+                let entry = plan.entries.contains(&(defined as u32 - 1));
+                code.function(&Body::rewrite(&body, &mut fv, sig.params, block, entry, plan)?);
                 allocs = fv.into_allocations();
                 remaining_bodies -= 1;
                 if remaining_bodies == 0 {
@@ -385,6 +418,17 @@ pub(crate) fn rewrite(wasm: &[u8], plan: &Plan<'_>) -> Result<Vec<u8>> {
                     s.memory(ty);
                 }
                 out.section(&s);
+                if !has_globals {
+                    let mut g = wasm_encoder::GlobalSection::new();
+                    counters(&mut g);
+                    out.section(&g);
+                }
+            }
+            Payload::GlobalSection(reader) => {
+                let mut g = wasm_encoder::GlobalSection::new();
+                re.parse_global_section(&mut g, reader).map_err(err)?;
+                counters(&mut g);
+                out.section(&g);
             }
             Payload::ExportSection(reader) => {
                 let mut s = wasm_encoder::ExportSection::new();
@@ -505,6 +549,15 @@ fn nan_producing(op: &Operator<'_>) -> Option<bool> {
     }
 }
 
+/// What a fuel charge subtracts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Amount {
+    /// A static cost.
+    Const(u64),
+    /// The `i64` in the `amount` temporary.
+    Temp,
+}
+
 /// One function body being rewritten.
 struct Body<'p> {
     f: Function,
@@ -519,6 +572,7 @@ impl Body<'_> {
         fv: &mut wasmparser::FuncValidator<T>,
         params: u32,
         block: BlockType,
+        entry: bool,
         plan: &Plan<'_>,
     ) -> Result<Function> {
         let mut locals = Vec::new();
@@ -582,8 +636,11 @@ impl Body<'_> {
 
         // Second pass: emit.
         let mut b = Body { f: Function::new(locals), t, layout: plan.layout, plan };
+        if entry {
+            b.load_counters_if_armed();
+        }
         b.stack_enter(frame);
-        b.charge_static(segments[0]);
+        b.charge(Amount::Const(segments[0]));
         b.f.instruction(&I::Block(block));
         let last = ops.len() - 1;
         let mut segment = 0;
@@ -594,6 +651,9 @@ impl Body<'_> {
                 // way out of the function passes here.
                 b.f.instruction(&I::End);
                 b.stack_leave(frame);
+                if entry {
+                    b.spill_fuel();
+                }
                 b.f.instruction(&I::End);
                 break;
             }
@@ -612,7 +672,7 @@ impl Body<'_> {
             if boundary {
                 segment += 1;
                 if !dead_after {
-                    b.charge_static(segments[segment]);
+                    b.charge(Amount::Const(segments[segment]));
                 }
             }
         }
@@ -637,62 +697,101 @@ impl Body<'_> {
         self.ins(I::Unreachable).ins(I::End);
     }
 
-    fn load64(&mut self, at: usize) {
-        self.ins(I::I32Const(at as i32)).ins(I::I64Load(MemArg { offset: 0, align: 3, memory_index: 0 }));
+    fn fuel_global(&self) -> u32 {
+        self.plan.globals
     }
 
-    /// Subtracts the `i64` in temp `amount` from the fuel cell, ending the
-    /// transaction as `out_of_fuel` if it would go negative.
-    fn charge_amount(&mut self) {
-        let (cell, fuel) = (self.layout.fuel_cell(), self.t.fuel);
-        self.load64(cell);
-        self.ins(I::LocalGet(self.t.amount)).ins(I::I64Sub).ins(I::LocalTee(fuel));
-        self.ins(I::I64Const(0)).ins(I::I64LtS);
-        self.end_if(self.layout.fuel_flag());
-        self.ins(I::I32Const(cell as i32)).ins(I::LocalGet(fuel));
-        self.ins(I::I64Store(MemArg { offset: 0, align: 3, memory_index: 0 }));
+    fn stack_global(&self) -> u32 {
+        self.plan.globals + 1
     }
 
-    /// Charges a segment's static cost.
-    fn charge_static(&mut self, units: u64) {
-        if units == 0 {
+    /// At the entry of a function the host may call: if the host armed a
+    /// call, load the counters from their cells and clear the flag.
+    fn load_counters_if_armed(&mut self) {
+        if !self.plan.metering {
             return;
         }
-        let (cell, fuel) = (self.layout.fuel_cell(), self.t.fuel);
-        self.load64(cell);
-        self.ins(I::I64Const(units as i64)).ins(I::I64Sub).ins(I::LocalTee(fuel));
+        let flag = self.layout.entry_flag() as i32;
+        self.ins(I::I32Const(flag)).ins(I::I32Load8U(MemArg { offset: 0, align: 0, memory_index: 0 }));
+        self.ins(I::If(BlockType::Empty));
+        self.ins(I::I32Const(flag)).ins(I::I32Const(0));
+        self.ins(I::I32Store8(MemArg { offset: 0, align: 0, memory_index: 0 }));
+        self.reload_fuel();
+        self.ins(I::I32Const(self.layout.stack_cell() as i32));
+        self.ins(I::I32Load(MemArg { offset: 0, align: 2, memory_index: 0 }));
+        self.ins(I::GlobalSet(self.stack_global()));
+        self.ins(I::End);
+    }
+
+    /// Copies the fuel counter to its cell (before a host call, and when a
+    /// host-called function returns), so the host sees and charges it.
+    fn spill_fuel(&mut self) {
+        if !self.plan.metering {
+            return;
+        }
+        let (cell, counter) = (self.layout.fuel_cell() as i32, self.fuel_global());
+        self.ins(I::I32Const(cell)).ins(I::GlobalGet(counter));
+        self.ins(I::I64Store(MemArg { offset: 0, align: 3, memory_index: 0 }));
+    }
+
+    /// Loads the fuel counter from its cell (after a host call charged it).
+    fn reload_fuel(&mut self) {
+        if !self.plan.metering {
+            return;
+        }
+        self.ins(I::I32Const(self.layout.fuel_cell() as i32));
+        self.ins(I::I64Load(MemArg { offset: 0, align: 3, memory_index: 0 }));
+        self.ins(I::GlobalSet(self.fuel_global()));
+    }
+
+    /// Subtracts `amount` from the fuel counter, ending the transaction as
+    /// `out_of_fuel` if it would go negative.
+    fn charge(&mut self, amount: Amount) {
+        if !self.plan.metering || amount == Amount::Const(0) {
+            return;
+        }
+        let (counter, fuel) = (self.fuel_global(), self.t.fuel);
+        self.ins(I::GlobalGet(counter));
+        match amount {
+            Amount::Const(units) => self.ins(I::I64Const(units as i64)),
+            Amount::Temp => self.ins(I::LocalGet(self.t.amount)),
+        };
+        self.ins(I::I64Sub).ins(I::LocalTee(fuel));
         self.ins(I::I64Const(0)).ins(I::I64LtS);
         self.end_if(self.layout.fuel_flag());
-        self.ins(I::I32Const(cell as i32)).ins(I::LocalGet(fuel));
-        self.ins(I::I64Store(MemArg { offset: 0, align: 3, memory_index: 0 }));
+        self.ins(I::LocalGet(fuel)).ins(I::GlobalSet(counter));
     }
 
     /// Charges `per_unit` × the unsigned `i32` in local `n`.
     fn charge_by(&mut self, n: u32, per_unit: u64) {
+        if !self.plan.metering {
+            return;
+        }
         self.ins(I::LocalGet(n)).ins(I::I64ExtendI32U);
         if per_unit != 1 {
             self.ins(I::I64Const(per_unit as i64)).ins(I::I64Mul);
         }
         self.ins(I::LocalSet(self.t.amount));
-        self.charge_amount();
+        self.charge(Amount::Temp);
     }
 
     fn stack_enter(&mut self, frame: i32) {
-        let (cell, stack) = (self.layout.stack_cell() as i32, self.t.stack);
-        self.ins(I::I32Const(cell)).ins(I::I32Load(MemArg { offset: 0, align: 2, memory_index: 0 }));
-        self.ins(I::I32Const(frame)).ins(I::I32Sub).ins(I::LocalTee(stack));
+        if !self.plan.metering {
+            return;
+        }
+        let (counter, stack) = (self.stack_global(), self.t.stack);
+        self.ins(I::GlobalGet(counter)).ins(I::I32Const(frame)).ins(I::I32Sub).ins(I::LocalTee(stack));
         self.ins(I::I32Const(0)).ins(I::I32LtS);
         self.end_if(self.layout.stack_flag());
-        self.ins(I::I32Const(cell)).ins(I::LocalGet(stack));
-        self.ins(I::I32Store(MemArg { offset: 0, align: 2, memory_index: 0 }));
+        self.ins(I::LocalGet(stack)).ins(I::GlobalSet(counter));
     }
 
     fn stack_leave(&mut self, frame: i32) {
-        let cell = self.layout.stack_cell() as i32;
-        self.ins(I::I32Const(cell)).ins(I::I32Const(cell));
-        self.ins(I::I32Load(MemArg { offset: 0, align: 2, memory_index: 0 }));
-        self.ins(I::I32Const(frame)).ins(I::I32Add);
-        self.ins(I::I32Store(MemArg { offset: 0, align: 2, memory_index: 0 }));
+        if !self.plan.metering {
+            return;
+        }
+        let counter = self.stack_global();
+        self.ins(I::GlobalGet(counter)).ins(I::I32Const(frame)).ins(I::I32Add).ins(I::GlobalSet(counter));
     }
 
     /// Emits code that traps with `memory_out_of_bounds` on every engine,
@@ -743,7 +842,7 @@ impl Body<'_> {
         let layout = self.layout;
         let r = layout.reserved as u64;
         let t = self.t;
-        let nan = nan_producing(&op);
+        let nan = nan_producing(&op).filter(|_| self.plan.metering);
         let mut ins = RoundtripReencoder.instruction(op).map_err(err)?;
         let fits = |m: &MemArg| m.offset + r <= u32::MAX as u64;
         let value = match ins {
@@ -871,6 +970,18 @@ impl Body<'_> {
             I::DataDrop(_) | I::ElemDrop(_) => {
                 self.set_flag(layout.rebuild_flag());
                 self.f.instruction(&ins);
+            }
+            // A host function may charge fuel: it sees the cell. An
+            // indirect call may reach one through a table.
+            I::Call(f) if *f < self.plan.imported_funcs => {
+                self.spill_fuel();
+                self.f.instruction(&ins);
+                self.reload_fuel();
+            }
+            I::CallIndirect { .. } => {
+                self.spill_fuel();
+                self.f.instruction(&ins);
+                self.reload_fuel();
             }
             _ => {
                 self.f.instruction(&ins);

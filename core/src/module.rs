@@ -178,9 +178,27 @@ fn is_i32s(ts: &[ValType], n: usize) -> bool {
     ts.len() == n && ts.iter().all(|t| *t == ValType::I32)
 }
 
+/// Whether the instrumentation meters fuel and stack and canonicalises
+/// NaNs. Only [`Metering::On`] is safe and deterministic; `Off` exists to
+/// measure what metering costs (an unmetered executor can loop forever).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Metering {
+    /// abi.md's units, decided in the module (the default, and the only
+    /// mode for executors one does not trust).
+    #[default]
+    On,
+    /// No fuel, stack or NaN instrumentation: for benchmarks only.
+    OffForBenchmarks,
+}
+
 /// Checks `input` (binary or WAT) against abi.md and the limits, and
 /// prepares it for the engines.
 pub fn prepare(input: &[u8], limits: &Limits) -> Result<PreparedModule> {
+    prepare_with(input, limits, Metering::On)
+}
+
+/// [`prepare`] with a choice of [`Metering`].
+pub fn prepare_with(input: &[u8], limits: &Limits, metering: Metering) -> Result<PreparedModule> {
     if limits.memory_bytes > MAX_MEMORY_LIMIT {
         return Err(Error::ModuleLimit {
             what: "configured memory limit (bytes)",
@@ -271,6 +289,7 @@ pub fn prepare(input: &[u8], limits: &Limits) -> Result<PreparedModule> {
         layout: crate::instrument::Layout::for_limit(limits.memory_bytes),
     };
     let mut imported_funcs = 0u32;
+    let mut exported_funcs = Vec::new();
     let mut seen = [false; 3]; // memory, alloc, validate
     for payload in Parser::new(0).parse_all(&wasm) {
         match payload.map_err(invalid)? {
@@ -303,6 +322,9 @@ pub fn prepare(input: &[u8], limits: &Limits) -> Result<PreparedModule> {
                     let export = export.map_err(invalid)?;
                     if export.name.starts_with(RESERVED_PREFIX) {
                         return Err(Error::ReservedExport(export.name.into()));
+                    }
+                    if export.kind == ExternalKind::Func {
+                        exported_funcs.push(export.index);
                     }
                     let func = |expected: &'static str, ok: &dyn Fn(&FuncType) -> bool| {
                         let name = abi_name(export.name);
@@ -381,6 +403,10 @@ pub fn prepare(input: &[u8], limits: &Limits) -> Result<PreparedModule> {
             .chain(info.tables.iter().enumerate().map(|(t, n)| (n.as_str(), wasm_encoder::ExportKind::Table, t as u32)))
             .chain(info.start.map(|f| (exports::START, wasm_encoder::ExportKind::Func, f)))
             .collect(),
+        metering: metering == Metering::On,
+        imported_funcs,
+        globals: types.global_count(),
+        entries: exported_funcs.iter().chain(info.start.iter()).filter_map(|f| f.checked_sub(imported_funcs)).collect(),
     };
     let checked = started.elapsed();
     let wasm = crate::instrument::rewrite(&wasm, &plan)?;

@@ -209,10 +209,11 @@ fn print_summary(r: &RunReport) {
     }
     println!("  blanks {}, recycles {}, instances built {}", r.blanks, r.recycles, r.instances_built);
     println!(
-        "  validation {:.3} s ({:.0} tx/s), load {:.1} ms, peak RSS {:.1} MiB",
+        "  validation {:.3} s ({:.0} tx/s), load {:.1} ms (instrumentation {:.2} ms), peak RSS {:.1} MiB",
         r.elapsed_s,
         r.tx_per_sec,
         r.load_s * 1e3,
+        r.instrument_s * 1e3,
         mib(r.peak_rss_bytes)
     );
     println!("  verdict digest {}", r.verdict_digest);

@@ -92,6 +92,9 @@ pub struct RunReport {
     pub tx_per_sec: f64,
     /// Loading the executor (checks, compile, first instance), seconds.
     pub load_s: f64,
+    /// Of `load_s`, the instrumentation pass (fuel, stack, NaNs, dirty
+    /// map), seconds.
+    pub instrument_s: f64,
     /// Instances built (load, recycles, rebuilding blanks).
     pub instances_built: u64,
     /// Peak resident memory of the process, bytes.
@@ -111,6 +114,16 @@ pub struct RunReport {
 /// Runs the workload; `progress` is told how many transactions are done
 /// after each block.
 pub fn run(settings: &RunSettings, progress: &mut dyn FnMut(u64)) -> Result<RunReport, Error> {
+    run_observed(settings, progress, &mut |_| {})
+}
+
+/// [`run`], also handing every verdict, in order, to `observe` (e.g. to
+/// find the first transaction where two backends differ).
+pub fn run_observed(
+    settings: &RunSettings,
+    progress: &mut dyn FnMut(u64),
+    observe: &mut dyn FnMut(&Verdict),
+) -> Result<RunReport, Error> {
     let host = backends::host(settings.backend, settings.limits.clone())?;
     let executor_error = |source| Error::Executor { executor: settings.executor.name.clone(), source };
     let started = Instant::now();
@@ -134,6 +147,7 @@ pub fn run(settings: &RunSettings, progress: &mut dyn FnMut(u64)) -> Result<RunR
             let verdict = driver.validate(&tx, state).map_err(executor_error)?;
             validation += t.elapsed();
             digest.push(&verdict);
+            observe(&verdict);
             if verdict == Verdict::Approved {
                 let decoded = decode(&tx).expect("the generator's own encoding decodes");
                 // The driver released its handle: no copy unless it kept one.
@@ -167,6 +181,7 @@ pub fn run(settings: &RunSettings, progress: &mut dyn FnMut(u64)) -> Result<RunR
         elapsed_s: secs,
         tx_per_sec: if secs > 0.0 { stats.transactions as f64 / secs } else { 0.0 },
         load_s: load.as_secs_f64(),
+        instrument_s: driver.module().instrument_time.as_secs_f64(),
         instances_built: stats.instances_built,
         peak_rss_bytes: rss::peak_rss_bytes(),
         upgrades: 0,

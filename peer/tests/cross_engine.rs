@@ -1,10 +1,12 @@
 //! Every compiled-in backend gives the same verdicts and final state, under
 //! every policy, for the default and the hostile executor ("inconsistent
-//! output" otherwise, naming both backends and both digests).
+//! output" otherwise, naming the first differing transaction, both
+//! backends and both verdicts).
 
 use executor_core::PersistencePolicy;
+use executor_core::Verdict;
 use peer::backends;
-use peer::run::{Executor, RunSettings, run};
+use peer::run::{Executor, RunSettings, run_observed};
 
 fn settings(executor: Executor, policy: &str) -> RunSettings {
     RunSettings {
@@ -21,26 +23,31 @@ fn settings(executor: Executor, policy: &str) -> RunSettings {
 
 fn assert_consistent(executor: Executor) {
     for policy in ["fresh", "every-tx:1", "every-tx:7", "every-block:1", "until-crash"] {
-        let mut first: Option<(String, String, String)> = None;
+        let mut first: Option<(String, Vec<Verdict>, String)> = None;
         for backend in backends::compiled_in() {
             let mut s = settings(executor.clone(), policy);
             s.backend = backend;
-            let r = run(&s, &mut |_| {}).unwrap_or_else(|e| panic!("{backend} {policy}: {e}"));
-            let got = (r.backend.clone(), r.verdict_digest.clone(), r.state_digest.clone());
-            match &first {
-                None => first = Some(got),
-                Some(f) => assert!(
-                    f.1 == got.1 && f.2 == got.2,
-                    "inconsistent output under {policy} for {}: {} gives verdicts {} state {}, {} gives verdicts {} state {}",
+            let mut verdicts = Vec::new();
+            let r = run_observed(&s, &mut |_| {}, &mut |v| verdicts.push(v.clone()))
+                .unwrap_or_else(|e| panic!("{backend} {policy}: {e}"));
+            let Some((base, expected, state)) = &first else {
+                first = Some((r.backend, verdicts, r.state_digest));
+                continue;
+            };
+            if let Some(i) = (0..expected.len().max(verdicts.len())).find(|i| expected.get(*i) != verdicts.get(*i)) {
+                panic!(
+                    "inconsistent output under {policy} for {} at transaction {i}: {base} gives {:?}, {} gives {:?}",
                     executor.name,
-                    f.0,
-                    f.1,
-                    f.2,
-                    got.0,
-                    got.1,
-                    got.2
-                ),
+                    expected.get(i),
+                    r.backend,
+                    verdicts.get(i)
+                );
             }
+            assert_eq!(
+                state, &r.state_digest,
+                "inconsistent output under {policy}: final state of {base} vs {}",
+                r.backend
+            );
         }
     }
 }

@@ -29,3 +29,13 @@ fn engine_stacks_never_fire_first() {
 fn nan_results_are_canonical() {
     conformance::determinism::nan_results_are_canonical(&enabled());
 }
+
+/// A quick seeded slice of differential fuzzing (the long run:
+/// `cargo run --release -p peer --bin differential-fuzz`).
+#[test]
+fn fuzz_slice_agrees() {
+    let summary = conformance::fuzz::slice(&enabled(), 0..300);
+    eprintln!("{summary:#?}");
+    assert!(summary.loaded >= 200, "most generated executors load: {summary:?}");
+    assert!(summary.verdicts.len() >= 3, "a mix of verdicts: {summary:?}");
+}
