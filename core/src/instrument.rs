@@ -28,10 +28,11 @@
 //! host-called function returns. So host calls charge the same counter,
 //! without any engine API. Code is charged per *segment*, a straight run of instructions that ends
 //! at a control instruction (`loop`, `if`, `else`, `end`, `br`, `br_if`,
-//! `br_table`, `return`, `unreachable`): each segment's length is
-//! subtracted when it is entered (at function entry, at the top of every
-//! loop iteration, at the start of each branch of an `if`, after every
-//! `end` and `br_if`). If less fuel remains than the segment costs, the
+//! `br_table`, `return`, `unreachable`; but not at the `end` of a loop or of
+//! a block no branch targets, where only falling through continues): each
+//! segment's length is subtracted when it is entered (at function entry,
+//! at the top of every loop iteration, at the start of each branch of an
+//! `if`, after such an `end` and after `br_if`). If less fuel remains than the segment costs, the
 //! transaction ends there as `out_of_fuel` — before the segment's first
 //! instruction, at the same instruction on every engine. Bulk operations
 //! and growth are charged by size just before they run.
@@ -549,6 +550,16 @@ fn nan_producing(op: &Operator<'_>) -> Option<bool> {
     }
 }
 
+/// An open control frame, as the segment analysis sees it.
+enum Frame {
+    /// A `block`, and whether a branch targets its label.
+    Block { targeted: bool },
+    /// A `loop` (branches go to its start).
+    Loop,
+    /// An `if` (its `end` is reached from two paths).
+    If,
+}
+
 /// What a fuel charge subtracts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Amount {
@@ -620,6 +631,8 @@ impl Body<'_> {
         let mut ops = Vec::new();
         let mut max_stack = 0u32;
         let mut segments = vec![0u64];
+        let mut boundaries = Vec::new();
+        let mut frames: Vec<Frame> = Vec::new();
         let mut reader = body.get_operators_reader().map_err(err)?;
         while !reader.eof() {
             let offset = reader.original_position();
@@ -627,9 +640,47 @@ impl Body<'_> {
             fv.op(offset, &op).map_err(err)?;
             max_stack = max_stack.max(fv.operand_stack_height());
             *segments.last_mut().expect("never empty") += cost::INSTRUCTION;
-            if ends_segment(&op) {
+            let mut target = |depth: u32| {
+                if let Some(Frame::Block { targeted }) =
+                    frames.len().checked_sub(1 + depth as usize).map(|i| &mut frames[i])
+                {
+                    *targeted = true;
+                }
+            };
+            let boundary = match &op {
+                Operator::Block { .. } => {
+                    frames.push(Frame::Block { targeted: false });
+                    false
+                }
+                Operator::Loop { .. } => {
+                    frames.push(Frame::Loop);
+                    true
+                }
+                Operator::If { .. } => {
+                    frames.push(Frame::If);
+                    true
+                }
+                // Code after the `end` of a loop, or of a block no branch
+                // targets, is reached only by falling through from the
+                // segment before it: one segment (exact, and fewer charges).
+                Operator::End => !matches!(frames.pop(), Some(Frame::Loop | Frame::Block { targeted: false })),
+                Operator::Br { relative_depth } | Operator::BrIf { relative_depth } => {
+                    target(*relative_depth);
+                    true
+                }
+                Operator::BrTable { targets } => {
+                    for t in targets.targets() {
+                        target(t.map_err(err)?);
+                    }
+                    target(targets.default());
+                    true
+                }
+                op => ends_segment(op),
+            };
+            if boundary {
                 segments.push(0);
             }
+            boundaries.push(boundary);
             ops.push(op);
         }
         let frame = cost::frame(params, declared, max_stack) as i32;
@@ -662,7 +713,7 @@ impl Body<'_> {
                 Operator::End => open -= 1,
                 _ => {}
             }
-            let boundary = ends_segment(&op);
+            let boundary = boundaries[i];
             let dead_after = leaves(&op);
             if let Operator::Return = op {
                 b.f.instruction(&I::Br(open));
