@@ -309,6 +309,7 @@ impl CompiledExecutor for WasmerCompiled {
             tables,
             image: self.image.clone(),
             blank: None,
+            writes: Vec::new(),
         }))
     }
 }
@@ -339,6 +340,7 @@ struct WasmerInstance {
     tables: Vec<Table>,
     image: ImageCache,
     blank: Option<BlankState>,
+    writes: Vec<(u32, u32)>,
 }
 
 impl WasmerInstance {
@@ -411,8 +413,14 @@ impl ExecutorInstance for WasmerInstance {
 impl WasmerInstance {
     fn restore(&mut self, blank: &BlankState) -> Result<Blanked, CallError> {
         let host = |e: RuntimeError| CallError::Host(format!("wasmer blank: {e}"));
-        let writes: Vec<(u32, u32)> = self.fenv.as_mut(&mut self.store).env.take_host_writes().collect();
-        let Restore::Done { tables_dirty, .. } = blank.memory.restore(self.bytes(), writes) else {
+        // A buffer kept across blanks: an allocation per blank would cost
+        // as much as the restore itself.
+        let mut writes = std::mem::take(&mut self.writes);
+        writes.clear();
+        writes.extend(self.fenv.as_mut(&mut self.store).env.take_host_writes());
+        let restored = blank.memory.restore(self.bytes(), writes.iter().copied());
+        self.writes = writes;
+        let Restore::Done { tables_dirty, .. } = restored else {
             return Ok(Blanked::NeedsRebuild);
         };
         for (g, v) in self.globals.iter().zip(&blank.globals) {
