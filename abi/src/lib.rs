@@ -113,6 +113,36 @@ impl Instruction<'_> {
     }
 }
 
+/// If `tx` is an encoded [`Transaction`] whose instruction is an
+/// [`Instruction::Upgrade`], the new executor's bytes; otherwise `None`.
+///
+/// Reads the postcard encoding directly (two varints, the variant tag, a
+/// length-prefixed byte string) so a host can spot upgrades in every
+/// transaction without decoding the others.
+pub fn upgrade_executor(tx: &[u8]) -> Option<&[u8]> {
+    fn varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
+        let mut value = 0u64;
+        for shift in (0..70).step_by(7) {
+            let b = *bytes.get(*at)?;
+            *at += 1;
+            value |= u64::from(b & 0x7f).checked_shl(shift)?;
+            if b & 0x80 == 0 {
+                return Some(value);
+            }
+        }
+        None
+    }
+    let mut at = 0;
+    varint(tx, &mut at)?; // authority
+    varint(tx, &mut at)?; // nonce
+    if varint(tx, &mut at)? != InstructionKind::Upgrade as u64 {
+        return None;
+    }
+    let len = usize::try_from(varint(tx, &mut at)?).ok()?;
+    let end = at.checked_add(len)?;
+    (end == tx.len()).then(|| &tx[at..end])
+}
+
 /// The kinds of [`Instruction`], as data (e.g. to index a rule table).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[repr(u8)]
@@ -247,6 +277,22 @@ pub mod reasons {
 mod tests {
     extern crate alloc;
     use super::*;
+
+    #[test]
+    fn upgrades_are_spotted_without_decoding() {
+        let big = alloc::vec![7u8; 300];
+        for (authority, nonce) in [(0, 0), (u32::MAX, u64::MAX), (300, 1 << 40)] {
+            let up = Transaction { authority, nonce, instruction: Instruction::Upgrade { executor: &big } };
+            let bytes = postcard::to_allocvec(&up).unwrap();
+            assert_eq!(upgrade_executor(&bytes), Some(&big[..]));
+            assert_eq!(upgrade_executor(&bytes[..bytes.len() - 1]), None, "truncated");
+            let other =
+                Transaction { authority, nonce, instruction: Instruction::Mint { account: 4, asset: 4, amount: 4 } };
+            assert_eq!(upgrade_executor(&postcard::to_allocvec(&other).unwrap()), None);
+        }
+        assert_eq!(upgrade_executor(&[]), None);
+        assert_eq!(upgrade_executor(&[0xff; 20]), None);
+    }
 
     #[test]
     fn transaction_round_trips_borrowed() {

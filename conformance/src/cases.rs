@@ -239,7 +239,8 @@ pub fn recycle_restarts_the_count(factory: HostFactory) {
 /// Memory above the watermark after a transaction recycles the instance
 /// (whatever the policy), so it never accumulates.
 pub fn watermark_recycles(factory: HostFactory) {
-    let config = DriverConfig { policy: PersistencePolicy::UntilCrash, recycle_watermark: Some(65536), timings: false };
+    let config =
+        DriverConfig { policy: PersistencePolicy::UntilCrash, recycle_watermark: Some(65536), ..Default::default() };
     let mut d = executor_core::Driver::new(factory(Limits::default()), STATEFUL.as_bytes(), config).unwrap();
     assert_eq!(run_bytes(&mut d, &[3, 3, 3]), vec![A, A, A]);
     assert_eq!(d.stats().recycles_by_cause.get(&RecycleCause::Watermark), Some(&2), "{:?}", d.stats());
@@ -262,6 +263,11 @@ pub fn purge_recycles(factory: HostFactory) {
 
 const OK_BODY: &str = r#"
   (memory (export "memory") 1)
+  (func (export "executor_alloc") (param i32) (result i32) (i32.const 1024))
+  (func (export "executor_validate") (param i32 i32) (result i32) (i32.const 0))"#;
+
+/// [`OK_BODY`] without its memory.
+const OK_BODY_FUNCS: &str = r#"
   (func (export "executor_alloc") (param i32) (result i32) (i32.const 1024))
   (func (export "executor_validate") (param i32 i32) (result i32) (i32.const 0))"#;
 
@@ -454,7 +460,8 @@ pub fn default_executor_judges_the_ledger(factory: HostFactory) {
         (1, Instruction::Burn { account: 1, asset: 7, amount: 3 }, denied(reasons::MISSING_PERMISSION)),
         (0, Instruction::Grant { account: 1, permission: Permission::BurnAsset(7) }, A),
         (1, Instruction::Grant { account: 2, permission: Permission::Grant }, denied(reasons::MISSING_PERMISSION)),
-        (0, Instruction::Upgrade { executor: &wasm }, A),
+        // Approved by the rules, but the bytes are no executor.
+        (0, Instruction::Upgrade { executor: &wasm }, rejected(Rejection::UpgradeFailed)),
         (1, Instruction::Upgrade { executor: &wasm }, denied(reasons::NOT_ADMIN)),
     ];
     for (i, (authority, instruction, expected)) in cases.into_iter().enumerate() {
@@ -464,6 +471,100 @@ pub fn default_executor_judges_the_ledger(factory: HostFactory) {
     }
     assert_eq!(d.validate(&[0xff; 3], world.clone()).unwrap(), denied(reasons::MALFORMED));
     assert_eq!(d.stats().rejected.get(&RejectionKind::Trap), None);
+}
+
+/// Executor upgrades (abi.md): an approved upgrade installs the new
+/// executor from the next transaction — after its checks, compile,
+/// `executor_migrate` (with world state, on an instance then discarded) and
+/// a blank instance; a new executor that cannot load, or whose migration
+/// refuses or traps, makes the verdict `rejected(upgrade_failed)` and the
+/// old executor stays.
+pub fn upgrades_install_or_fail_cleanly(factory: HostFactory) {
+    use abi::{Instruction, Transaction};
+    let mut d = load(factory, fixtures::DEFAULT_EXECUTOR, every_tx(1), Limits::default());
+    let original = d.module().hash_hex();
+    let world = state(&[(abi::ADMIN_KEY, &0u32.to_le_bytes()), (&abi::account_key(0), &0u32.to_le_bytes())]);
+    let mut nonce = 0;
+    let mut upgrade = |d: &mut executor_core::Driver, authority: u32, executor: &[u8]| {
+        nonce += 1;
+        let tx = Transaction { authority, nonce, instruction: Instruction::Upgrade { executor } };
+        d.validate(&postcard::to_allocvec(&tx).unwrap(), world.clone()).unwrap()
+    };
+    let approve_all = |migrate: &str| {
+        format!(
+            r#"(module
+              (import "host" "state_get" (func $get (param i32 i32 i32 i32) (result i32)))
+              (memory (export "memory") 1)
+              (data (i32.const 0) "admin")
+              (func (export "executor_alloc") (param i32) (result i32) (i32.const 1024))
+              (func (export "executor_validate") (param i32 i32) (result i32) (i32.const 0))
+              (func (export "executor_migrate") (result i32) {migrate}))"#
+        )
+    };
+    let failed = rejected(Rejection::UpgradeFailed);
+    // Cannot load, migration refuses, migration traps, migration runs out of fuel.
+    for bad in [
+        b"not wasm".to_vec(),
+        approve_all("(i32.const 1)").into_bytes(),
+        approve_all("(unreachable)").into_bytes(),
+        approve_all("(loop $l (br $l)) (i32.const 0)").into_bytes(),
+    ] {
+        assert_eq!(upgrade(&mut d, 0, &bad), failed);
+        assert_eq!(d.module().hash_hex(), original, "the old executor stays");
+    }
+    // Not the admin: the executor denies; nothing is installed.
+    assert!(matches!(upgrade(&mut d, 3, fixtures::DEFAULT_VARIANT), Verdict::Denied { .. }));
+    // (Recycles are lazy: the fourth happened before this transaction.)
+    assert_eq!(d.stats().recycles_by_cause.get(&RecycleCause::UpgradeFailed), Some(&4));
+    // The variant: same rules, other bytes.
+    assert_eq!(upgrade(&mut d, 0, fixtures::DEFAULT_VARIANT), A);
+    let variant = d.module().hash_hex();
+    assert_ne!(variant, original);
+    // A migration that reads world state (the admin entry) and accepts;
+    // from the next transaction the new executor approves everything,
+    // including what the default rules deny.
+    let reads =
+        approve_all("(i32.ge_s (call $get (i32.const 0) (i32.const 5) (i32.const 16) (i32.const 4)) (i32.const 99))");
+    assert_eq!(upgrade(&mut d, 0, reads.as_bytes()), A);
+    assert_eq!(upgrade(&mut d, 3, fixtures::DEFAULT_EXECUTOR), A, "served by the new executor");
+    assert_eq!(d.module().hash_hex(), original);
+    let stats = d.stats();
+    assert_eq!(stats.upgrades, 3);
+    assert_eq!(stats.recycles_by_cause.get(&RecycleCause::Upgrade), Some(&3));
+}
+
+/// Audit mode: every k-th transaction also runs on a blank instance; a
+/// different verdict is a state leak — counted, and the warm instance
+/// recycled — while the warm verdict stands. An executor that keeps state
+/// under `until-crash` is caught; under `every-tx:1` nothing leaks.
+pub fn audit_finds_state_leaks(factory: HostFactory) {
+    let audited =
+        |policy, k: u32| DriverConfig { policy, audit_every: Some(NonZeroU32::new(k).unwrap()), ..Default::default() };
+    let host = factory(Limits::default());
+    let mut d =
+        executor_core::Driver::new(host.clone(), STATEFUL.as_bytes(), audited(PersistencePolicy::UntilCrash, 1))
+            .unwrap();
+    // tx 2: the warm instance remembers (denied), a blank one approves:
+    // the warm verdict stands, the leak is counted, and the recycle makes
+    // tx 3 approved again.
+    assert_eq!(run_bytes(&mut d, &[2, 2, 2]), vec![A, denied("memory"), A]);
+    let stats = d.stats();
+    assert_eq!((stats.audits, stats.state_leaks), (3, 1));
+    assert_eq!(stats.recycles_by_cause.get(&RecycleCause::AuditMismatch), Some(&1));
+    let mut d = executor_core::Driver::new(host.clone(), STATEFUL.as_bytes(), audited(every_tx(1), 2)).unwrap();
+    assert_eq!(run_bytes(&mut d, &[5, 5, 5, 5, 5, 5]), vec![A; 6]);
+    assert_eq!((d.stats().audits, d.stats().state_leaks), (3, 0));
+}
+
+/// The memory cap is checked at load, with an error that says what to
+/// change; within it the same executor loads.
+pub fn memory_cap_is_checked_at_load(factory: HostFactory) {
+    let big = Limits { memory_bytes: 512 << 20, ..Limits::default() };
+    let e = executor_core::Driver::new(factory(big.clone()), HOSTILE.as_bytes(), DriverConfig::default()).unwrap_err();
+    assert!(matches!(e, Error::MemoryCap { cap, .. } if cap == 1 << 30), "{e}");
+    assert!(e.to_string().contains("memory_cap"), "{e}");
+    let raised = Limits { memory_cap: 4 << 30, ..big };
+    executor_core::Driver::new(factory(raised), HOSTILE.as_bytes(), DriverConfig::default()).unwrap();
 }
 
 /// More instances than one engine store may ever hold (wasmtime caps a
@@ -528,6 +629,44 @@ fn status_bytes(field: &str) -> u64 {
 
 fn rss_bytes() -> u64 {
     status_bytes("VmRSS:")
+}
+
+/// Every way an executor can try to exhaust the host's memory — one huge
+/// grow, many small ones, a table bomb, deep recursion (from
+/// [`fixtures::HOSTILE`]), a 16 MiB data segment, and 100 upgrades between
+/// two executors — under every policy: each gets its documented verdict,
+/// the next transaction is served, and the process's peak RSS stays under
+/// 512 MiB. Run it in a test binary of its own.
+pub fn oom_attempts_are_survived(factory: HostFactory) {
+    let policies = [PersistencePolicy::Fresh, every_tx(1), every_tx(7), every_block(1), PersistencePolicy::UntilCrash];
+    let memory_cases: Vec<_> = HOSTILE_CASES.iter().filter(|(b, _, _)| (1..=5).contains(b)).collect();
+    let big_data = format!(
+        r#"(module (memory (export "memory") 300) (data (i32.const 1048576) "{}")
+             {OK_BODY_FUNCS})"#,
+        "a".repeat(16 << 20)
+    );
+    let empty = state(&[]);
+    let world = state(&[(abi::ADMIN_KEY, &0u32.to_le_bytes())]);
+    for policy in policies {
+        let mut d = load(factory, HOSTILE.as_bytes(), policy, Limits::default());
+        for (byte, name, expected) in &memory_cases {
+            assert_eq!(run_bytes(&mut d, &[*byte, 0]), vec![expected.clone(), A], "{name} under {policy}");
+        }
+        let mut d = load(factory, big_data.as_bytes(), policy, Limits::default());
+        for i in 0..5 {
+            assert_eq!(d.validate(&[0], empty.clone()).unwrap(), A, "16 MiB data segment, tx {i} under {policy}");
+        }
+        let mut d = load(factory, fixtures::DEFAULT_EXECUTOR, policy, Limits::default());
+        let rounds = if policy == PersistencePolicy::UntilCrash { 100 } else { 10 };
+        for i in 0..rounds {
+            let executor = if i % 2 == 0 { fixtures::DEFAULT_VARIANT } else { fixtures::DEFAULT_EXECUTOR };
+            let tx = abi::Transaction { authority: 0, nonce: i, instruction: abi::Instruction::Upgrade { executor } };
+            assert_eq!(d.validate(&postcard::to_allocvec(&tx).unwrap(), world.clone()).unwrap(), A, "upgrade {i}");
+        }
+        assert_eq!(d.stats().upgrades, rounds);
+    }
+    let peak = status_bytes("VmHWM:");
+    assert!(peak < 512 << 20, "peak RSS {} MiB", peak >> 20);
 }
 
 /// An executor that grows memory by a resident page on every transaction,

@@ -4,6 +4,8 @@ use executor_core::{Rejection, TrapCode, Verdict};
 
 /// The default executor (Rust guest, committed build).
 pub const DEFAULT_EXECUTOR: &[u8] = include_bytes!("../../executors/default.wasm");
+/// The default executor's variant: the same rules, other bytes.
+pub const DEFAULT_VARIANT: &[u8] = include_bytes!("../../executors/default-variant.wasm");
 /// Every way to fail, selected by the payload's first byte.
 pub const HOSTILE: &str = include_str!("../../executors/fixtures/hostile.wat");
 /// Remembers in a global, a memory byte, a grown page and a table slot.

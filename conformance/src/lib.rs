@@ -68,6 +68,9 @@ macro_rules! suite {
             default_executor_judges_the_ledger,
             many_instances_do_not_exhaust_the_store,
             fuel_follows_the_documented_costs,
+            upgrades_install_or_fail_cleanly,
+            audit_finds_state_leaks,
+            memory_cap_is_checked_at_load,
         );
     };
     (@cases $factory:path; $($case:ident),* $(,)?) => {
@@ -80,9 +83,10 @@ macro_rules! suite {
     };
 }
 
-/// The memory-bound cases — [`cases::load_run_drop_does_not_leak`], then
-/// [`cases::growing_executor_stays_bounded`] — as one `#[test]` that runs
-/// them in turn. Put it in a test binary of its own (e.g. `tests/leak.rs`):
+/// The memory-bound cases — [`cases::load_run_drop_does_not_leak`],
+/// [`cases::growing_executor_stays_bounded`], then
+/// [`cases::oom_attempts_are_survived`] — as one `#[test]` that runs them
+/// in turn. Put it in a test binary of its own (e.g. `tests/leak.rs`):
 /// both read the process's RSS, which any other test would move.
 #[macro_export]
 macro_rules! memory_suite {
@@ -91,6 +95,7 @@ macro_rules! memory_suite {
         fn bounded_memory_and_no_leaks() {
             $crate::cases::load_run_drop_does_not_leak($factory);
             $crate::cases::growing_executor_stays_bounded($factory);
+            $crate::cases::oom_attempts_are_survived($factory);
         }
     };
 }

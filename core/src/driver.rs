@@ -80,6 +80,11 @@ pub struct DriverConfig {
     /// clock reads cost a measurable share of a sub-microsecond
     /// transaction.
     pub timings: bool,
+    /// Audit mode: validate every k-th transaction also on a blank
+    /// instance; a different verdict is a state leak (counted, logged, and
+    /// the warm instance recycled). Costs one more instance and, every k
+    /// transactions, one more validation and blank.
+    pub audit_every: Option<std::num::NonZeroU32>,
 }
 
 /// Counters and timings of a driver.
@@ -103,6 +108,12 @@ pub struct Stats {
     pub blocks: u64,
     /// Host failures survived by a rebuild and retry.
     pub host_failures: u64,
+    /// Executor upgrades installed.
+    pub upgrades: u64,
+    /// Transactions audited on a blank instance.
+    pub audits: u64,
+    /// Audited transactions whose warm verdict differed.
+    pub state_leaks: u64,
     /// Times an engine's own fuel or stack limit fired before the
     /// deterministic one (never, if engine stacks are sized right).
     pub backstops: u64,
@@ -128,6 +139,8 @@ pub struct Driver {
     module: Arc<PreparedModule>,
     compiled: Arc<dyn CompiledExecutor>,
     instance: Option<Box<dyn ExecutorInstance>>,
+    /// The blank instance audits run on (built when first needed).
+    auditor: Option<Box<dyn ExecutorInstance>>,
     due: Option<RecycleCause>,
     served: u64,
     blocks_ended: u64,
@@ -143,6 +156,14 @@ impl std::fmt::Debug for Driver {
             .field("stats", &self.stats)
             .finish_non_exhaustive()
     }
+}
+
+/// What an audit found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AuditOutcome {
+    NotAudited,
+    Same,
+    Leak,
 }
 
 /// A host failure inside one step, before the retry.
@@ -240,6 +261,7 @@ impl Driver {
             module,
             compiled,
             instance: None,
+            auditor: None,
             due: None,
             served: 0,
             blocks_ended: 0,
@@ -280,9 +302,21 @@ impl Driver {
         }
     }
 
-    /// Builds an instance: instantiate (runs `start`), `executor_init`,
-    /// snapshot. Failures of the executor are load errors.
+    /// Builds an instance of the loaded executor in the policy's mode.
     fn build(&mut self) -> Result<Box<dyn ExecutorInstance>> {
+        let (module, compiled) = (self.module.clone(), self.compiled.clone());
+        self.build_with(&module, &compiled, self.mode())
+    }
+
+    /// Builds an instance: instantiate, `start`, `executor_init`, and for
+    /// reusable instances the blank-state snapshot. Failures of the
+    /// executor are load errors.
+    fn build_with(
+        &mut self,
+        module: &PreparedModule,
+        compiled: &Arc<dyn CompiledExecutor>,
+        mode: InstanceMode,
+    ) -> Result<Box<dyn ExecutorInstance>> {
         let started = self.clock();
         let backend = self.host.kind();
         let limits = self.host.limits().clone();
@@ -301,23 +335,22 @@ impl Driver {
                 Error::InitFailed { phase, reason }
             }
         };
-        let mode = self.mode();
-        let mut env = HostEnv::new(&limits, self.module.info.layout);
+        let mut env = HostEnv::new(&limits, module.info.layout);
         env.begin(Phase::Init, None);
-        let mut instance = match self.compiled.instantiate(env, mode) {
+        let mut instance = match compiled.instantiate(env, mode) {
             Ok(i) => i,
             Err(e) => {
-                let mut env = HostEnv::new(&limits, self.module.info.layout);
+                let mut env = HostEnv::new(&limits, module.info.layout);
                 return Err(init_failed("instantiation (data segments)", &mut env, None, e));
             }
         };
         // The module's `start`, then `executor_init`, under one init budget.
         instance.env().begin(Phase::Init, None);
-        let layout = self.module.info.layout;
+        let layout = module.info.layout;
         layout.arm(instance.memory(), limits.init_fuel, limits.max_stack);
         let phases = [
-            (self.module.info.start.is_some(), Export::Start, "start"),
-            (self.module.info.has_init, Export::Init, "executor_init"),
+            (module.info.start.is_some(), Export::Start, "start"),
+            (module.info.has_init, Export::Init, "executor_init"),
         ];
         for (present, export, phase) in phases {
             if !present {
@@ -415,19 +448,38 @@ impl Driver {
     /// for anything the executor does.
     pub fn validate(&mut self, tx: &[u8], state: SharedState) -> Result<Verdict> {
         self.ready()?;
-        let verdict = match self.run(tx, state.clone()) {
+        let mut verdict = match self.run(tx, state.clone()) {
             Ok(v) => v,
             Err(HostFailed(first)) => {
                 tracing::warn!(message = %first, "host failure; rebuilding and retrying once");
                 self.stats.host_failures += 1;
                 self.recycle(RecycleCause::HostFailure)?;
-                self.run(tx, state).map_err(|HostFailed(message)| Error::HostFailure {
+                self.run(tx, state.clone()).map_err(|HostFailed(message)| Error::HostFailure {
                     backend: self.host.kind(),
                     message: format!("{message} (after a retry; first failure: {first})"),
                 })?
             }
         };
         self.served += 1;
+        let audited = match self.config.audit_every {
+            Some(k) if (self.stats.transactions + 1).is_multiple_of(u64::from(k.get())) => {
+                self.audit(tx, state.clone(), &verdict)
+            }
+            _ => AuditOutcome::NotAudited,
+        };
+        let mut upgraded = false;
+        if verdict == Verdict::Approved
+            && let Some(executor) = abi::upgrade_executor(tx)
+        {
+            match self.upgrade(executor, state) {
+                Ok(()) => upgraded = true,
+                Err(e) if e.is_host_failure() => return Err(e),
+                Err(e) => {
+                    tracing::warn!(error = %e, "upgrade failed; the old executor stays");
+                    verdict = Verdict::rejected(Rejection::UpgradeFailed);
+                }
+            }
+        }
         self.stats.transactions += 1;
         match &verdict {
             Verdict::Approved => self.stats.approved += 1,
@@ -437,6 +489,9 @@ impl Driver {
                 self.due = Some(rejection.kind().into());
             }
         }
+        if !upgraded && self.due.is_none() && audited == AuditOutcome::Leak {
+            self.due = Some(RecycleCause::AuditMismatch);
+        }
         if self.due.is_none() && self.memory_in_use() > self.watermark() {
             self.due = Some(RecycleCause::Watermark);
         }
@@ -445,27 +500,126 @@ impl Driver {
 
     /// One attempt at a transaction on the current instance.
     fn run(&mut self, tx: &[u8], state: SharedState) -> Result<Verdict, HostFailed> {
-        let (fuel, stack) = (self.host.limits().fuel, self.host.limits().max_stack);
-        let instance = self.instance.as_mut().ok_or_else(|| HostFailed("no instance".into()))?;
+        let limits = self.host.limits().clone();
         let started = self.config.timings.then(Instant::now);
-        let result = guarded(|| {
-            let len = i32::try_from(tx.len()).map_err(|_| HostFailed("transaction longer than 2 GiB".into()))?;
-            instance.env().begin(Phase::Validate, Some(state));
-            let layout = instance.env().layout();
-            layout.arm(instance.memory(), fuel, stack);
-            let verdict = Self::call_validate(instance.as_mut(), tx, len, stack);
-            instance.env().end();
-            verdict
-        });
-        if let Some(instance) = self.instance.as_mut() {
-            self.stats.backstops += instance.env().take_backstops();
-        }
+        let result = match self.instance.as_mut() {
+            Some(instance) => Self::attempt(instance.as_mut(), &limits, tx, state, &mut self.stats),
+            None => Err(HostFailed("no instance".into())),
+        };
         self.stats.call_time += elapsed(started);
         if result.is_err() {
             // Never reuse a poisoned instance.
             self.instance = None;
         }
         result
+    }
+
+    /// One attempt at a transaction on `instance`, panics caught.
+    fn attempt(
+        instance: &mut dyn ExecutorInstance,
+        limits: &crate::Limits,
+        tx: &[u8],
+        state: SharedState,
+        stats: &mut Stats,
+    ) -> Result<Verdict, HostFailed> {
+        let result = guarded(|| {
+            let len = i32::try_from(tx.len()).map_err(|_| HostFailed("transaction longer than 2 GiB".into()))?;
+            instance.env().begin(Phase::Validate, Some(state));
+            let layout = instance.env().layout();
+            layout.arm(instance.memory(), limits.fuel, limits.max_stack);
+            let verdict = Self::call_validate(instance, tx, len, limits.max_stack);
+            instance.env().end();
+            verdict
+        });
+        stats.backstops += instance.env().take_backstops();
+        result
+    }
+
+    /// Validates the transaction again on a blank instance of the same
+    /// executor (audit mode) and compares. The warm verdict stands.
+    fn audit(&mut self, tx: &[u8], state: SharedState, warm: &Verdict) -> AuditOutcome {
+        let mut auditor = match self.auditor.take() {
+            Some(a) => a,
+            None => {
+                let (module, compiled) = (self.module.clone(), self.compiled.clone());
+                match self.build_with(&module, &compiled, InstanceMode::Reusable) {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "audit instance could not be built; audit skipped");
+                        return AuditOutcome::NotAudited;
+                    }
+                }
+            }
+        };
+        let limits = self.host.limits().clone();
+        let blank = match Self::attempt(auditor.as_mut(), &limits, tx, state, &mut self.stats) {
+            Ok(v) => v,
+            Err(HostFailed(message)) => {
+                tracing::warn!(%message, "host failure in an audit; audit skipped");
+                self.stats.host_failures += 1;
+                return AuditOutcome::NotAudited;
+            }
+        };
+        self.stats.audits += 1;
+        // Keep the auditor blank for next time; after a rejection rebuild it.
+        if blank.rejection().is_none()
+            && matches!(guarded(|| auditor.blank().map_err(HostFailed::from)), Ok(Blanked::Restored))
+        {
+            self.auditor = Some(auditor);
+        }
+        if &blank == warm {
+            return AuditOutcome::Same;
+        }
+        self.stats.state_leaks += 1;
+        tracing::warn!(warm = %warm, blank = %blank, "state leak: the warm instance's verdict differs from a blank instance's");
+        AuditOutcome::Leak
+    }
+
+    /// Installs `executor` as an upgrade: checks, compile, a migration run
+    /// (`executor_migrate`, if exported) on an instance that is then
+    /// discarded, and a new blank instance. `Err` leaves the old executor
+    /// in place: a load error means `rejected(upgrade_failed)`, a host
+    /// failure goes to the embedder.
+    fn upgrade(&mut self, executor: &[u8], state: SharedState) -> Result<()> {
+        let module = Arc::new(crate::module::prepare(executor, self.host.limits())?);
+        let compiled = self.host.compile(&module)?;
+        if module.info.has_migrate {
+            let mut migrator = self.build_with(&module, &compiled, InstanceMode::Fresh)?;
+            let limits = self.host.limits().clone();
+            migrator.env().begin(Phase::Migrate, Some(state));
+            module.info.layout.arm(migrator.memory(), limits.init_fuel, limits.max_stack);
+            let outcome = guarded(|| Ok(migrator.call(Export::Migrate, &[])));
+            migrator.env().end();
+            match outcome {
+                Ok(Ok(Some(0))) => {}
+                Ok(Ok(status)) => {
+                    return Err(Error::InitFailed {
+                        phase: "executor_migrate",
+                        reason: format!("returned {status:?}"),
+                    });
+                }
+                Ok(Err(CallError::Trap(t))) => {
+                    return Err(Error::InitFailed { phase: "executor_migrate", reason: format!("trapped: {t:?}") });
+                }
+                Ok(Err(CallError::Host(message))) | Err(HostFailed(message)) => {
+                    return Err(Error::HostFailure { backend: self.host.kind(), message });
+                }
+            }
+        }
+        let instance = self.build_with(&module, &compiled, self.mode())?;
+        // Free the old executor's instances, compiled code and image now.
+        self.instance = None;
+        self.auditor = None;
+        self.module = module;
+        self.compiled = compiled;
+        self.instance = Some(instance);
+        self.served = 0;
+        self.blocks_ended = 0;
+        self.stats.upgrades += 1;
+        self.stats.recycles += 1;
+        *self.stats.recycles_by_cause.entry(RecycleCause::Upgrade).or_default() += 1;
+        tracing::info!(executor = %self.module.hash_hex(), "executor upgraded");
+        Ok(())
     }
 
     fn call_validate(
@@ -519,6 +673,7 @@ impl Driver {
     /// gets a rebuilt blank instance (counted as a `purge` recycle).
     pub fn purge(&mut self) {
         self.instance = None;
+        self.auditor = None;
         self.due = Some(RecycleCause::Purge);
     }
 

@@ -71,7 +71,19 @@ pub enum Error {
     /// The module must define exactly one memory, exported as `memory`.
     #[error("the module must define exactly one memory, exported as `memory`: {0}")]
     Memory(String),
-    /// The wasm `start` function or `executor_init` failed.
+    /// The executor could tie up more memory than the cap allows (checked
+    /// at load, never a cause of recycles).
+    #[error(
+        "the memory cap would be exceeded: up to {estimate} bytes for live instances, the blank image and compiled code, cap {cap} (raise `memory_cap` or lower `memory_limit`)"
+    )]
+    MemoryCap {
+        /// The estimate (see [`crate::Limits::memory_cap`]).
+        estimate: u64,
+        /// The cap.
+        cap: u64,
+    },
+    /// The wasm `start` function, `executor_init` or (for an upgrade)
+    /// `executor_migrate` failed.
     #[error("{phase} failed: {reason}")]
     InitFailed {
         /// `start`, `executor_init` or `instantiation`.

@@ -31,9 +31,20 @@ pub struct Limits {
     /// [`crate::instrument::engine_stack_bytes`] of native stack, so the
     /// thread calling into wasmtime needs that much stack free.
     pub max_stack: u64,
+    /// The most memory one executor may tie up, checked when it is loaded
+    /// (or installed by an upgrade) — never a cause of recycles. Estimated
+    /// as [`LIVE_INSTANCES`] instances at the memory limit (the warm one,
+    /// an audit instance, and during an upgrade the new one and its
+    /// migration instance), one blank image at the limit, and 16 bytes of
+    /// compiled code and metadata per byte of module. Default 1 GiB.
+    pub memory_cap: u64,
     /// Size limits of the module itself.
     pub module: ModuleLimits,
 }
+
+/// Instances of one executor that may be alive at once (see
+/// [`Limits::memory_cap`]).
+pub const LIVE_INSTANCES: u64 = 4;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -43,6 +54,7 @@ impl Default for Limits {
             memory_bytes: 64 << 20,
             table_elements: 10_000,
             max_stack: 128 << 10,
+            memory_cap: 1 << 30,
             module: ModuleLimits::default(),
         }
     }
@@ -52,6 +64,14 @@ impl Limits {
     /// The memory limit in whole pages.
     pub fn memory_pages(&self) -> u64 {
         self.memory_bytes / PAGE_SIZE
+    }
+
+    /// The memory an executor of `module_bytes` may tie up, as
+    /// [`Limits::memory_cap`] estimates it.
+    pub fn memory_estimate(&self, module_bytes: u64) -> u64 {
+        let layout = crate::instrument::Layout::for_limit(self.memory_bytes);
+        let instance = self.memory_pages() * PAGE_SIZE + layout.reserved as u64;
+        (LIVE_INSTANCES + 1) * instance + 16 * module_bytes
     }
 }
 

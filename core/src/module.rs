@@ -218,6 +218,10 @@ pub fn prepare_with(input: &[u8], limits: &Limits, metering: Metering) -> Result
     }
     let started = std::time::Instant::now();
     let wasm = to_binary(input, limits)?;
+    let estimate = limits.memory_estimate(wasm.len() as u64);
+    if estimate > limits.memory_cap {
+        return Err(Error::MemoryCap { estimate, cap: limits.memory_cap });
+    }
     let hash: [u8; 32] = Sha256::digest(&wasm).into();
     if wasm.len() < 8 {
         return Err(Error::NotWasm("shorter than the 8-byte header".into()));

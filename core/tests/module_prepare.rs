@@ -96,7 +96,7 @@ fn memory_moves_up_past_the_dirty_map() {
             _ => {}
         }
     }
-    let big = Limits { memory_bytes: 1 << 30, ..Limits::default() };
+    let big = Limits { memory_bytes: 1 << 30, memory_cap: u64::MAX, ..Limits::default() };
     assert_eq!(prepare(wat.as_bytes(), &big).unwrap().info.layout.reserved, 5 * 65536, "a 256 KiB map plus the flags");
     let too_big = Limits { memory_bytes: 3 << 30, ..Limits::default() };
     assert!(matches!(prepare(wat.as_bytes(), &too_big), Err(Error::ModuleLimit { .. })));

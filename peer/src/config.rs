@@ -42,10 +42,12 @@ pub struct Config {
     pub recycle_watermark: Option<u64>,
     /// Deterministic stack budget, bytes of the frame model.
     pub max_stack: Option<u64>,
-    /// Upgrade every N blocks (not available yet).
+    /// Upgrade the executor every N blocks (≥ 1).
     pub upgrade_every: Option<u64>,
-    /// Audit every K-th transaction (not available yet).
-    pub audit_every: Option<u64>,
+    /// Audit every K-th transaction (≥ 1).
+    pub audit_every: Option<std::num::NonZeroU32>,
+    /// The memory cap checked at load, bytes.
+    pub memory_cap: Option<u64>,
     /// Pre-validation threads (not available yet).
     pub threads: Option<u64>,
     /// Prometheus metrics file (not available yet).
@@ -73,6 +75,9 @@ impl Config {
         if config.block_size == Some(0) {
             return Err(err("field `block_size`: must be at least 1".into()));
         }
+        if config.upgrade_every == Some(0) {
+            return Err(err("field `upgrade_every`: must be at least 1".into()));
+        }
         let dir = path.parent().map(Path::to_path_buf);
         Ok((config, dir))
     }
@@ -86,6 +91,7 @@ impl Config {
             memory_bytes: self.memory_limit.unwrap_or(d.memory_bytes),
             table_elements: self.table_elements.unwrap_or(d.table_elements),
             max_stack: self.max_stack.unwrap_or(d.max_stack),
+            memory_cap: self.memory_cap.unwrap_or(d.memory_cap),
             module: self.module_limits.clone().unwrap_or(d.module),
         }
     }

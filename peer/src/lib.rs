@@ -14,6 +14,9 @@ pub mod workload;
 
 /// The embedded default executor (see `executors/default`).
 pub const DEFAULT_EXECUTOR: &[u8] = include_bytes!("../../executors/default.wasm");
+/// The default executor's variant: the same rules, other bytes (for
+/// upgrades that really load a new module).
+pub const DEFAULT_VARIANT: &[u8] = include_bytes!("../../executors/default-variant.wasm");
 
 /// Everything `peer` can fail with. [`Error::exit_code`] maps each to the
 /// exit status cli.md fixes.

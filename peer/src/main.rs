@@ -76,12 +76,12 @@ struct RunArgs {
     /// every-tx:N, every-block:N, until-crash or fresh [default: every-tx:1].
     #[arg(long, value_name = "SPEC")]
     policy: Option<PersistencePolicy>,
-    /// Upgrade the executor every N blocks (not available yet).
-    #[arg(long, value_name = "BLOCKS")]
+    /// Every N blocks, upgrade the executor (alternating it and a variant with other bytes).
+    #[arg(long, value_name = "BLOCKS", value_parser = clap::value_parser!(u64).range(1..))]
     upgrade_every: Option<u64>,
-    /// Also validate every K-th transaction on a blank instance (not available yet).
+    /// Also validate every K-th transaction on a blank instance; differences count as state leaks.
     #[arg(long, value_name = "K")]
-    audit_every: Option<u64>,
+    audit_every: Option<std::num::NonZeroU32>,
     /// Pre-validate each block on N threads (not available yet).
     #[arg(long, value_name = "N")]
     threads: Option<u64>,
@@ -122,6 +122,8 @@ fn settings(common: &Common, config: &Config, config_dir: Option<&Path>) -> Resu
         seed: common.seed.or(config.seed).unwrap_or(42),
         limits,
         recycle_watermark: config.recycle_watermark,
+        upgrade_every: None,
+        audit_every: None,
     })
 }
 
@@ -147,8 +149,6 @@ fn progress_bar(total: u64, quiet: bool) -> ProgressBar {
 
 fn cmd_run(args: &RunArgs) -> Result<(), Error> {
     for (set, flag) in [
-        (args.upgrade_every.is_some(), "--upgrade-every (executor upgrades)"),
-        (args.audit_every.is_some(), "--audit-every (audit mode)"),
         (args.threads.is_some(), "--threads (parallel pre-validation)"),
         (args.metrics.is_some(), "--metrics (Prometheus metrics)"),
     ] {
@@ -158,8 +158,6 @@ fn cmd_run(args: &RunArgs) -> Result<(), Error> {
     }
     let (config, dir) = load_config(&args.common)?;
     for (set, key) in [
-        (config.upgrade_every.is_some(), "config key `upgrade_every` (executor upgrades)"),
-        (config.audit_every.is_some(), "config key `audit_every` (audit mode)"),
         (config.threads.is_some(), "config key `threads` (parallel pre-validation)"),
         (config.metrics.is_some(), "config key `metrics` (Prometheus metrics)"),
     ] {
@@ -173,6 +171,8 @@ fn cmd_run(args: &RunArgs) -> Result<(), Error> {
         None => backends::default_backend().ok_or_else(|| Error::Usage("no backend is compiled in".into()))?,
     };
     s.policy = args.policy.or(config.policy).unwrap_or_default();
+    s.upgrade_every = args.upgrade_every.or(config.upgrade_every);
+    s.audit_every = args.audit_every.or(config.audit_every);
     let bar = progress_bar(s.transactions, args.common.json);
     bar.set_message(format!("{} {}", s.backend, s.policy));
     let report = run(&s, &mut |done| bar.set_position(done));
@@ -208,6 +208,9 @@ fn print_summary(r: &RunReport) {
         println!("  rejected: {}", kinds.join(", "));
     }
     println!("  blanks {}, recycles {}, instances built {}", r.blanks, r.recycles, r.instances_built);
+    if r.upgrades > 0 || r.audits > 0 {
+        println!("  upgrades {}, audits {}, state leaks {}", r.upgrades, r.audits, r.state_leaks);
+    }
     println!(
         "  validation {:.3} s ({:.0} tx/s), load {:.1} ms (instrumentation {:.2} ms), peak RSS {:.1} MiB",
         r.elapsed_s,

@@ -26,6 +26,27 @@ impl Executor {
         Executor { name: "default".into(), bytes: crate::DEFAULT_EXECUTOR.to_vec() }
     }
 
+    /// The same executor with other bytes, for upgrades that really load:
+    /// the default executor's committed variant (same rules, built with
+    /// another feature), else this module with a custom section appended
+    /// (which no verdict can see; WAT is converted to binary first).
+    pub fn variant(&self) -> Result<Vec<u8>, Error> {
+        if self.bytes == crate::DEFAULT_EXECUTOR {
+            return Ok(crate::DEFAULT_VARIANT.to_vec());
+        }
+        let mut wasm = if self.bytes.starts_with(b"\0asm") {
+            self.bytes.clone()
+        } else {
+            let text = std::str::from_utf8(&self.bytes).unwrap_or("");
+            wat::parse_str(text).map_err(|e| Error::ExecutorFile { path: self.name.clone(), message: e.to_string() })?
+        };
+        // A custom section: id 0, size, name "variant", one byte.
+        wasm.extend_from_slice(&[0, 9, 7]);
+        wasm.extend_from_slice(b"variant");
+        wasm.push(1);
+        Ok(wasm)
+    }
+
     /// Reads an executor file (`.wasm` or `.wat`).
     pub fn from_file(path: &std::path::Path) -> Result<Self, Error> {
         let bytes = std::fs::read(path)
@@ -53,6 +74,11 @@ pub struct RunSettings {
     pub limits: Limits,
     /// Recycle watermark in bytes (`None`: half the memory limit).
     pub recycle_watermark: Option<u64>,
+    /// Every this many blocks, the block starts with an executor upgrade by
+    /// the admin, alternating between the executor and [`Executor::variant`].
+    pub upgrade_every: Option<u64>,
+    /// Audit every k-th transaction on a blank instance.
+    pub audit_every: Option<std::num::NonZeroU32>,
 }
 
 /// What `peer run --json` prints: cli.md's fields and a few more.
@@ -101,6 +127,8 @@ pub struct RunReport {
     pub peak_rss_bytes: u64,
     /// Executor upgrades applied.
     pub upgrades: u64,
+    /// Transactions audited on a blank instance.
+    pub audits: u64,
     /// Audited transactions whose warm verdict differed.
     pub state_leaks: u64,
     /// Host failures survived by a retry.
@@ -127,8 +155,16 @@ pub fn run_observed(
     let host = backends::host(settings.backend, settings.limits.clone())?;
     let executor_error = |source| Error::Executor { executor: settings.executor.name.clone(), source };
     let started = Instant::now();
-    let config =
-        DriverConfig { policy: settings.policy, recycle_watermark: settings.recycle_watermark, timings: false };
+    let config = DriverConfig {
+        policy: settings.policy,
+        recycle_watermark: settings.recycle_watermark,
+        audit_every: settings.audit_every,
+        ..Default::default()
+    };
+    let versions = match settings.upgrade_every {
+        Some(_) => Some([settings.executor.variant()?, settings.executor.bytes.clone()]),
+        None => None,
+    };
     let mut driver = Driver::new(host, &settings.executor.bytes, config).map_err(executor_error)?;
     let load = started.elapsed();
 
@@ -140,8 +176,15 @@ pub fn run_observed(
     let mut done = 0u64;
     while done < settings.transactions {
         let in_block = settings.block_size.min(settings.transactions - done);
-        for _ in 0..in_block {
-            let tx = generator.next(&ledger);
+        let block = done / settings.block_size;
+        for i in 0..in_block {
+            let tx = match (&versions, settings.upgrade_every) {
+                (Some(versions), Some(every)) if i == 0 && block > 0 && block % every == 0 => {
+                    let executor = &versions[((block / every - 1) % 2) as usize];
+                    generator.upgrade(executor)
+                }
+                _ => generator.next(&ledger),
+            };
             let state: SharedState = ledger.clone();
             let t = Instant::now();
             let verdict = driver.validate(&tx, state).map_err(executor_error)?;
@@ -184,8 +227,9 @@ pub fn run_observed(
         instrument_s: driver.module().instrument_time.as_secs_f64(),
         instances_built: stats.instances_built,
         peak_rss_bytes: rss::peak_rss_bytes(),
-        upgrades: 0,
-        state_leaks: 0,
+        upgrades: stats.upgrades,
+        audits: stats.audits,
+        state_leaks: stats.state_leaks,
         host_failures: stats.host_failures,
         seed: settings.seed,
         block_size: settings.block_size,

@@ -226,6 +226,16 @@ impl Generator {
     }
 }
 
+impl Generator {
+    /// An upgrade to `executor`, signed by the admin (account 0), which the
+    /// default executor approves.
+    pub fn upgrade(&mut self, executor: &[u8]) -> Vec<u8> {
+        self.nonce += 1;
+        let tx = Transaction { authority: 0, nonce: self.nonce, instruction: Instruction::Upgrade { executor } };
+        postcard::to_allocvec(&tx).expect("encoding into a Vec cannot fail")
+    }
+}
+
 /// Decodes a transaction the generator made.
 pub fn decode(bytes: &[u8]) -> Option<Transaction<'_>> {
     postcard::from_bytes(bytes).ok()

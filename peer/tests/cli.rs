@@ -185,9 +185,7 @@ fn bad_usage_configs_and_executors_exit_2_with_one_error_line() {
 
 #[test]
 fn capabilities_not_built_yet_say_so() {
-    for flag in
-        [&["--upgrade-every", "2"][..], &["--audit-every", "3"], &["--threads", "2"], &["--metrics", "/tmp/m.prom"]]
-    {
+    for flag in [&["--threads", "2"][..], &["--metrics", "/tmp/m.prom"]] {
         let mut args = vec!["run", "--backend", "wasmi"];
         args.extend_from_slice(flag);
         usage_error(&args, "not available yet");
@@ -224,4 +222,53 @@ fn compare_runs_every_backend_under_four_policies() {
             assert!(r.get(field).is_some(), "missing {field}");
         }
     }
+}
+
+#[test]
+fn upgrades_load_the_other_executor_and_audits_count() {
+    for backend in ["wasmi", "wasmtime", "wasmer"] {
+        let v = json(&[
+            "run",
+            "--backend",
+            backend,
+            "--policy",
+            "until-crash",
+            "--transactions",
+            "600",
+            "--block-size",
+            "50",
+            "--upgrade-every",
+            "2",
+            "--audit-every",
+            "10",
+            "--json",
+        ]);
+        // Blocks 2, 4, …, 10 start with an upgrade: five, all installed.
+        assert_eq!(v["upgrades"], 5, "{backend}: {v}");
+        assert_eq!(v["rejected"]["upgrade_failed"], 0, "{backend}: {v}");
+        assert_eq!(v["recycles_by_cause"]["upgrade"], 5, "{backend}: {v}");
+        assert_eq!(v["audits"], 60, "{backend}: {v}");
+        assert_eq!(v["state_leaks"], 0, "the default executor keeps no state between transactions: {v}");
+    }
+    // A WAT executor gets a variant with other bytes too.
+    let v = json(&[
+        "run",
+        "--backend",
+        "wasmi",
+        "--executor",
+        "executors/fixtures/stateful.wat",
+        "--policy",
+        "until-crash",
+        "--transactions",
+        "300",
+        "--block-size",
+        "50",
+        "--upgrade-every",
+        "1",
+        "--audit-every",
+        "1",
+        "--json",
+    ]);
+    assert!(v["upgrades"].as_u64().unwrap() > 0, "{v}");
+    assert!(v["state_leaks"].as_u64().unwrap() > 0, "the stateful executor leaks under until-crash: {v}");
 }

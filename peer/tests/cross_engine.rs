@@ -18,6 +18,8 @@ fn settings(executor: Executor, policy: &str) -> RunSettings {
         seed: 7,
         limits: Default::default(),
         recycle_watermark: None,
+        upgrade_every: None,
+        audit_every: None,
     }
 }
 
