@@ -142,14 +142,14 @@ fn linker(engine: &Engine) -> Result<Linker<StoreData>, wasmi::Error> {
     Ok(linker)
 }
 
-/// The wasmi engine, configured once from the [`Limits`].
+/// The wasmi backend, configured once from the [`Limits`].
 pub struct WasmiHost {
-    engine: Engine,
+    config: Config,
     limits: Limits,
 }
 
 impl WasmiHost {
-    /// An engine enforcing `limits`.
+    /// A backend enforcing `limits`.
     pub fn new(limits: Limits) -> Self {
         let mut config = Config::default();
         config
@@ -165,7 +165,7 @@ impl WasmiHost {
             .wasm_extended_const(false)
             .wasm_custom_page_sizes(false)
             .wasm_wide_arithmetic(false);
-        WasmiHost { engine: Engine::new(&config), limits }
+        WasmiHost { config, limits }
     }
 }
 
@@ -185,10 +185,15 @@ impl ExecutorHost for WasmiHost {
 
     fn compile(&self, module: &PreparedModule) -> Result<Arc<dyn CompiledExecutor>> {
         let compile_error = |e: wasmi::Error| Error::Compile { backend: BackendKind::Wasmi, message: e.to_string() };
-        let wasm = Module::new(&self.engine, &module.wasm[..]).map_err(compile_error)?;
-        let linker = linker(&self.engine).map_err(compile_error)?;
+        // An engine per module: a wasmi engine keeps the compiled code of
+        // every module it compiled until it is dropped, so a shared engine
+        // grows by each upgrade forever (measured: 14 → 58 MiB over 1,000
+        // upgrades of the default executor; flat with an engine per module).
+        let engine = Engine::new(&self.config);
+        let wasm = Module::new(&engine, &module.wasm[..]).map_err(compile_error)?;
+        let linker = linker(&engine).map_err(compile_error)?;
         Ok(Arc::new(WasmiCompiled {
-            engine: self.engine.clone(),
+            engine,
             module: wasm,
             linker,
             globals: module.info.globals.iter().map(|g| g.export.clone()).collect(),

@@ -690,22 +690,29 @@ pub fn growing_executor_stays_bounded(factory: HostFactory) {
     assert!(peak < 256 << 20, "peak RSS {} MiB", peak >> 20);
 }
 
-/// Loads an executor, runs transactions that trap (forcing recycles) and
-/// drops it, 1,000 times: the process's RSS after the last cycle stays
-/// within 16 MiB of RSS after the 10th — no store, memory reservation or
-/// compiled code survives its executor. Run it in a test binary of its own
-/// so nothing else moves the number.
+/// Loads an executor, runs transactions that trap (forcing recycles),
+/// upgrades it to the default executor and then to its variant, and drops
+/// it, 1,000 times: the process's RSS after the last cycle stays within
+/// 16 MiB of RSS after the 10th — no store, memory reservation or compiled
+/// code survives its executor. Run it in a test binary of its own so
+/// nothing else moves the number.
 pub fn load_run_drop_does_not_leak(factory: HostFactory) {
     let host = factory(Limits::default());
-    let state = state(&[]);
+    let state = state(&[(abi::ADMIN_KEY, &0u32.to_le_bytes())]);
+    let upgrade = |executor| {
+        let tx = abi::Transaction { authority: 0, nonce: 0, instruction: abi::Instruction::Upgrade { executor } };
+        postcard::to_allocvec(&tx).unwrap()
+    };
+    let upgrades = [upgrade(fixtures::DEFAULT_EXECUTOR), upgrade(fixtures::DEFAULT_VARIANT)];
     let mut after_10th = 0;
     for cycle in 1..=1_000 {
         let mut d = executor_core::Driver::new(host.clone(), HOSTILE.as_bytes(), DriverConfig::default())
             .unwrap_or_else(|e| panic!("cycle {cycle}: {e}"));
-        for payload in [[0u8], [6], [0], [3], [0]] {
-            d.validate(&payload, state.clone()).unwrap_or_else(|e| panic!("cycle {cycle}: {e}"));
+        for payload in [&[0u8][..], &[6], &[0], &[3], &[0], &upgrades[0], &upgrades[1]] {
+            let v = d.validate(payload, state.clone()).unwrap_or_else(|e| panic!("cycle {cycle}: {e}"));
+            assert!(payload.len() == 1 || v == A, "cycle {cycle}: upgrade {v:?}");
         }
-        assert_eq!(d.stats().recycles, 2, "cycle {cycle}");
+        assert_eq!((d.stats().recycles, d.stats().upgrades), (4, 2), "cycle {cycle}");
         drop(d);
         if cycle == 10 {
             after_10th = rss_bytes();

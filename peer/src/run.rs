@@ -179,7 +179,7 @@ pub fn run_observed(
         let block = done / settings.block_size;
         for i in 0..in_block {
             let tx = match (&versions, settings.upgrade_every) {
-                (Some(versions), Some(every)) if i == 0 && block > 0 && block % every == 0 => {
+                (Some(versions), Some(every)) if i == 0 && block > 0 && block.is_multiple_of(every) => {
                     let executor = &versions[((block / every - 1) % 2) as usize];
                     generator.upgrade(executor)
                 }
