@@ -94,6 +94,9 @@ struct RunArgs {
 struct CompareArgs {
     #[command(flatten)]
     common: Common,
+    /// Measured repetitions of every configuration, interleaved; the table shows medians.
+    #[arg(long, value_name = "R", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    repeat: u32,
 }
 
 /// Resolves config + flags into run settings (backend and policy aside).
@@ -232,56 +235,148 @@ fn cmd_compare(args: &CompareArgs) -> Result<(), Error> {
     if backends.is_empty() {
         return Err(Error::Usage("no backend is compiled in".into()));
     }
-    let bar = progress_bar(base.transactions * (backends.len() * COMPARE_POLICIES.len()) as u64, args.common.json);
-    let mut reports: Vec<RunReport> = Vec::new();
-    for policy in COMPARE_POLICIES {
-        for &backend in &backends {
+    let configs: Vec<(BackendKind, PersistencePolicy)> = COMPARE_POLICIES
+        .iter()
+        .flat_map(|p| backends.iter().map(move |b| (*b, p.parse().expect("known policy"))))
+        .collect();
+    // One short warm-up run per configuration (caches, page faults, lazy
+    // engine set-up), then the measured repetitions, interleaved so machine
+    // noise hits every configuration alike.
+    let warm_up = base.transactions.min(500);
+    let total = configs.len() as u64 * (warm_up + u64::from(args.repeat) * base.transactions);
+    let bar = progress_bar(total, args.common.json);
+    let mut runs: Vec<Vec<RunReport>> = vec![Vec::new(); configs.len()];
+    for round in 0..=args.repeat {
+        for (i, (backend, policy)) in configs.iter().enumerate() {
             let mut s = base.clone();
-            s.backend = backend;
-            s.policy = policy.parse().expect("known policy");
-            bar.set_message(format!("{backend} {policy}"));
+            s.backend = *backend;
+            s.policy = *policy;
+            if round == 0 {
+                s.transactions = warm_up;
+            }
+            bar.set_message(format!(
+                "{backend} {policy} ({})",
+                if round == 0 { "warm-up".into() } else { format!("{round}/{}", args.repeat) }
+            ));
             rss::reset_peak();
             let offset = bar.position();
-            reports.push(run(&s, &mut |done| bar.set_position(offset + done))?);
+            let report = run(&s, &mut |done| bar.set_position(offset + done))?;
+            if round > 0 {
+                runs[i].push(report);
+            }
         }
     }
     bar.finish_and_clear();
-    let mut disagreement = None;
-    for policy in COMPARE_POLICIES {
-        let rows: Vec<&RunReport> = reports.iter().filter(|r| r.policy == policy).collect();
-        if let Some(odd) = rows.iter().find(|r| r.verdict_digest != rows[0].verdict_digest) {
-            disagreement = Some(format!(
-                "inconsistent output: under {policy}, {} and {} give different verdict digests",
-                rows[0].backend, odd.backend
-            ));
-        }
-    }
+    let rows = compare_rows(runs);
+    let disagreement = rows.iter().find(|r| !r.digests_agree).map(|r| {
+        format!(
+            "inconsistent output: under {}, the backends (or repetitions) give different verdict or state digests ({} differs)",
+            r.report.policy, r.report.backend
+        )
+    });
     if args.common.json {
-        println!("{}", serde_json::to_string(&reports).expect("reports serialise"));
+        println!("{}", serde_json::to_string(&rows).expect("rows serialise"));
     } else {
-        println!(
-            "{:<9} {:<14} {:>11} {:>8} {:>7} {:>8} {:>9}  verdict digest",
-            "backend", "policy", "tx/s", "×fresh", "blanks", "recycles", "peak MiB"
-        );
-        for r in &reports {
-            let fresh =
-                reports.iter().find(|f| f.backend == r.backend && f.policy == "fresh").map_or(0.0, |f| f.tx_per_sec);
-            println!(
-                "{:<9} {:<14} {:>11.0} {:>8.2} {:>7} {:>8} {:>9.1}  {}",
-                r.backend,
-                r.policy,
-                r.tx_per_sec,
-                if fresh > 0.0 { r.tx_per_sec / fresh } else { 0.0 },
-                r.blanks,
-                r.recycles,
-                mib(r.peak_rss_bytes),
-                &r.verdict_digest[..16]
-            );
-        }
+        print_compare(&rows, args.repeat);
     }
     match disagreement {
         Some(message) => Err(Error::Inconsistent(message)),
         None => Ok(()),
+    }
+}
+
+/// One configuration of `peer compare`: the median repetition's report
+/// and the ratios the table shows.
+#[derive(Debug, serde::Serialize)]
+struct CompareRow {
+    #[serde(flatten)]
+    report: RunReport,
+    /// Throughput of every measured repetition.
+    tx_per_sec_runs: Vec<f64>,
+    /// Median throughput ÷ the same backend's `fresh`.
+    vs_fresh: f64,
+    /// Median throughput ÷ the same backend's `until-crash`.
+    vs_until_crash: f64,
+    /// Median throughput ÷ the best backend's under the same policy.
+    vs_best_backend: f64,
+    /// Whether every backend and repetition under this policy gave the
+    /// same verdict and state digests.
+    digests_agree: bool,
+}
+
+fn compare_rows(runs: Vec<Vec<RunReport>>) -> Vec<CompareRow> {
+    let mut rows: Vec<CompareRow> = runs
+        .into_iter()
+        .map(|mut reps| {
+            let tx_per_sec_runs: Vec<f64> = reps.iter().map(|r| r.tx_per_sec).collect();
+            reps.sort_by(|a, b| a.tx_per_sec.total_cmp(&b.tx_per_sec));
+            let same = reps
+                .iter()
+                .all(|r| r.verdict_digest == reps[0].verdict_digest && r.state_digest == reps[0].state_digest);
+            let report = reps.swap_remove(reps.len() / 2);
+            CompareRow {
+                report,
+                tx_per_sec_runs,
+                vs_fresh: 0.0,
+                vs_until_crash: 0.0,
+                vs_best_backend: 0.0,
+                digests_agree: same,
+            }
+        })
+        .collect();
+    let rate = |rows: &[CompareRow], backend: &str, policy: &str| {
+        rows.iter()
+            .find(|r| r.report.backend == backend && r.report.policy == policy)
+            .map_or(0.0, |r| r.report.tx_per_sec)
+    };
+    let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
+    let ratios: Vec<(f64, f64, f64, bool)> = rows
+        .iter()
+        .map(|row| {
+            let r = &row.report;
+            let (fresh, until_crash) = (rate(&rows, &r.backend, "fresh"), rate(&rows, &r.backend, "until-crash"));
+            let same_policy: Vec<&CompareRow> = rows.iter().filter(|o| o.report.policy == r.policy).collect();
+            let best = same_policy.iter().map(|o| o.report.tx_per_sec).fold(0.0, f64::max);
+            let agree = same_policy.iter().all(|o| {
+                o.report.verdict_digest == r.verdict_digest
+                    && o.report.state_digest == r.state_digest
+                    && o.digests_agree
+            });
+            (ratio(r.tx_per_sec, fresh), ratio(r.tx_per_sec, until_crash), ratio(r.tx_per_sec, best), agree)
+        })
+        .collect();
+    for (row, (vs_fresh, vs_until_crash, vs_best_backend, agree)) in rows.iter_mut().zip(ratios) {
+        row.vs_fresh = vs_fresh;
+        row.vs_until_crash = vs_until_crash;
+        row.vs_best_backend = vs_best_backend;
+        row.digests_agree &= agree;
+    }
+    rows
+}
+
+fn print_compare(rows: &[CompareRow], repeat: u32) {
+    println!("median of {repeat} interleaved repetitions after a warm-up; peak memory reset between runs");
+    println!(
+        "{:<9} {:<14} {:>10} {:>7} {:>7} {:>6} {:>7} {:>8} {:>8} {:>8}  {}",
+        "backend", "policy", "tx/s", "×fresh", "×u-c", "×best", "blanks", "recycles", "peak MiB", "load ms", "digests"
+    );
+    for row in rows {
+        let r = &row.report;
+        println!(
+            "{:<9} {:<14} {:>10.0} {:>7.2} {:>7.2} {:>6.2} {:>7} {:>8} {:>8.1} {:>8.1}  {} {}",
+            r.backend,
+            r.policy,
+            r.tx_per_sec,
+            row.vs_fresh,
+            row.vs_until_crash,
+            row.vs_best_backend,
+            r.blanks,
+            r.recycles,
+            mib(r.peak_rss_bytes),
+            r.load_s * 1e3,
+            &r.verdict_digest[..12],
+            if row.digests_agree { "agree" } else { "DIFFER" }
+        );
     }
 }
 

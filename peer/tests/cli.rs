@@ -211,15 +211,24 @@ fn config_file_settings_apply_and_flags_override_them() {
 
 #[test]
 fn compare_runs_every_backend_under_four_policies() {
-    let v = json(&["compare", "--transactions", "200", "--json"]);
+    let v = json(&["compare", "--transactions", "200", "--repeat", "2", "--json"]);
     let rows = v.as_array().unwrap();
     let policies: Vec<&str> = rows.iter().map(|r| r["policy"].as_str().unwrap()).collect();
     for p in ["fresh", "every-tx:1", "every-block:1", "until-crash"] {
         assert!(policies.contains(&p), "{p}");
     }
+    assert_eq!(rows.len(), 4 * 3, "every backend under every policy");
     for r in rows {
         for field in FIELDS {
             assert!(r.get(field).is_some(), "missing {field}");
+        }
+        assert_eq!(r["tx_per_sec_runs"].as_array().unwrap().len(), 2, "two measured repetitions");
+        assert_eq!(r["digests_agree"], true, "{r}");
+        assert_eq!(r["transactions"], 200, "the warm-up is not reported");
+        let best = r["vs_best_backend"].as_f64().unwrap();
+        assert!(best > 0.0 && best <= 1.0, "{r}");
+        if r["policy"] == "fresh" {
+            assert_eq!(r["vs_fresh"], 1.0);
         }
     }
 }
