@@ -357,8 +357,8 @@ fn compare_rows(runs: Vec<Vec<RunReport>>) -> Vec<CompareRow> {
 fn print_compare(rows: &[CompareRow], repeat: u32) {
     println!("median of {repeat} interleaved repetitions after a warm-up; peak memory reset between runs");
     println!(
-        "{:<9} {:<14} {:>10} {:>7} {:>7} {:>6} {:>7} {:>8} {:>8} {:>8}  {}",
-        "backend", "policy", "tx/s", "×fresh", "×u-c", "×best", "blanks", "recycles", "peak MiB", "load ms", "digests"
+        "{:<9} {:<14} {:>10} {:>7} {:>7} {:>6} {:>7} {:>8} {:>8} {:>8}  digests",
+        "backend", "policy", "tx/s", "×fresh", "×u-c", "×best", "blanks", "recycles", "peak MiB", "load ms"
     );
     for row in rows {
         let r = &row.report;
