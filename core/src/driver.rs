@@ -126,6 +126,10 @@ pub struct Stats {
     /// [`DriverConfig::timings`]).
     #[serde(skip)]
     pub blank_time: Duration,
+    /// Time spent rebuilding instances for recycles (with
+    /// [`DriverConfig::timings`]).
+    #[serde(skip)]
+    pub recycle_time: Duration,
     /// Time spent in guest calls of transactions (with
     /// [`DriverConfig::timings`]).
     #[serde(skip)]
@@ -383,7 +387,10 @@ impl Driver {
         tracing::debug!(%cause, "recycle");
         self.stats.recycles += 1;
         *self.stats.recycles_by_cause.entry(cause).or_default() += 1;
-        self.rebuild()
+        let started = self.clock();
+        let rebuilt = self.rebuild();
+        self.stats.recycle_time += elapsed(started);
+        rebuilt
     }
 
     /// Whether the policy schedules a blank before the next transaction.

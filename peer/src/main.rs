@@ -85,6 +85,9 @@ struct RunArgs {
     /// Pre-validate each block on N threads (not available yet).
     #[arg(long, value_name = "N")]
     threads: Option<u64>,
+    /// Time each phase and print where the time went (workload, guest calls, blanks, recycles).
+    #[arg(long)]
+    profile: bool,
     /// Write Prometheus metrics to FILE (not available yet).
     #[arg(long, value_name = "FILE")]
     metrics: Option<PathBuf>,
@@ -94,6 +97,9 @@ struct RunArgs {
 struct CompareArgs {
     #[command(flatten)]
     common: Common,
+    /// Also write a grouped bar chart of the median throughputs to FILE (SVG).
+    #[arg(long, value_name = "FILE.svg")]
+    chart: Option<PathBuf>,
     /// Measured repetitions of every configuration, interleaved; the table shows medians.
     #[arg(long, value_name = "R", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
     repeat: u32,
@@ -127,6 +133,7 @@ fn settings(common: &Common, config: &Config, config_dir: Option<&Path>) -> Resu
         recycle_watermark: config.recycle_watermark,
         upgrade_every: None,
         audit_every: None,
+        profile: false,
     })
 }
 
@@ -176,6 +183,7 @@ fn cmd_run(args: &RunArgs) -> Result<(), Error> {
     s.policy = args.policy.or(config.policy).unwrap_or_default();
     s.upgrade_every = args.upgrade_every.or(config.upgrade_every);
     s.audit_every = args.audit_every.or(config.audit_every);
+    s.profile = args.profile;
     let bar = progress_bar(s.transactions, args.common.json);
     bar.set_message(format!("{} {}", s.backend, s.policy));
     let report = run(&s, &mut |done| bar.set_position(done));
@@ -222,6 +230,23 @@ fn print_summary(r: &RunReport) {
         r.instrument_s * 1e3,
         mib(r.peak_rss_bytes)
     );
+    if let Some(p) = &r.profile {
+        let share = |x: f64| if p.validation_s > 0.0 { 100.0 * x / p.validation_s } else { 0.0 };
+        let other = (p.validation_s - p.calls_s - p.blanks_s - p.recycles_s).max(0.0);
+        println!("  profile (s, share of validation):");
+        let rows = [
+            ("workload (make transactions, apply approved)".to_string(), p.workload_s, None),
+            ("validation".to_string(), p.validation_s, Some(100.0)),
+            (format!("  guest calls ({:.2} µs/tx)", p.call_us), p.calls_s, Some(share(p.calls_s))),
+            (format!("  scheduled blanks ({:.2} µs each)", p.blank_us), p.blanks_s, Some(share(p.blanks_s))),
+            (format!("  recycles (a build: {:.3} ms)", p.build_ms), p.recycles_s, Some(share(p.recycles_s))),
+            ("  driver bookkeeping, audits, upgrades".to_string(), other, Some(share(other))),
+        ];
+        for (label, secs, pct) in rows {
+            let pct = pct.map_or(String::new(), |p| format!("{p:>5.0}%"));
+            println!("    {label:<46} {secs:>9.4} {pct}");
+        }
+    }
     println!("  verdict digest {}", r.verdict_digest);
     println!("  state digest   {}", r.state_digest);
 }
@@ -251,6 +276,8 @@ fn cmd_compare(args: &CompareArgs) -> Result<(), Error> {
             let mut s = base.clone();
             s.backend = *backend;
             s.policy = *policy;
+            // Every configuration pays the same two clock reads per step.
+            s.profile = true;
             if round == 0 {
                 s.transactions = warm_up;
             }
@@ -274,6 +301,22 @@ fn cmd_compare(args: &CompareArgs) -> Result<(), Error> {
             r.report.policy, r.report.backend
         )
     });
+    if let Some(path) = &args.chart {
+        let bars: Vec<peer::chart::Bar<'_>> = rows
+            .iter()
+            .map(|r| peer::chart::Bar {
+                group: &r.report.policy,
+                series: &r.report.backend,
+                value: r.report.tx_per_sec,
+            })
+            .collect();
+        let title = format!(
+            "peer compare: {} ({} transactions, median of {})",
+            base.executor.name, base.transactions, args.repeat
+        );
+        std::fs::write(path, peer::chart::grouped_bars(&title, "tx/s", &bars))
+            .map_err(|e| Error::Usage(format!("cannot write the chart {}: {e}", path.display())))?;
+    }
     if args.common.json {
         println!("{}", serde_json::to_string(&rows).expect("rows serialise"));
     } else {
@@ -357,13 +400,24 @@ fn compare_rows(runs: Vec<Vec<RunReport>>) -> Vec<CompareRow> {
 fn print_compare(rows: &[CompareRow], repeat: u32) {
     println!("median of {repeat} interleaved repetitions after a warm-up; peak memory reset between runs");
     println!(
-        "{:<9} {:<14} {:>10} {:>7} {:>7} {:>6} {:>7} {:>8} {:>8} {:>8}  digests",
-        "backend", "policy", "tx/s", "×fresh", "×u-c", "×best", "blanks", "recycles", "peak MiB", "load ms"
+        "{:<9} {:<14} {:>10} {:>7} {:>7} {:>6} {:>7} {:>8} {:>8} {:>8} {:>8} {:>8}  digests",
+        "backend",
+        "policy",
+        "tx/s",
+        "×fresh",
+        "×u-c",
+        "×best",
+        "blanks",
+        "recycles",
+        "blank µs",
+        "build ms",
+        "peak MiB",
+        "load ms"
     );
     for row in rows {
         let r = &row.report;
         println!(
-            "{:<9} {:<14} {:>10.0} {:>7.2} {:>7.2} {:>6.2} {:>7} {:>8} {:>8.1} {:>8.1}  {} {}",
+            "{:<9} {:<14} {:>10.0} {:>7.2} {:>7.2} {:>6.2} {:>7} {:>8} {:>8.2} {:>8.3} {:>8.1} {:>8.1}  {} {}",
             r.backend,
             r.policy,
             r.tx_per_sec,
@@ -372,6 +426,8 @@ fn print_compare(rows: &[CompareRow], repeat: u32) {
             row.vs_best_backend,
             r.blanks,
             r.recycles,
+            r.profile.as_ref().map_or(0.0, |p| p.blank_us),
+            r.profile.as_ref().map_or(0.0, |p| p.build_ms),
             mib(r.peak_rss_bytes),
             r.load_s * 1e3,
             &r.verdict_digest[..12],

@@ -79,6 +79,35 @@ pub struct RunSettings {
     pub upgrade_every: Option<u64>,
     /// Audit every k-th transaction on a blank instance.
     pub audit_every: Option<std::num::NonZeroU32>,
+    /// Time each phase ([`Profile`]); costs two clock reads per step.
+    pub profile: bool,
+}
+
+/// Where a run's time went (`peer run --profile`), like the measurements
+/// that motivated this project: the workload, and validation split into
+/// guest calls, scheduled blanks, and instance builds (recycles, rebuilding
+/// blanks, `fresh`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Profile {
+    /// Making transactions and applying approved ones to the ledger, s.
+    pub workload_s: f64,
+    /// All of `Driver::validate`, s (= `elapsed_s`).
+    pub validation_s: f64,
+    /// Of it: guest calls (`executor_alloc`, `executor_validate`, copying
+    /// the payload), s.
+    pub calls_s: f64,
+    /// Of it: scheduled blanks (restores, and rebuilds where a restore
+    /// cannot), s.
+    pub blanks_s: f64,
+    /// Of it: rebuilding instances for recycles (instantiate, `start`,
+    /// `executor_init`, snapshot), s.
+    pub recycles_s: f64,
+    /// Mean instance build (instantiate + init), ms.
+    pub build_ms: f64,
+    /// Mean scheduled blank, µs.
+    pub blank_us: f64,
+    /// Mean guest call time per transaction, µs.
+    pub call_us: f64,
 }
 
 /// What `peer run --json` prints: cli.md's fields and a few more.
@@ -137,6 +166,9 @@ pub struct RunReport {
     pub seed: u64,
     /// Transactions per block.
     pub block_size: u64,
+    /// Where the time went (with `--profile`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile: Option<Profile>,
 }
 
 /// Runs the workload; `progress` is told how many transactions are done
@@ -159,6 +191,7 @@ pub fn run_observed(
         policy: settings.policy,
         recycle_watermark: settings.recycle_watermark,
         audit_every: settings.audit_every,
+        timings: settings.profile,
         ..Default::default()
     };
     let versions = match settings.upgrade_every {
@@ -173,11 +206,13 @@ pub fn run_observed(
     let mut generator = Generator::new(rng);
     let mut digest = VerdictDigest::new();
     let mut validation = Duration::ZERO;
+    let mut workload = Duration::ZERO;
     let mut done = 0u64;
     while done < settings.transactions {
         let in_block = settings.block_size.min(settings.transactions - done);
         let block = done / settings.block_size;
         for i in 0..in_block {
+            let generating = settings.profile.then(Instant::now);
             let tx = match (&versions, settings.upgrade_every) {
                 (Some(versions), Some(every)) if i == 0 && block > 0 && block.is_multiple_of(every) => {
                     let executor = &versions[((block / every - 1) % 2) as usize];
@@ -186,15 +221,18 @@ pub fn run_observed(
                 _ => generator.next(&ledger),
             };
             let state: SharedState = ledger.clone();
+            workload += generating.map_or(Duration::ZERO, |g| g.elapsed());
             let t = Instant::now();
             let verdict = driver.validate(&tx, state).map_err(executor_error)?;
             validation += t.elapsed();
             digest.push(&verdict);
             observe(&verdict);
             if verdict == Verdict::Approved {
+                let applying = settings.profile.then(Instant::now);
                 let decoded = decode(&tx).expect("the generator's own encoding decodes");
                 // The driver released its handle: no copy unless it kept one.
                 Arc::make_mut(&mut ledger).apply(&decoded.instruction);
+                workload += applying.map_or(Duration::ZERO, |a| a.elapsed());
             }
         }
         done += in_block;
@@ -206,6 +244,17 @@ pub fn run_observed(
     let mut rejected: BTreeMap<RejectionKind, u64> = RejectionKind::iter().map(|k| (k, 0)).collect();
     rejected.extend(stats.rejected.iter().map(|(k, v)| (*k, *v)));
     let secs = validation.as_secs_f64();
+    let per = |total: Duration, n: u64, unit: f64| if n > 0 { total.as_secs_f64() * unit / n as f64 } else { 0.0 };
+    let profile = settings.profile.then(|| Profile {
+        workload_s: workload.as_secs_f64(),
+        validation_s: secs,
+        calls_s: stats.call_time.as_secs_f64(),
+        blanks_s: stats.blank_time.as_secs_f64(),
+        recycles_s: stats.recycle_time.as_secs_f64(),
+        build_ms: per(stats.build_time, stats.instances_built, 1e3),
+        blank_us: per(stats.blank_time, stats.blanks, 1e6),
+        call_us: per(stats.call_time, stats.transactions, 1e6),
+    });
     Ok(RunReport {
         backend: settings.backend.to_string(),
         policy: settings.policy.to_string(),
@@ -233,5 +282,6 @@ pub fn run_observed(
         host_failures: stats.host_failures,
         seed: settings.seed,
         block_size: settings.block_size,
+        profile,
     })
 }
