@@ -192,7 +192,6 @@ pub fn run_observed(
         recycle_watermark: settings.recycle_watermark,
         audit_every: settings.audit_every,
         timings: settings.profile,
-        ..Default::default()
     };
     let versions = match settings.upgrade_every {
         Some(_) => Some([settings.executor.variant()?, settings.executor.bytes.clone()]),

@@ -20,6 +20,7 @@ fn settings(executor: Executor, policy: &str) -> RunSettings {
         recycle_watermark: None,
         upgrade_every: None,
         audit_every: None,
+        profile: false,
     }
 }
 
