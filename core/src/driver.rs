@@ -591,7 +591,9 @@ impl Driver {
         let module = Arc::new(crate::module::prepare(executor, self.host.limits())?);
         let compiled = self.host.compile(&module)?;
         if module.info.has_migrate {
-            let mut migrator = self.build_with(&module, &compiled, InstanceMode::Fresh)?;
+            // Reusable: the engine's fast path (on wasmtime a pooled slot
+            // from the same compiled code; `Fresh` would compile again).
+            let mut migrator = self.build_with(&module, &compiled, InstanceMode::Reusable)?;
             let limits = self.host.limits().clone();
             migrator.env().begin(Phase::Migrate, Some(state));
             module.info.layout.arm(migrator.memory(), limits.init_fuel, limits.max_stack);
