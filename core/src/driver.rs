@@ -507,10 +507,10 @@ impl Driver {
 
     /// One attempt at a transaction on the current instance.
     fn run(&mut self, tx: &[u8], state: SharedState) -> Result<Verdict, HostFailed> {
-        let limits = self.host.limits().clone();
         let started = self.config.timings.then(Instant::now);
+        // Borrowed field by field: no copy of the limits per transaction.
         let result = match self.instance.as_mut() {
-            Some(instance) => Self::attempt(instance.as_mut(), &limits, tx, state, &mut self.stats),
+            Some(instance) => Self::attempt(instance.as_mut(), self.host.limits(), tx, state, &mut self.stats),
             None => Err(HostFailed("no instance".into())),
         };
         self.stats.call_time += elapsed(started);

@@ -48,9 +48,12 @@ pub fn host(kind: BackendKind, limits: Limits) -> Result<Arc<dyn ExecutorHost>, 
     }
 }
 
+/// A backend's constructor (the same type as `conformance::HostFactory`).
+pub type Factory = fn(Limits) -> Arc<dyn ExecutorHost>;
+
 /// A constructor of `kind`'s engine, if compiled in: for suites that build
 /// many hosts (e.g. `conformance::determinism`).
-pub fn factory(kind: BackendKind) -> Option<fn(Limits) -> Arc<dyn ExecutorHost>> {
+pub fn factory(kind: BackendKind) -> Option<Factory> {
     match kind {
         #[cfg(feature = "wasmi")]
         BackendKind::Wasmi => Some(backend_wasmi::host),
@@ -61,4 +64,10 @@ pub fn factory(kind: BackendKind) -> Option<fn(Limits) -> Arc<dyn ExecutorHost>>
         #[allow(unreachable_patterns)]
         _ => None,
     }
+}
+
+/// Every compiled-in backend with its name and constructor, in preference
+/// order: what cross-engine suites and the fuzzer run side by side.
+pub fn factories() -> Vec<(&'static str, Factory)> {
+    compiled_in().into_iter().map(|k| (k.into(), factory(k).expect("compiled in"))).collect()
 }

@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 pub mod backends;
+pub mod bench;
 pub mod chart;
 pub mod config;
 pub mod rss;

@@ -7,7 +7,7 @@ use conformance::HostFactory;
 use peer::backends;
 
 fn enabled() -> Vec<(&'static str, HostFactory)> {
-    backends::compiled_in().into_iter().map(|k| (k.into(), backends::factory(k).expect("compiled in"))).collect()
+    backends::factories()
 }
 
 #[test]

@@ -86,14 +86,9 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-fn arg(name: &str, default: u32) -> u32 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
 fn main() {
-    let n = arg("--transactions", 100_000);
-    let rounds = arg("--rounds", 5);
+    let n = peer::bench::flag("--transactions", 100_000);
+    let rounds = peer::bench::flag("--rounds", 5);
     let json = std::env::args().any(|a| a == "--json");
     let dirty_16mib = DIRTY4.replace("(memory (export \"memory\") 16)", "(memory (export \"memory\") 256)");
     let every_tx = PersistencePolicy::default();

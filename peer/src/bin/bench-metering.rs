@@ -39,14 +39,9 @@ fn validate_all(driver: &mut Driver, n: u64) -> (Duration, u64) {
     (spent, approved)
 }
 
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
 fn main() {
-    let n = arg("--transactions", 20_000);
-    let rounds = arg("--rounds", 5);
+    let n = peer::bench::flag("--transactions", 20_000);
+    let rounds = peer::bench::flag("--rounds", 5);
     let limits = Limits::default();
     let executor = Executor::default_executor();
     println!("default executor, {n} transactions, median of {rounds} interleaved rounds");

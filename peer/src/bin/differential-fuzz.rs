@@ -26,8 +26,7 @@ struct Args {
 
 fn main() {
     let args = Args::parse();
-    let enabled: Vec<(&'static str, conformance::HostFactory)> =
-        backends::compiled_in().into_iter().map(|k| (k.into(), backends::factory(k).expect("compiled in"))).collect();
+    let enabled = backends::factories();
     let names: Vec<&str> = enabled.iter().map(|(n, _)| *n).collect();
     eprintln!("differential fuzzing on {} from seed {} ({} seeds)", names.join(", "), args.start, args.seeds);
     let end = args.start + args.seeds;
