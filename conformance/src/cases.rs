@@ -118,6 +118,35 @@ pub fn growth_guards_decide_out_of_memory(factory: HostFactory) {
     assert!(layout.out_of_memory(i.memory()));
 }
 
+/// The whole memory limit is usable, on the engine as in core's checks: an
+/// initial memory of exactly the limit loads and runs; growing to exactly
+/// the limit succeeds; one page more is `out_of_memory` — with the host
+/// and the module under the same limits, so the engine's own limiter (not
+/// only the instrumentation's guard) sits at the edge.
+pub fn memory_limit_is_usable_to_the_last_page(factory: HostFactory) {
+    let limits = Limits { memory_bytes: 4 * 65536, ..Limits::default() };
+    let full = r#"(module
+      (memory (export "memory") 4)
+      (func (export "executor_alloc") (param i32) (result i32) (i32.const 1024))
+      (func (export "executor_validate") (param i32 i32) (result i32)
+        (i32.store8 (i32.const 262143) (i32.const 1))
+        (i32.const 0)))"#;
+    let mut d = load(factory, full.as_bytes(), every_tx(1), limits.clone());
+    assert_eq!(run(&mut d, &[&[0], &[0]]), vec![A, A], "the last byte of a full memory is writable");
+    // The payload's first byte is the number of pages to grow.
+    let grows = r#"(module
+      (memory (export "memory") 1)
+      (func (export "executor_alloc") (param i32) (result i32) (i32.const 1024))
+      (func (export "executor_validate") (param $p i32) (param i32) (result i32)
+        (i32.ne (memory.grow (i32.load8_u (local.get $p))) (i32.const 1))))"#;
+    let mut d = load(factory, grows.as_bytes(), every_tx(1), limits);
+    assert_eq!(
+        run(&mut d, &[&[3], &[4], &[3]]),
+        vec![A, rejected(Rejection::OutOfMemory), A],
+        "growing to the limit succeeds, past it is out_of_memory, and the next transaction is served"
+    );
+}
+
 /// `executor_alloc` returning 0, a pointer outside memory, or a range that
 /// runs past the end is `host_fault`; the next transaction is served.
 pub fn alloc_misbehaviour(factory: HostFactory) {

@@ -52,6 +52,7 @@ macro_rules! suite {
             every_rejection_kind,
             memory_semantics,
             growth_guards_decide_out_of_memory,
+            memory_limit_is_usable_to_the_last_page,
             alloc_misbehaviour,
             deny_reasons,
             state_get_end_to_end,

@@ -146,7 +146,9 @@ impl HostEnv {
             state: None,
             deny_reason: None,
             abort: None,
-            memory_limit: limits.memory_pages() * crate::limits::PAGE_SIZE,
+            // The engine sees core's reserved region below the guest's
+            // memory: the guest may use the whole limit above it.
+            memory_limit: limits.memory_pages() * crate::limits::PAGE_SIZE + layout.reserved as u64,
             table_limit: limits.table_elements,
             layout,
             host_writes: Vec::with_capacity(MAX_HOST_WRITES),
