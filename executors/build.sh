@@ -2,6 +2,8 @@
 # Rebuilds the committed guest executors reproducibly:
 #   executors/default.wasm          the default executor
 #   executors/default-variant.wasm  its upgrade variant (same rules, other bytes)
+#   executors/bench/sigcheck.wasm   the realistic heavy benchmark (same rules
+#                                   behind an ed25519 check per transaction)
 #
 # Usage: executors/build.sh [OUT_DIR]   (default: executors/)
 # Needs the pinned toolchain recorded in executors/default.toolchain and the
@@ -16,9 +18,12 @@ cargo_home=${CARGO_HOME:-$HOME/.cargo}
 unset RUSTFLAGS CARGO_ENCODED_RUSTFLAGS RUSTC_WRAPPER CARGO_BUILD_RUSTFLAGS CARGO_TARGET_DIR
 export RUSTFLAGS="--remap-path-prefix=$here=/executors --remap-path-prefix=$cargo_home=/cargo -C link-arg=-zstack-size=65536"
 cd "$here/default"
-for variant in default default-variant; do
+# variant:feature:output path (relative to OUT_DIR)
+for spec in default::default.wasm default-variant:variant:default-variant.wasm sigcheck:sigcheck:bench/sigcheck.wasm; do
+  IFS=: read -r variant feature file <<<"$spec"
   features=()
-  [ "$variant" = default-variant ] && features=(--features variant)
+  [ -n "$feature" ] && features=(--features "$feature")
   cargo build --quiet --release --locked --target wasm32v1-none --target-dir "$target_dir/$variant" "${features[@]}"
-  cp "$target_dir/$variant/wasm32v1-none/release/default_executor.wasm" "$out/$variant.wasm"
+  mkdir -p "$(dirname "$out/$file")"
+  cp "$target_dir/$variant/wasm32v1-none/release/default_executor.wasm" "$out/$file"
 done
