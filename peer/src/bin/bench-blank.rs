@@ -13,7 +13,11 @@
 //!   1 MiB (target ≤ 1.5);
 //! - `heavy_init_every_tx_vs_until_crash`: throughput under `every-tx:1` ÷
 //!   `until-crash` on an executor whose `executor_init` takes over 1 ms
-//!   (target ≥ 0.8), with the speed-ups over `fresh` beside it.
+//!   (target ≥ 0.8), with the speed-ups over `fresh` beside it;
+//! - `sigcheck_every_tx_vs_until_crash`: the same on the realistic heavy
+//!   executor (`executors/bench/sigcheck.wasm`: an ed25519 check per
+//!   transaction, hundreds of µs; target ≥ 0.95), over `--sig-transactions`
+//!   transactions (default 1,000).
 
 use executor_core::{BackendKind, Driver, DriverConfig, Limits, PersistencePolicy, SharedState};
 use peer::backends;
@@ -24,6 +28,7 @@ use std::time::{Duration, Instant};
 const EMPTY: &str = include_str!("../../../executors/bench/empty.wat");
 const DIRTY4: &str = include_str!("../../../executors/bench/dirty4.wat");
 const HEAVY_INIT: &str = include_str!("../../../executors/bench/heavy_init.wat");
+const SIGCHECK: &[u8] = include_bytes!("../../../executors/bench/sigcheck.wasm");
 
 struct Measure {
     /// Mean time per transaction in `validate` (blank included).
@@ -51,7 +56,7 @@ impl std::fmt::Display for Subject {
     }
 }
 
-fn measure(kind: Subject, executor: &str, policy: PersistencePolicy, n: u32) -> Measure {
+fn measure(kind: Subject, executor: &[u8], policy: PersistencePolicy, n: u32) -> Measure {
     let host = match kind {
         Subject::Backend(kind) => backends::host(kind, Limits::default()).unwrap_or_else(|e| panic!("{kind}: {e}")),
         #[cfg(feature = "wasmtime")]
@@ -64,7 +69,7 @@ fn measure(kind: Subject, executor: &str, policy: PersistencePolicy, n: u32) -> 
     // Timings only where a build is timed: clock reads would otherwise
     // weigh on sub-microsecond transactions.
     let config = DriverConfig { policy, timings: policy == PersistencePolicy::Fresh, ..Default::default() };
-    let mut driver = Driver::new(host, executor.as_bytes(), config).unwrap_or_else(|e| panic!("{kind}: {e}"));
+    let mut driver = Driver::new(host, executor, config).unwrap_or_else(|e| panic!("{kind}: {e}"));
     let state: SharedState = Arc::new(BTreeMap::<Vec<u8>, Vec<u8>>::new());
     // Warm up: code paths, page faults, pool slots.
     for i in 0..n.min(200) {
@@ -89,6 +94,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn main() {
     let n = peer::bench::flag("--transactions", 100_000);
     let rounds = peer::bench::flag("--rounds", 5);
+    let sig_n = peer::bench::flag("--sig-transactions", 1_000);
     let json = std::env::args().any(|a| a == "--json");
     let dirty_16mib = DIRTY4.replace("(memory (export \"memory\") 16)", "(memory (export \"memory\") 256)");
     let every_tx = PersistencePolicy::default();
@@ -102,23 +108,26 @@ fn main() {
         for _ in 0..rounds {
             // A blank's cost: every-tx:1 minus until-crash, per transaction,
             // on the same executor.
-            let warm = measure(kind, EMPTY, PersistencePolicy::UntilCrash, n);
-            let blank = |wat: &str| {
+            let warm = measure(kind, EMPTY.as_bytes(), PersistencePolicy::UntilCrash, n);
+            let blank = |wat: &[u8]| {
                 let kept = measure(kind, wat, PersistencePolicy::UntilCrash, n);
                 let blanked = measure(kind, wat, every_tx, n);
                 blanked.per_tx.saturating_sub(kept.per_tx)
             };
-            let blank_1 = blank(DIRTY4);
-            let blank_16 = blank(&dirty_16mib);
+            let blank_1 = blank(DIRTY4.as_bytes());
+            let blank_16 = blank(dirty_16mib.as_bytes());
             // Blanks that re-run a 3 ms init are measured on fewer transactions.
             let heavy_n = match kind {
                 Subject::Backend(_) => n,
                 #[cfg(feature = "wasmtime")]
                 Subject::WasmtimeReinstantiate => 300,
             };
-            let heavy_warm = measure(kind, HEAVY_INIT, PersistencePolicy::UntilCrash, heavy_n);
-            let heavy_blank = measure(kind, HEAVY_INIT, every_tx, heavy_n);
-            let heavy_fresh = measure(kind, HEAVY_INIT, PersistencePolicy::Fresh, 50);
+            let heavy_init = HEAVY_INIT.as_bytes();
+            let heavy_warm = measure(kind, heavy_init, PersistencePolicy::UntilCrash, heavy_n);
+            let heavy_blank = measure(kind, heavy_init, every_tx, heavy_n);
+            let heavy_fresh = measure(kind, heavy_init, PersistencePolicy::Fresh, 50);
+            let sig_warm = measure(kind, SIGCHECK, PersistencePolicy::UntilCrash, sig_n);
+            let sig_blank = measure(kind, SIGCHECK, every_tx, sig_n);
             let us = |d: Duration| d.as_secs_f64() * 1e6;
             r.entry("warm_tx_us").or_default().push(us(warm.per_tx));
             r.entry("blank_1mib_us").or_default().push(us(blank_1));
@@ -133,6 +142,8 @@ fn main() {
                 .or_default()
                 .push(us(heavy_fresh.per_tx) / us(heavy_warm.per_tx));
             r.entry("heavy_init_every_tx_vs_fresh").or_default().push(us(heavy_fresh.per_tx) / us(heavy_blank.per_tx));
+            r.entry("sigcheck_tx_us").or_default().push(us(sig_warm.per_tx));
+            r.entry("sigcheck_every_tx_vs_until_crash").or_default().push(us(sig_warm.per_tx) / us(sig_blank.per_tx));
         }
         let medians: BTreeMap<&str, f64> = r.into_iter().map(|(k, v)| (k, median(v))).collect();
         rows.push((kind.to_string(), medians));
