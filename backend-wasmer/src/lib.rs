@@ -179,16 +179,53 @@ impl ExecutorHost for WasmerHost {
 
     fn compile(&self, module: &PreparedModule) -> Result<Arc<dyn CompiledExecutor>> {
         let engine = self.engine();
-        let compiled = Module::new(&engine, &module.wasm)
-            .map_err(|e| Error::Compile { backend: BackendKind::Wasmer, message: e.to_string() })?;
-        Ok(Arc::new(WasmerCompiled {
-            engine,
-            module: compiled,
-            globals: module.info.globals.iter().map(|g| g.export.clone()).collect(),
-            tables: module.info.tables.clone(),
-            image: ImageCache::new(),
-        }))
+        let compiled = Module::new(&engine, &module.wasm).map_err(compile_error)?;
+        Ok(wrap(module, engine, compiled))
     }
+
+    /// wasmer's version (pinned exactly in the workspace), the compiler,
+    /// the target with its CPU features, and our tunables.
+    fn artifact_fingerprint(&self) -> Option<String> {
+        let layout = Layout::for_limit(self.limits.memory_bytes);
+        // Code is compiled for this machine's CPU features: a cache copied
+        // to a machine with others must miss.
+        let target = wasmer::sys::Target::default();
+        Some(format!(
+            "wasmer {WASMER_VERSION} singlepass, {} {:?}, max pages {}, stack {}",
+            target.triple(),
+            target.cpu_features(),
+            (self.limits.memory_pages() + layout.reserved_pages()).min(65536),
+            engine_stack_bytes(self.limits.max_stack)
+        ))
+    }
+
+    unsafe fn load_artifact(&self, module: &PreparedModule, artifact: &[u8]) -> Result<Arc<dyn CompiledExecutor>> {
+        let engine = self.engine();
+        // SAFETY: the caller guarantees these are bytes `serialize` made on
+        // a host with our fingerprint; wasmer checks its own header too.
+        let compiled = unsafe { Module::deserialize(&engine, artifact.to_vec()) }
+            .map_err(|e| Error::Compile { backend: BackendKind::Wasmer, message: e.to_string() })?;
+        Ok(wrap(module, engine, compiled))
+    }
+}
+
+/// The wasmer version this backend is built against (the workspace pins it
+/// with `=`; a test checks this against `Cargo.lock`). Part of the cache key.
+pub const WASMER_VERSION: &str = "7.4.2";
+
+fn compile_error(e: wasmer::CompileError) -> Error {
+    Error::Compile { backend: BackendKind::Wasmer, message: e.to_string() }
+}
+
+/// The executor around a compiled (or deserialised) module and its engine.
+fn wrap(module: &PreparedModule, engine: Engine, compiled: Module) -> Arc<dyn CompiledExecutor> {
+    Arc::new(WasmerCompiled {
+        engine,
+        module: compiled,
+        globals: module.info.globals.iter().map(|g| g.export.clone()).collect(),
+        tables: module.info.tables.clone(),
+        image: ImageCache::new(),
+    })
 }
 
 struct WasmerCompiled {
@@ -223,6 +260,10 @@ fn call_error(store: &mut Store, fenv: &FunctionEnv<StoreData>, e: RuntimeError)
 }
 
 impl CompiledExecutor for WasmerCompiled {
+    fn serialize(&self) -> Option<std::result::Result<Vec<u8>, String>> {
+        Some(self.module.serialize().map(|b| b.to_vec()).map_err(|e| e.to_string()))
+    }
+
     fn instantiate(&self, env: HostEnv, _mode: InstanceMode) -> Result<Box<dyn ExecutorInstance>, CallError> {
         // wasmer has no pooling or pre-instantiation: both modes build the
         // same way, in a new store; only `Reusable` ones are snapshotted.

@@ -261,9 +261,34 @@ impl ExecutorHost for WasmtimeHost {
     }
 
     fn compile(&self, module: &PreparedModule) -> Result<Arc<dyn CompiledExecutor>> {
-        let compile_error =
-            |e: wasmtime::Error| Error::Compile { backend: BackendKind::Wasmtime, message: format!("{e:#}") };
         let compiled = Module::new(&self.engine, &module.wasm).map_err(compile_error)?;
+        self.wrap(module, compiled)
+    }
+
+    /// The engine's own compatibility hash (wasmtime version, compiler
+    /// and tunables settings) and whether the pool is in use.
+    fn artifact_fingerprint(&self) -> Option<String> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.engine.precompile_compatibility_hash().hash(&mut h);
+        Some(format!("wasmtime compat {:016x}, pooling {}", h.finish(), self.pooling))
+    }
+
+    unsafe fn load_artifact(&self, module: &PreparedModule, artifact: &[u8]) -> Result<Arc<dyn CompiledExecutor>> {
+        // SAFETY: the caller guarantees these are bytes `serialize` made
+        // on an engine with our fingerprint; wasmtime checks its header.
+        let compiled = unsafe { Module::deserialize(&self.engine, artifact) }.map_err(compile_error)?;
+        self.wrap(module, compiled)
+    }
+}
+
+fn compile_error(e: wasmtime::Error) -> Error {
+    Error::Compile { backend: BackendKind::Wasmtime, message: format!("{e:#}") }
+}
+
+impl WasmtimeHost {
+    /// The executor around a compiled (or deserialised) module.
+    fn wrap(&self, module: &PreparedModule, compiled: Module) -> Result<Arc<dyn CompiledExecutor>> {
         let pre = linker(&self.engine).and_then(|l| l.instantiate_pre(&compiled)).map_err(compile_error)?;
         Ok(Arc::new(WasmtimeCompiled {
             pre,
@@ -316,6 +341,10 @@ fn call_error(store: &Store<StoreData>, e: wasmtime::Error) -> CallError {
 }
 
 impl CompiledExecutor for WasmtimeCompiled {
+    fn serialize(&self) -> Option<std::result::Result<Vec<u8>, String>> {
+        Some(self.pre.module().serialize().map_err(|e| format!("{e:#}")))
+    }
+
     fn instantiate(&self, env: HostEnv, mode: InstanceMode) -> Result<Box<dyn ExecutorInstance>, CallError> {
         let host_error = |what: &str| CallError::Host(format!("prepared module lacks {what}"));
         let (mut store, instance) = match mode {

@@ -12,6 +12,7 @@
 //! in `executors/` at the repository root.
 #![warn(missing_docs)]
 
+pub mod cache;
 pub mod cases;
 pub mod determinism;
 pub mod fixtures;

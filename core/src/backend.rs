@@ -11,7 +11,7 @@
 //! the peer), [`CompiledExecutor`] (one executor's compiled code, shared by
 //! all its instances), [`ExecutorInstance`] (one store and instance).
 
-use crate::{HostEnv, Limits, PreparedModule, Result, TrapCode};
+use crate::{Error, HostEnv, Limits, PreparedModule, Result, TrapCode};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use strum::{Display, EnumIter, EnumString, IntoStaticStr};
@@ -147,6 +147,26 @@ pub trait ExecutorHost: Send + Sync {
 
     /// Compiles a prepared module.
     fn compile(&self, module: &PreparedModule) -> Result<Arc<dyn CompiledExecutor>>;
+
+    /// Everything about this engine that its serialised code depends on
+    /// (engine version, configuration), for [`crate::cache`]'s key; `None`
+    /// (the default) if the backend cannot serialise compiled code.
+    fn artifact_fingerprint(&self) -> Option<String> {
+        None
+    }
+
+    /// Loads compiled code that [`CompiledExecutor::serialize`] produced on
+    /// a host with the same [`ExecutorHost::artifact_fingerprint`] for
+    /// `module`. An `Err` makes the caller recompile.
+    ///
+    /// # Safety
+    ///
+    /// Engines run these bytes as native code: they must be exactly what
+    /// this backend serialised (the cache checks key and checksum).
+    unsafe fn load_artifact(&self, module: &PreparedModule, artifact: &[u8]) -> Result<Arc<dyn CompiledExecutor>> {
+        let _ = (module, artifact);
+        Err(Error::Compile { backend: self.kind(), message: "this backend cannot load serialised code".into() })
+    }
 }
 
 /// One executor's compiled code.
@@ -154,6 +174,12 @@ pub trait CompiledExecutor: Send + Sync {
     /// A new store and instance, with `env` as its host state. The prepared module has no start section: the driver calls
     /// [`Export::Start`] and `executor_init` itself.
     fn instantiate(&self, env: HostEnv, mode: InstanceMode) -> Result<Box<dyn ExecutorInstance>, CallError>;
+
+    /// The compiled code as bytes for [`crate::cache`], or `None` (the
+    /// default) if the backend cannot serialise.
+    fn serialize(&self) -> Option<Result<Vec<u8>, String>> {
+        None
+    }
 }
 
 /// One live instance in its own store. Dropping it frees the store.

@@ -69,7 +69,7 @@ impl From<RejectionKind> for RecycleCause {
 }
 
 /// How the driver runs: the policy and the recycle watermark.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct DriverConfig {
     /// When to blank.
     pub policy: PersistencePolicy,
@@ -85,6 +85,9 @@ pub struct DriverConfig {
     /// the warm instance recycled). Costs one more instance and, every k
     /// transactions, one more validation and blank.
     pub audit_every: Option<std::num::NonZeroU32>,
+    /// The compiled-executor cache for loads and upgrades (see
+    /// [`crate::cache`]); `None` compiles every time.
+    pub cache: Option<Arc<crate::ArtifactCache>>,
 }
 
 /// Counters and timings of a driver.
@@ -119,9 +122,18 @@ pub struct Stats {
     pub backstops: u64,
     /// Instances built (instantiate + `executor_init`).
     pub instances_built: u64,
+    /// Whether the current executor's compiled code came from the cache.
+    pub cache: crate::CacheOutcome,
+    /// Time the current executor's compilation (or cache load) took.
+    #[serde(skip)]
+    pub compile_time: Duration,
     /// Time spent building instances (with [`DriverConfig::timings`]).
     #[serde(skip)]
     pub build_time: Duration,
+    /// Of it: instantiating (memory, data segments, tables); the rest is
+    /// `start`, `executor_init` and the blank-state snapshot.
+    #[serde(skip)]
+    pub instantiate_time: Duration,
     /// Time spent in scheduled blanks, restores and rebuilds (with
     /// [`DriverConfig::timings`]).
     #[serde(skip)]
@@ -247,8 +259,8 @@ impl Driver {
     /// `executor_init`, blank-state snapshot). Every load error surfaces
     /// here.
     pub fn new(host: Arc<dyn ExecutorHost>, executor: &[u8], config: DriverConfig) -> Result<Self> {
-        let module = Arc::new(crate::module::prepare(executor, host.limits())?);
-        Self::from_prepared(host, module, config)
+        let loaded = crate::cache::load(&*host, executor, config.cache.as_deref())?;
+        Self::from_loaded(host, loaded, config)
     }
 
     /// [`Driver::new`] for a module already prepared (with the same limits
@@ -258,7 +270,18 @@ impl Driver {
         module: Arc<PreparedModule>,
         config: DriverConfig,
     ) -> Result<Self> {
+        let started = Instant::now();
         let compiled = host.compile(&module)?;
+        let outcome = crate::CacheOutcome::Off;
+        Self::from_loaded(
+            host,
+            crate::cache::Loaded { module, compiled, outcome, compile_time: started.elapsed() },
+            config,
+        )
+    }
+
+    fn from_loaded(host: Arc<dyn ExecutorHost>, loaded: crate::cache::Loaded, config: DriverConfig) -> Result<Self> {
+        let crate::cache::Loaded { module, compiled, outcome: cache, compile_time } = loaded;
         let mut driver = Driver {
             host,
             config,
@@ -269,7 +292,7 @@ impl Driver {
             due: None,
             served: 0,
             blocks_ended: 0,
-            stats: Stats::default(),
+            stats: Stats { cache, compile_time, ..Stats::default() },
         };
         driver.instance = Some(driver.build()?);
         Ok(driver)
@@ -348,6 +371,7 @@ impl Driver {
                 return Err(init_failed("instantiation (data segments)", &mut env, None, e));
             }
         };
+        self.stats.instantiate_time += elapsed(started);
         // The module's `start`, then `executor_init`, under one init budget.
         instance.env().begin(Phase::Init, None);
         let layout = module.info.layout;
@@ -588,8 +612,8 @@ impl Driver {
     /// in place: a load error means `rejected(upgrade_failed)`, a host
     /// failure goes to the embedder.
     fn upgrade(&mut self, executor: &[u8], state: SharedState) -> Result<()> {
-        let module = Arc::new(crate::module::prepare(executor, self.host.limits())?);
-        let compiled = self.host.compile(&module)?;
+        let crate::cache::Loaded { module, compiled, outcome: cache, compile_time } =
+            crate::cache::load(&*self.host, executor, self.config.cache.as_deref())?;
         if module.info.has_migrate {
             // Reusable: the engine's fast path (on wasmtime a pooled slot
             // from the same compiled code; `Fresh` would compile again).
@@ -624,6 +648,8 @@ impl Driver {
         self.instance = Some(instance);
         self.served = 0;
         self.blocks_ended = 0;
+        self.stats.cache = cache;
+        self.stats.compile_time = compile_time;
         self.stats.upgrades += 1;
         self.stats.recycles += 1;
         *self.stats.recycles_by_cause.entry(RecycleCause::Upgrade).or_default() += 1;

@@ -100,6 +100,14 @@ pub enum Error {
         /// The engine's message.
         message: String,
     },
+    /// The compiled-executor cache directory cannot be used.
+    #[error("cache directory {dir}: {message}")]
+    Cache {
+        /// The directory.
+        dir: String,
+        /// What is wrong.
+        message: String,
+    },
     /// A policy spelled wrongly.
     #[error(transparent)]
     Policy(#[from] crate::policy::ParsePolicyError),

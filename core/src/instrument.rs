@@ -164,7 +164,7 @@ pub fn engine_stack_bytes(budget: u64) -> u64 {
 /// Where the guest's memory starts and where the host's bookkeeping lies
 /// below it: the dirty map at 0, the summary after it, the fuel and stack
 /// cells and the flag bytes at the end.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Layout {
     /// Bytes reserved below the guest's memory (`R`, whole wasm pages).
     pub reserved: usize,

@@ -9,6 +9,7 @@
 #![warn(missing_docs)]
 
 pub mod backend;
+pub mod cache;
 pub mod driver;
 mod error;
 pub mod host;
@@ -22,6 +23,7 @@ pub mod verdict;
 pub use backend::{
     BackendKind, Blanked, CallError, CompiledExecutor, ExecutorHost, ExecutorInstance, Export, InstanceMode, Trap,
 };
+pub use cache::{ArtifactCache, CacheConfig, CacheOutcome};
 pub use driver::{Driver, DriverConfig, RecycleCause, Stats};
 pub use error::{Error, Result};
 pub use host::{Aborted, HostEnv, Phase, SharedState, StateView};

@@ -66,7 +66,7 @@ const FORBIDDEN: &[(&str, WasmFeatures)] = &[
 ];
 
 /// A mutable global made reachable for blanking.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct GlobalInfo {
     /// Its index in the module.
     pub index: u32,
@@ -75,7 +75,7 @@ pub struct GlobalInfo {
 }
 
 /// What the host needs to know about a prepared module.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ModuleInfo {
     /// Whether `executor_init` is exported.
     pub has_init: bool,
@@ -94,13 +94,15 @@ pub struct ModuleInfo {
     /// Every table's reserved export name, by table index.
     pub tables: Vec<String>,
     /// The host imports the module uses.
-    pub imports: Vec<&'static str>,
+    pub imports: Vec<String>,
     /// Where the guest's memory starts in the instrumented module.
     pub layout: crate::instrument::Layout,
 }
 
-/// A checked module, ready for any backend to compile.
-#[derive(Debug, Clone)]
+/// A checked module, ready for any backend to compile. Serialisable: the
+/// compiled-executor cache keeps it beside the engine's code, so a warm
+/// start skips the checks and the instrumentation too.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct PreparedModule {
     /// The binary the engines compile (the input, rewritten).
     pub wasm: Vec<u8>,
@@ -108,9 +110,12 @@ pub struct PreparedModule {
     pub info: ModuleInfo,
     /// SHA-256 of the executor as given (binary after WAT parsing).
     pub hash: [u8; 32],
-    /// Time the checks took (parsing, validation, ABI checks).
+    /// Time the checks took (parsing, validation, ABI checks); zero for a
+    /// module loaded from the cache.
+    #[serde(skip)]
     pub check_time: std::time::Duration,
-    /// Time the instrumentation pass took.
+    /// Time the instrumentation pass took; zero from the cache.
+    #[serde(skip)]
     pub instrument_time: std::time::Duration,
 }
 
@@ -316,8 +321,8 @@ pub fn prepare_with(input: &[u8], limits: &Limits, metering: Metering) -> Result
                             found: describe(&ty),
                         });
                     }
-                    if !info.imports.contains(&spec.name) {
-                        info.imports.push(spec.name);
+                    if !info.imports.iter().any(|i| i == spec.name) {
+                        info.imports.push(spec.name.to_string());
                     }
                 }
             }

@@ -3,7 +3,7 @@
 //! flags (snake_case); flags override them. See the README for the table.
 
 use crate::Error;
-use executor_core::{BackendKind, Limits, ModuleLimits, PersistencePolicy};
+use executor_core::{BackendKind, CacheConfig, Limits, ModuleLimits, PersistencePolicy};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -48,10 +48,31 @@ pub struct Config {
     pub audit_every: Option<std::num::NonZeroU32>,
     /// The memory cap checked at load, bytes.
     pub memory_cap: Option<u64>,
+    /// The compiled-executor cache; absent or `{"enabled": false}`: off.
+    pub cache: Option<CacheSettings>,
     /// Pre-validation threads (not available yet).
     pub threads: Option<u64>,
     /// Prometheus metrics file (not available yet).
     pub metrics: Option<PathBuf>,
+}
+
+/// The `cache` key: where compiled executors are kept between runs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheSettings {
+    /// Default true.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// The directory, relative to the config file's directory; created
+    /// owner-only (0700). A directory others can write is refused.
+    pub dir: PathBuf,
+    /// The most bytes kept; least recently used entries are evicted.
+    /// Default 512 MiB.
+    pub max_bytes: Option<u64>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Config {
@@ -80,6 +101,16 @@ impl Config {
         }
         let dir = path.parent().map(Path::to_path_buf);
         Ok((config, dir))
+    }
+
+    /// The cache these settings describe (`dir` resolved against
+    /// `config_dir`), or `None` if off.
+    pub fn cache(&self, config_dir: Option<&Path>) -> Option<CacheConfig> {
+        let c = self.cache.as_ref().filter(|c| c.enabled)?;
+        Some(CacheConfig {
+            dir: config_dir.map_or_else(|| c.dir.clone(), |d| d.join(&c.dir)),
+            max_bytes: c.max_bytes.unwrap_or(executor_core::cache::DEFAULT_MAX_BYTES),
+        })
     }
 
     /// The limits these settings describe, defaults elsewhere.

@@ -62,6 +62,10 @@ pub enum Error {
     /// An engine could not be set up: a failure of the host.
     #[error("{0}")]
     Engine(executor_core::Error),
+    /// The compiled-executor cache directory cannot be used (e.g. others
+    /// can write it): a configuration error.
+    #[error("{0}")]
+    Cache(executor_core::Error),
     /// Backends disagreed in `peer compare`.
     #[error("{0}")]
     Inconsistent(String),

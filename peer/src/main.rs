@@ -1,7 +1,7 @@
 //! `peer`: the command line of cli.md.
 
 use clap::{Args, Parser, Subcommand};
-use executor_core::{BackendKind, PersistencePolicy};
+use executor_core::{BackendKind, CacheConfig, PersistencePolicy};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use peer::config::{self, Config};
 use peer::run::{Executor, RunReport, RunSettings, run};
@@ -61,6 +61,12 @@ struct Common {
     /// Deterministic stack budget, bytes of the engine-independent frame model [default: 131072].
     #[arg(long, value_name = "BYTES")]
     max_stack: Option<u64>,
+    /// Keep compiled executors in DIR (created owner-only) [default: the config's `cache`].
+    #[arg(long, value_name = "DIR", conflicts_with = "no_cache")]
+    cache_dir: Option<PathBuf>,
+    /// Compile every time, even if the config enables the cache.
+    #[arg(long)]
+    no_cache: bool,
     /// Print JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -134,6 +140,13 @@ fn settings(common: &Common, config: &Config, config_dir: Option<&Path>) -> Resu
         upgrade_every: None,
         audit_every: None,
         profile: false,
+        cache: match (&common.cache_dir, common.no_cache) {
+            (_, true) => None,
+            (Some(dir), false) => {
+                Some(CacheConfig { dir: dir.clone(), max_bytes: executor_core::cache::DEFAULT_MAX_BYTES })
+            }
+            (None, false) => config.cache(config_dir),
+        },
     })
 }
 
@@ -223,11 +236,13 @@ fn print_summary(r: &RunReport) {
         println!("  upgrades {}, audits {}, state leaks {}", r.upgrades, r.audits, r.state_leaks);
     }
     println!(
-        "  validation {:.3} s ({:.0} tx/s), load {:.1} ms (instrumentation {:.2} ms), peak RSS {:.1} MiB",
+        "  validation {:.3} s ({:.0} tx/s), load {:.1} ms (instrumentation {:.2} ms, compile {:.2} ms, cache {}), peak RSS {:.1} MiB",
         r.elapsed_s,
         r.tx_per_sec,
         r.load_s * 1e3,
         r.instrument_s * 1e3,
+        r.compile_s * 1e3,
+        r.cache,
         mib(r.peak_rss_bytes)
     );
     if let Some(p) = &r.profile {
@@ -239,7 +254,14 @@ fn print_summary(r: &RunReport) {
             ("validation".to_string(), p.validation_s, Some(100.0)),
             (format!("  guest calls ({:.2} µs/tx)", p.call_us), p.calls_s, Some(share(p.calls_s))),
             (format!("  scheduled blanks ({:.2} µs each)", p.blank_us), p.blanks_s, Some(share(p.blanks_s))),
-            (format!("  recycles (a build: {:.3} ms)", p.build_ms), p.recycles_s, Some(share(p.recycles_s))),
+            (
+                format!(
+                    "  recycles (a build: {:.3} ms = instantiate {:.3} + init {:.3})",
+                    p.build_ms, p.instantiate_ms, p.init_ms
+                ),
+                p.recycles_s,
+                Some(share(p.recycles_s)),
+            ),
             ("  driver bookkeeping, audits, upgrades".to_string(), other, Some(share(other))),
         ];
         for (label, secs, pct) in rows {
@@ -298,9 +320,14 @@ fn cmd_compare(args: &CompareArgs) -> Result<(), Error> {
         }
     }
     bar.finish_and_clear();
+    let mut loads = std::collections::BTreeMap::new();
+    for backend in &backends {
+        loads.insert(backend.to_string(), peer::run::load_times(*backend, &base.executor, &base.limits, 5)?);
+    }
     let mut rows = compare_rows(runs);
     for (row, profile) in rows.iter_mut().zip(profiles) {
         row.report.profile = profile;
+        row.load = loads.get(&row.report.backend).copied();
     }
     let disagreement = rows.iter().find(|r| !r.digests_agree).map(|r| {
         format!(
@@ -328,6 +355,7 @@ fn cmd_compare(args: &CompareArgs) -> Result<(), Error> {
         println!("{}", serde_json::to_string(&rows).expect("rows serialise"));
     } else {
         print_compare(&rows, args.repeat);
+        print_loads(&loads);
     }
     match disagreement {
         Some(message) => Err(Error::Inconsistent(message)),
@@ -352,6 +380,9 @@ struct CompareRow {
     /// Whether every backend and repetition under this policy gave the
     /// same verdict and state digests.
     digests_agree: bool,
+    /// The backend's cold and warm (cached) load of the executor.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    load: Option<peer::run::LoadTimes>,
 }
 
 fn compare_rows(runs: Vec<Vec<RunReport>>) -> Vec<CompareRow> {
@@ -371,6 +402,7 @@ fn compare_rows(runs: Vec<Vec<RunReport>>) -> Vec<CompareRow> {
                 vs_until_crash: 0.0,
                 vs_best_backend: 0.0,
                 digests_agree: same,
+                load: None,
             }
         })
         .collect();
@@ -404,12 +436,25 @@ fn compare_rows(runs: Vec<Vec<RunReport>>) -> Vec<CompareRow> {
     rows
 }
 
+fn print_loads(loads: &std::collections::BTreeMap<String, peer::run::LoadTimes>) {
+    println!();
+    println!("loading the executor (median of 5): cold = checks + instrumentation + compile; warm = from the cache");
+    println!("{:<9} {:>10} {:>12} {:>10} {:>10}", "backend", "cold ms", "of it prep", "warm ms", "cold÷warm");
+    for (backend, l) in loads {
+        let (warm, ratio) = match l.warm_s {
+            Some(w) => (format!("{:.3}", w * 1e3), format!("{:.1}", l.cold_s / w)),
+            None => ("(no cache)".into(), "-".into()),
+        };
+        println!("{:<9} {:>10.3} {:>12.3} {:>10} {:>10}", backend, l.cold_s * 1e3, l.prepare_s * 1e3, warm, ratio);
+    }
+}
+
 fn print_compare(rows: &[CompareRow], repeat: u32) {
     println!(
-        "median of {repeat} interleaved repetitions after a warm-up; peak memory reset between runs; blank and build times from the (timed) warm-up"
+        "median of {repeat} interleaved repetitions after a warm-up; peak memory reset between runs; blank, instantiate and init times from the (timed) warm-up"
     );
     println!(
-        "{:<9} {:<14} {:>10} {:>7} {:>7} {:>6} {:>7} {:>8} {:>8} {:>8} {:>8} {:>8}  digests",
+        "{:<9} {:<14} {:>10} {:>7} {:>7} {:>6} {:>7} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}  digests",
         "backend",
         "policy",
         "tx/s",
@@ -419,14 +464,15 @@ fn print_compare(rows: &[CompareRow], repeat: u32) {
         "blanks",
         "recycles",
         "blank µs",
-        "build ms",
+        "inst ms",
+        "init ms",
         "peak MiB",
         "load ms"
     );
     for row in rows {
         let r = &row.report;
         println!(
-            "{:<9} {:<14} {:>10.0} {:>7.2} {:>7.2} {:>6.2} {:>7} {:>8} {:>8.2} {:>8.3} {:>8.1} {:>8.1}  {} {}",
+            "{:<9} {:<14} {:>10.0} {:>7.2} {:>7.2} {:>6.2} {:>7} {:>8} {:>8.2} {:>8.3} {:>8.3} {:>8.1} {:>8.1}  {} {}",
             r.backend,
             r.policy,
             r.tx_per_sec,
@@ -436,7 +482,8 @@ fn print_compare(rows: &[CompareRow], repeat: u32) {
             r.blanks,
             r.recycles,
             r.profile.as_ref().map_or(0.0, |p| p.blank_us),
-            r.profile.as_ref().map_or(0.0, |p| p.build_ms),
+            r.profile.as_ref().map_or(0.0, |p| p.instantiate_ms),
+            r.profile.as_ref().map_or(0.0, |p| p.init_ms),
             mib(r.peak_rss_bytes),
             r.load_s * 1e3,
             &r.verdict_digest[..12],

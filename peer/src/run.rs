@@ -3,7 +3,8 @@
 use crate::workload::{Generator, Ledger, Rng, decode};
 use crate::{Error, backends, rss};
 use executor_core::{
-    BackendKind, Driver, DriverConfig, Limits, PersistencePolicy, RejectionKind, SharedState, Verdict, VerdictDigest,
+    ArtifactCache, BackendKind, CacheConfig, CacheOutcome, Driver, DriverConfig, Limits, PersistencePolicy,
+    RejectionKind, SharedState, Verdict, VerdictDigest,
 };
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -81,6 +82,8 @@ pub struct RunSettings {
     pub audit_every: Option<std::num::NonZeroU32>,
     /// Time each phase ([`Profile`]); costs two clock reads per step.
     pub profile: bool,
+    /// The compiled-executor cache (`None`: compile every time).
+    pub cache: Option<CacheConfig>,
 }
 
 /// Where a run's time went (`peer run --profile`), like the measurements
@@ -104,6 +107,10 @@ pub struct Profile {
     pub recycles_s: f64,
     /// Mean instance build (instantiate + init), ms.
     pub build_ms: f64,
+    /// Of it: instantiation (memory, data segments, tables), ms.
+    pub instantiate_ms: f64,
+    /// Of it: `start`, `executor_init` and the blank-state snapshot, ms.
+    pub init_ms: f64,
     /// Mean scheduled blank, µs.
     pub blank_us: f64,
     /// Mean guest call time per transaction, µs.
@@ -150,6 +157,10 @@ pub struct RunReport {
     /// Of `load_s`, the instrumentation pass (fuel, stack, NaNs, dirty
     /// map), seconds.
     pub instrument_s: f64,
+    /// Of `load_s`, the engine's compilation or cache load, seconds.
+    pub compile_s: f64,
+    /// Whether the compiled executor came from the cache.
+    pub cache: CacheOutcome,
     /// Instances built (load, recycles, rebuilding blanks).
     pub instances_built: u64,
     /// Peak resident memory of the process, bytes.
@@ -187,11 +198,16 @@ pub fn run_observed(
     let host = backends::host(settings.backend, settings.limits.clone())?;
     let executor_error = |source| Error::Executor { executor: settings.executor.name.clone(), source };
     let started = Instant::now();
+    let cache = match &settings.cache {
+        Some(c) => Some(Arc::new(ArtifactCache::open(c).map_err(Error::Cache)?)),
+        None => None,
+    };
     let config = DriverConfig {
         policy: settings.policy,
         recycle_watermark: settings.recycle_watermark,
         audit_every: settings.audit_every,
         timings: settings.profile,
+        cache,
     };
     let versions = match settings.upgrade_every {
         Some(_) => Some([settings.executor.variant()?, settings.executor.bytes.clone()]),
@@ -199,6 +215,7 @@ pub fn run_observed(
     };
     let mut driver = Driver::new(host, &settings.executor.bytes, config).map_err(executor_error)?;
     let load = started.elapsed();
+    let (cache, compile) = (driver.stats().cache, driver.stats().compile_time);
 
     let mut rng = Rng::new(settings.seed);
     let mut ledger = Arc::new(Ledger::genesis(&mut rng));
@@ -251,6 +268,8 @@ pub fn run_observed(
         blanks_s: stats.blank_time.as_secs_f64(),
         recycles_s: stats.recycle_time.as_secs_f64(),
         build_ms: per(stats.build_time, stats.instances_built, 1e3),
+        instantiate_ms: per(stats.instantiate_time, stats.instances_built, 1e3),
+        init_ms: per(stats.build_time.saturating_sub(stats.instantiate_time), stats.instances_built, 1e3),
         blank_us: per(stats.blank_time, stats.blanks, 1e6),
         call_us: per(stats.call_time, stats.transactions, 1e6),
     });
@@ -273,6 +292,8 @@ pub fn run_observed(
         tx_per_sec: if secs > 0.0 { stats.transactions as f64 / secs } else { 0.0 },
         load_s: load.as_secs_f64(),
         instrument_s: driver.module().instrument_time.as_secs_f64(),
+        compile_s: compile.as_secs_f64(),
+        cache,
         instances_built: stats.instances_built,
         peak_rss_bytes: rss::peak_rss_bytes(),
         upgrades: stats.upgrades,
@@ -283,4 +304,63 @@ pub fn run_observed(
         block_size: settings.block_size,
         profile,
     })
+}
+
+/// Cold and warm load of an executor on one backend (`peer compare`).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct LoadTimes {
+    /// A cold load: checks + instrumentation + the engine's compilation,
+    /// seconds.
+    pub cold_s: f64,
+    /// Of it, checks + instrumentation, seconds.
+    pub prepare_s: f64,
+    /// A warm load from the cache (the prepared module and compiled code
+    /// at once), seconds; `None`: the backend cannot serialise.
+    pub warm_s: Option<f64>,
+}
+
+/// Measures [`LoadTimes`] (medians of `rounds`) with a private cache in a
+/// temporary directory, removed afterwards.
+pub fn load_times(
+    backend: BackendKind,
+    executor: &Executor,
+    limits: &Limits,
+    rounds: usize,
+) -> Result<LoadTimes, Error> {
+    use executor_core::cache;
+    let host = backends::host(backend, limits.clone())?;
+    let executor_error = |source| Error::Executor { executor: executor.name.clone(), source };
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (mut cold, mut prepare) = (Vec::new(), Vec::new());
+    for _ in 0..rounds.max(1) {
+        let started = Instant::now();
+        let loaded = cache::load(&*host, &executor.bytes, None).map_err(executor_error)?;
+        cold.push(started.elapsed().as_secs_f64());
+        prepare.push((loaded.module.check_time + loaded.module.instrument_time).as_secs_f64());
+    }
+    let dir = std::env::temp_dir().join(format!("peer-load-times-{}-{backend}", std::process::id()));
+    let warm = (|| {
+        let store = ArtifactCache::open(&CacheConfig { dir: dir.clone(), max_bytes: cache::DEFAULT_MAX_BYTES })?;
+        if cache::load(&*host, &executor.bytes, Some(&store))?.outcome == CacheOutcome::Off {
+            return Ok(None);
+        }
+        let mut warm = Vec::new();
+        for _ in 0..rounds.max(1) {
+            let started = Instant::now();
+            let loaded = cache::load(&*host, &executor.bytes, Some(&store))?;
+            warm.push(started.elapsed().as_secs_f64());
+            if loaded.outcome != CacheOutcome::Hit {
+                return Err(executor_core::Error::Cache {
+                    dir: dir.display().to_string(),
+                    message: format!("a second load was a {}, not a hit", loaded.outcome),
+                });
+            }
+        }
+        Ok(Some(median(warm)))
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(LoadTimes { cold_s: median(cold), prepare_s: median(prepare), warm_s: warm.map_err(executor_error)? })
 }

@@ -281,3 +281,83 @@ fn upgrades_load_the_other_executor_and_audits_count() {
     assert!(v["upgrades"].as_u64().unwrap() > 0, "{v}");
     assert!(v["state_leaks"].as_u64().unwrap() > 0, "the stateful executor leaks under until-crash: {v}");
 }
+
+/// A private, empty directory for one test's cache.
+fn cache_dir(test: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("peer-cli-cache-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// A restart with a cold cache, then with a warm one, then without: the
+/// same verdict and state digests on every backend; the serialising
+/// backends report `miss` then `hit` (and load faster), wasmi `off`.
+#[test]
+fn restarts_with_a_cold_or_warm_cache_agree() {
+    let dir = cache_dir("restarts");
+    let dir_arg = dir.to_str().unwrap();
+    for backend in ["wasmtime", "wasmer", "wasmi"] {
+        let args = |extra: &[&'static str]| {
+            let mut a = vec!["run", "--backend", backend, "--transactions", "300", "--upgrade-every", "1", "--json"];
+            a.extend_from_slice(extra);
+            a
+        };
+        let mut cached = args(&["--cache-dir"]);
+        cached.push(dir_arg);
+        let cold = json(&cached);
+        let warm = json(&cached);
+        let uncached = json(&args(&["--no-cache"]));
+        let (first, second) = if backend == "wasmi" { ("off", "off") } else { ("miss", "hit") };
+        assert_eq!(cold["cache"], first, "{backend}: {cold}");
+        assert_eq!(warm["cache"], second, "{backend}: {warm}");
+        assert_eq!(uncached["cache"], "off");
+        assert!(warm["compile_s"].as_f64().unwrap() > 0.0);
+        for field in ["verdict_digest", "state_digest", "approved", "upgrades"] {
+            assert_eq!(cold[field], warm[field], "{backend} {field}: cold vs warm");
+            assert_eq!(cold[field], uncached[field], "{backend} {field}: cold vs uncached");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Two peers started at once on one cache directory both run correctly,
+/// and a third finds the entry.
+#[test]
+fn two_processes_share_a_cache_directory() {
+    let dir = cache_dir("two-processes");
+    let args =
+        ["run", "--backend", "wasmtime", "--transactions", "200", "--json", "--cache-dir", dir.to_str().unwrap()];
+    let spawn = || {
+        Command::new(env!("CARGO_BIN_EXE_peer"))
+            .args(args)
+            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("peer starts")
+    };
+    let (a, b) = (spawn(), spawn());
+    let outputs = [a.wait_with_output().unwrap(), b.wait_with_output().unwrap()];
+    let reports: Vec<Value> = outputs
+        .iter()
+        .map(|o| {
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            serde_json::from_slice(&o.stdout).unwrap()
+        })
+        .collect();
+    assert_eq!(reports[0]["verdict_digest"], reports[1]["verdict_digest"]);
+    assert_eq!(json(&args)["cache"], "hit");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A cache directory others can write is refused (exit 2, one line): its
+/// entries would become native code in the peer.
+#[test]
+fn a_world_writable_cache_directory_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = cache_dir("world-writable");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    usage_error(&["run", "--transactions", "10", "--cache-dir", dir.to_str().unwrap()], "others can write it");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -21,6 +21,7 @@ fn settings(executor: Executor, policy: &str) -> RunSettings {
         upgrade_every: None,
         audit_every: None,
         profile: false,
+        cache: None,
     }
 }
 

@@ -1,0 +1,413 @@
+//! The on-disk cache of compiled, instrumented executors.
+//!
+//! Compiling an executor costs milliseconds to seconds per engine; a peer
+//! restarting after a crash or an upgrade should not pay it again. Engines
+//! that can serialise their compiled code (wasmtime, wasmer) store it here;
+//! wasmi compiles from bytes and reports the cache as `off`.
+//!
+//! **Nothing kept here can change a verdict**: an entry is found only by a
+//! key over everything the compiled code depends on (the instrumented
+//! module — so the executor's bytes, the instrumentation version, its cost
+//! table and the limits baked into it —, the limits, the backend, its
+//! engine's version and configuration, the ABI feature set); a cached
+//! module behaves exactly as a freshly compiled one, which the conformance
+//! suite checks on every serialising backend.
+//!
+//! **Trust**: loading compiled code is `unsafe` in every engine — whoever
+//! can write this directory can run native code in the peer. The directory
+//! is created owner-only (0700); one that others can write, or that another
+//! user owns, is refused. Each entry carries its key and a SHA-256 of its
+//! payload, checked before the engine sees a byte: a truncated, corrupted,
+//! foreign or mismatched entry is logged, deleted and recompiled — never
+//! loaded. Entries are written to a temporary file, fsynced and renamed,
+//! so a crash leaves either the old state or the whole entry (stale
+//! temporary files are swept on open). The total size is bounded; the
+//! least recently used entries are evicted.
+
+use crate::backend::{CompiledExecutor, ExecutorHost};
+use crate::{Error, PreparedModule, Result};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+/// The entry format; part of every key, so a format change only misses.
+const FORMAT: u32 = 1;
+const MAGIC: &[u8; 8] = b"PEXCACHE";
+/// Magic, format, key, payload length, payload SHA-256.
+const HEADER: usize = 8 + 4 + 32 + 8 + 32;
+/// Temporary files older than this are left over from a killed writer.
+const STALE_TEMP: Duration = Duration::from_secs(600);
+/// Default bound on the directory's total size.
+pub const DEFAULT_MAX_BYTES: u64 = 512 << 20;
+
+/// Whether a load used the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, strum::Display, strum::EnumString, Default)]
+#[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
+pub enum CacheOutcome {
+    /// The compiled executor was loaded from the cache.
+    Hit,
+    /// It was compiled (and stored).
+    Miss,
+    /// No cache: disabled, or the backend cannot serialise.
+    #[default]
+    Off,
+}
+
+/// Where and how much to cache.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    /// The directory (created owner-only if missing).
+    pub dir: PathBuf,
+    /// The most bytes of entries kept; older ones are evicted.
+    #[serde(default = "default_max_bytes")]
+    pub max_bytes: u64,
+}
+
+fn default_max_bytes() -> u64 {
+    DEFAULT_MAX_BYTES
+}
+
+/// A cache key: SHA-256 over everything the compiled code depends on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CacheKey([u8; 32]);
+
+impl CacheKey {
+    /// The key of the executor `executor` (its bytes as given, binary or
+    /// WAT) loaded by `host`, or `None` if the host cannot serialise. The
+    /// instrumented module is a function of these bytes, the
+    /// instrumentation version and the limits, all in the key.
+    pub fn of(host: &dyn ExecutorHost, executor: &[u8]) -> Option<CacheKey> {
+        let fingerprint = host.artifact_fingerprint()?;
+        let mut h = Sha256::new();
+        for part in [
+            &FORMAT.to_le_bytes()[..],
+            &crate::instrument::VERSION.to_le_bytes(),
+            host.kind().to_string().as_bytes(),
+            fingerprint.as_bytes(),
+            format!("{:?}", host.limits()).as_bytes(),
+            format!("{:?}", crate::module::abi_features()).as_bytes(),
+            &Sha256::digest(executor),
+        ] {
+            h.update((part.len() as u64).to_le_bytes());
+            h.update(part);
+        }
+        Some(CacheKey(h.finalize().into()))
+    }
+
+    /// The key's hex spelling (the entry's file name).
+    pub fn hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+/// The cache directory.
+#[derive(Debug)]
+pub struct ArtifactCache {
+    dir: PathBuf,
+    max_bytes: u64,
+}
+
+/// A unique suffix for this process's temporary files.
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+impl ArtifactCache {
+    /// Opens (creating owner-only if missing) the cache directory; refuses
+    /// one that others can write or another user owns. Sweeps temporary
+    /// files left by killed writers.
+    pub fn open(config: &CacheConfig) -> Result<ArtifactCache> {
+        let dir = &config.dir;
+        let err = |message: String| Error::Cache { dir: dir.display().to_string(), message };
+        create_private_dir(dir).map_err(|e| err(format!("cannot create it: {e}")))?;
+        check_private(dir).map_err(err)?;
+        let cache = ArtifactCache { dir: dir.clone(), max_bytes: config.max_bytes };
+        cache.sweep_temporaries();
+        Ok(cache)
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn entry(&self, key: &CacheKey) -> PathBuf {
+        self.dir.join(format!("{}.bin", key.hex()))
+    }
+
+    /// The verified payload stored under `key`, or `None`. A bad entry is
+    /// logged and deleted.
+    pub fn get(&self, key: &CacheKey) -> Option<Vec<u8>> {
+        let path = self.entry(key);
+        let mut bytes = Vec::new();
+        match File::open(&path).and_then(|mut f| f.read_to_end(&mut bytes)) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "unreadable cache entry; recompiling");
+                return None;
+            }
+        }
+        match verify(key, &bytes) {
+            Ok(()) => {
+                // Least recently used is evicted first: a hit counts as use.
+                let _ = File::options().write(true).open(&path).and_then(|f| f.set_modified(SystemTime::now()));
+                bytes.drain(..HEADER);
+                Some(bytes)
+            }
+            Err(problem) => {
+                tracing::warn!(path = %path.display(), problem, "bad cache entry deleted; recompiling");
+                self.remove(key);
+                None
+            }
+        }
+    }
+
+    /// Deletes the entry under `key` (e.g. one its engine refused to load).
+    pub fn remove(&self, key: &CacheKey) {
+        let _ = fs::remove_file(self.entry(key));
+    }
+
+    /// Stores `payload` under `key` atomically (temporary file, fsync,
+    /// rename, fsync of the directory), then evicts down to the size bound.
+    pub fn put(&self, key: &CacheKey, payload: &[u8]) -> std::io::Result<()> {
+        let temp = self.dir.join(format!(
+            ".{}.{}.{}.tmp",
+            key.hex(),
+            std::process::id(),
+            TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let written = (|| {
+            let mut f = OpenOptions::new().write(true).create_new(true).mode_private().open(&temp)?;
+            f.write_all(MAGIC)?;
+            f.write_all(&FORMAT.to_le_bytes())?;
+            f.write_all(&key.0)?;
+            f.write_all(&(payload.len() as u64).to_le_bytes())?;
+            f.write_all(&Sha256::digest(payload))?;
+            f.write_all(payload)?;
+            f.sync_all()?;
+            fs::rename(&temp, self.entry(key))?;
+            File::open(&self.dir)?.sync_all()
+        })();
+        if written.is_err() {
+            let _ = fs::remove_file(&temp);
+        }
+        written?;
+        self.evict();
+        Ok(())
+    }
+
+    /// Entries (`*.bin`) with their size and last use, oldest first.
+    fn entries(&self) -> Vec<(PathBuf, u64, SystemTime)> {
+        let mut entries: Vec<_> = fs::read_dir(&self.dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "bin"))
+            .filter_map(|e| {
+                let m = e.metadata().ok()?;
+                Some((e.path(), m.len(), m.modified().ok()?))
+            })
+            .collect();
+        entries.sort_by_key(|(_, _, used)| *used);
+        entries
+    }
+
+    /// Total bytes of the entries.
+    pub fn size(&self) -> u64 {
+        self.entries().iter().map(|(_, len, _)| len).sum()
+    }
+
+    fn evict(&self) {
+        let entries = self.entries();
+        let mut total: u64 = entries.iter().map(|(_, len, _)| len).sum();
+        for (path, len, _) in entries {
+            if total <= self.max_bytes {
+                break;
+            }
+            if fs::remove_file(&path).is_ok() {
+                tracing::info!(path = %path.display(), "cache entry evicted");
+                total -= len;
+            }
+        }
+    }
+
+    fn sweep_temporaries(&self) {
+        let now = SystemTime::now();
+        for e in fs::read_dir(&self.dir).into_iter().flatten().flatten() {
+            let path = e.path();
+            let stale = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| now.duration_since(t).unwrap_or_default() > STALE_TEMP);
+            if path.extension().is_some_and(|x| x == "tmp") && stale {
+                tracing::info!(path = %path.display(), "removing a temporary cache file left by a killed writer");
+                let _ = fs::remove_file(&path);
+            }
+        }
+    }
+}
+
+/// Checks an entry's header and checksum against the key it was found by.
+fn verify(key: &CacheKey, bytes: &[u8]) -> std::result::Result<(), &'static str> {
+    if bytes.len() < HEADER {
+        return Err("truncated header");
+    }
+    if &bytes[..8] != MAGIC {
+        return Err("not a cache entry");
+    }
+    if bytes[8..12] != FORMAT.to_le_bytes() {
+        return Err("another entry format");
+    }
+    if bytes[12..44] != key.0 {
+        return Err("an entry of another key (foreign or renamed)");
+    }
+    let len = u64::from_le_bytes(bytes[44..52].try_into().expect("8 bytes"));
+    if (bytes.len() - HEADER) as u64 != len {
+        return Err("truncated or padded payload");
+    }
+    if Sha256::digest(&bytes[HEADER..])[..] != bytes[52..84] {
+        return Err("checksum mismatch (corrupted)");
+    }
+    Ok(())
+}
+
+trait PrivateMode {
+    fn mode_private(&mut self) -> &mut Self;
+}
+
+impl PrivateMode for OpenOptions {
+    fn mode_private(&mut self) -> &mut Self {
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(self, 0o600);
+        self
+    }
+}
+
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+/// Refuses a directory that anyone but its owner can write, or that
+/// another user owns: its entries become native code in this process.
+fn check_private(dir: &Path) -> std::result::Result<(), String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let meta = fs::metadata(dir).map_err(|e| e.to_string())?;
+        if !meta.is_dir() {
+            return Err("not a directory".into());
+        }
+        if meta.mode() & 0o022 != 0 {
+            return Err(format!(
+                "others can write it (mode {:o}); loading compiled code from it would let them run code in the peer — \
+                 `chmod go-w` it or choose another directory",
+                meta.mode() & 0o777
+            ));
+        }
+        // Our effective uid: the owner of a file we create.
+        let probe = dir.join(format!(".owner-probe.{}", std::process::id()));
+        let ours = File::create(&probe).and_then(|f| f.metadata()).map(|m| m.uid());
+        let _ = fs::remove_file(&probe);
+        let ours = ours.map_err(|e| format!("cannot write it: {e}"))?;
+        if meta.uid() != ours {
+            return Err(format!("it belongs to uid {}, not to this process's uid {ours}", meta.uid()));
+        }
+    }
+    Ok(())
+}
+
+/// An executor ready to instantiate, and how it was obtained.
+pub struct Loaded {
+    /// The checked, instrumented module.
+    pub module: Arc<PreparedModule>,
+    /// Its compiled code.
+    pub compiled: Arc<dyn CompiledExecutor>,
+    /// Whether it came from the cache.
+    pub outcome: CacheOutcome,
+    /// The engine's compilation, or the whole cache load on a hit.
+    pub compile_time: Duration,
+}
+
+/// Loads `executor` on `host` through `cache`: a verified entry gives the
+/// prepared module and the compiled code at once (`Hit`: no checks, no
+/// instrumentation, no compilation); otherwise the executor is prepared,
+/// compiled, stored and reported as `Miss`; without a cache, or on a
+/// backend that cannot serialise, `Off`. An entry that does not decode or
+/// that the engine refuses is deleted and the executor recompiled. Load
+/// errors of the executor itself surface as from [`crate::module::prepare`].
+pub fn load(host: &dyn ExecutorHost, executor: &[u8], cache: Option<&ArtifactCache>) -> Result<Loaded> {
+    let Some((cache, key)) = cache.and_then(|c| Some((c, CacheKey::of(host, executor)?))) else {
+        let module = Arc::new(crate::module::prepare(executor, host.limits())?);
+        let started = Instant::now();
+        let compiled = host.compile(&module)?;
+        return Ok(Loaded { module, compiled, outcome: CacheOutcome::Off, compile_time: started.elapsed() });
+    };
+    let started = Instant::now();
+    if let Some(entry) = cache.get(&key) {
+        match decode(&entry) {
+            Some((module, artifact)) => {
+                // SAFETY: the entry is in an owner-only directory (checked
+                // at open), carries this exact key (engine, configuration,
+                // limits, executor) and its checksum matched: these are
+                // bytes this backend serialised for this module.
+                match unsafe { host.load_artifact(&module, artifact) } {
+                    Ok(compiled) => {
+                        let module = Arc::new(module);
+                        return Ok(Loaded {
+                            module,
+                            compiled,
+                            outcome: CacheOutcome::Hit,
+                            compile_time: started.elapsed(),
+                        });
+                    }
+                    Err(e) => {
+                        tracing::warn!(key = key.hex(), error = %e, "the engine refused a cache entry; recompiling")
+                    }
+                }
+            }
+            None => tracing::warn!(key = key.hex(), "a cache entry does not decode; recompiling"),
+        }
+        cache.remove(&key);
+    }
+    let module = Arc::new(crate::module::prepare(executor, host.limits())?);
+    let started = Instant::now();
+    let compiled = host.compile(&module)?;
+    let compile_time = started.elapsed();
+    match compiled.serialize() {
+        Some(Ok(artifact)) => {
+            if let Err(e) = cache.put(&key, &encode(&module, &artifact)) {
+                tracing::warn!(dir = %cache.dir.display(), error = %e, "cannot store a compiled executor in the cache");
+            }
+        }
+        Some(Err(e)) => tracing::warn!(error = %e, "cannot serialise a compiled executor"),
+        None => {}
+    }
+    Ok(Loaded { module, compiled, outcome: CacheOutcome::Miss, compile_time })
+}
+
+/// An entry's payload: the prepared module's length, the module
+/// (postcard), the engine's artifact.
+fn encode(module: &PreparedModule, artifact: &[u8]) -> Vec<u8> {
+    let module = postcard::to_allocvec(module).expect("a prepared module serialises");
+    let mut out = Vec::with_capacity(8 + module.len() + artifact.len());
+    out.extend_from_slice(&(module.len() as u64).to_le_bytes());
+    out.extend_from_slice(&module);
+    out.extend_from_slice(artifact);
+    out
+}
+
+fn decode(payload: &[u8]) -> Option<(PreparedModule, &[u8])> {
+    let len = usize::try_from(u64::from_le_bytes(payload.get(..8)?.try_into().ok()?)).ok()?;
+    let module = payload.get(8..8usize.checked_add(len)?)?;
+    Some((postcard::from_bytes(module).ok()?, &payload[8 + len..]))
+}
