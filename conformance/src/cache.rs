@@ -259,7 +259,7 @@ pub fn shared_directories_are_refused(_factory: HostFactory) {
 #[macro_export]
 macro_rules! cache_suite {
     ($factory:path) => {
-        $crate::cache_suite!(@cases $factory;
+        $crate::case_tests!(cache, $factory;
             cold_and_warm_loads_agree,
             bad_entries_are_recompiled,
             changes_miss,
@@ -268,13 +268,5 @@ macro_rules! cache_suite {
             size_is_bounded,
             shared_directories_are_refused,
         );
-    };
-    (@cases $factory:path; $($case:ident),* $(,)?) => {
-        $(
-            #[test]
-            fn $case() {
-                $crate::cache::$case($factory)
-            }
-        )*
     };
 }

@@ -49,7 +49,7 @@ pub fn run(driver: &mut Driver, payloads: &[&[u8]]) -> Vec<Verdict> {
 #[macro_export]
 macro_rules! suite {
     ($factory:path) => {
-        $crate::suite!(@cases $factory;
+        $crate::case_tests!(cases, $factory;
             every_rejection_kind,
             memory_semantics,
             growth_guards_decide_out_of_memory,
@@ -75,11 +75,18 @@ macro_rules! suite {
             memory_cap_is_checked_at_load,
         );
     };
-    (@cases $factory:path; $($case:ident),* $(,)?) => {
+}
+
+/// One `#[test]` per named case of module `$module` on `$factory`: the
+/// body of [`suite!`] and [`cache_suite!`].
+#[doc(hidden)]
+#[macro_export]
+macro_rules! case_tests {
+    ($module:ident, $factory:path; $($case:ident),* $(,)?) => {
         $(
             #[test]
             fn $case() {
-                $crate::cases::$case($factory)
+                $crate::$module::$case($factory)
             }
         )*
     };

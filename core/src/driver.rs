@@ -254,10 +254,10 @@ impl Driver {
         self.config.timings.then(Instant::now)
     }
 
-    /// Loads an executor (binary or WAT): checks and prepares it, compiles
-    /// it, and builds the first instance (instantiation, `start`,
-    /// `executor_init`, blank-state snapshot). Every load error surfaces
-    /// here.
+    /// Loads an executor (binary or WAT): checks and prepares it and
+    /// compiles it — or takes both from [`DriverConfig::cache`] — and
+    /// builds the first instance (instantiation, `start`, `executor_init`,
+    /// blank-state snapshot). Every load error surfaces here.
     pub fn new(host: Arc<dyn ExecutorHost>, executor: &[u8], config: DriverConfig) -> Result<Self> {
         let loaded = crate::cache::load(&*host, executor, config.cache.as_deref())?;
         Self::from_loaded(host, loaded, config)

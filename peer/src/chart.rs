@@ -103,14 +103,16 @@ pub fn grouped_bars(title: &str, unit: &str, bars: &[Bar<'_>]) -> String {
     svg
 }
 
+/// A bar's label: two or three significant digits (1.3k, 20k, 783k, 1.2M).
 fn short(v: f64) -> String {
-    if v >= 1e6 {
-        format!("{:.1}M", v / 1e6)
+    let (scaled, unit) = if v >= 1e6 {
+        (v / 1e6, "M")
     } else if v >= 1e3 {
-        format!("{:.0}k", v / 1e3)
+        (v / 1e3, "k")
     } else {
-        format!("{v:.0}")
-    }
+        (v, "")
+    };
+    if scaled < 10.0 && !unit.is_empty() { format!("{scaled:.1}{unit}") } else { format!("{scaled:.0}{unit}") }
 }
 
 #[cfg(test)]
@@ -130,5 +132,9 @@ mod tests {
         // 4 bars + 2 legend swatches + the background.
         assert_eq!(svg.matches("<rect").count(), 4 + 2 + 1);
         assert!(svg.contains("500k") && svg.contains("20k"));
+        assert_eq!(
+            (short(1330.0), short(1_225_989.0), short(993.0), short(783_050.0)),
+            ("1.3k".into(), "1.2M".into(), "993".into(), "783k".into())
+        );
     }
 }
