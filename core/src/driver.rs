@@ -88,6 +88,9 @@ pub struct DriverConfig {
     /// The compiled-executor cache for loads and upgrades (see
     /// [`crate::cache`]); `None` compiles every time.
     pub cache: Option<Arc<crate::ArtifactCache>>,
+    /// Verdicts only, as in pre-validation ([`crate::ExecutorPool`]): an
+    /// approved upgrade is not installed.
+    pub verdicts_only: bool,
 }
 
 /// Counters and timings of a driver.
@@ -500,6 +503,7 @@ impl Driver {
         };
         let mut upgraded = false;
         if verdict == Verdict::Approved
+            && !self.config.verdicts_only
             && let Some(executor) = abi::upgrade_executor(tx)
         {
             match self.upgrade(executor, state) {

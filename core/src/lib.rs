@@ -17,6 +17,7 @@ pub mod instrument;
 pub mod limits;
 pub mod module;
 pub mod policy;
+pub mod pool;
 pub mod snapshot;
 pub mod verdict;
 
@@ -30,4 +31,5 @@ pub use host::{Aborted, HostEnv, Phase, SharedState, StateView};
 pub use limits::{Limits, ModuleLimits};
 pub use module::PreparedModule;
 pub use policy::PersistencePolicy;
+pub use pool::ExecutorPool;
 pub use verdict::{Rejection, RejectionKind, TrapCode, Verdict, VerdictDigest};

@@ -50,8 +50,8 @@ pub struct Config {
     pub memory_cap: Option<u64>,
     /// The compiled-executor cache; absent or `{"enabled": false}`: off.
     pub cache: Option<CacheSettings>,
-    /// Pre-validation threads (not available yet).
-    pub threads: Option<u64>,
+    /// Pre-validation threads (`--threads`).
+    pub threads: Option<std::num::NonZeroUsize>,
     /// Prometheus metrics file (not available yet).
     pub metrics: Option<PathBuf>,
 }

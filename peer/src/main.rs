@@ -88,9 +88,10 @@ struct RunArgs {
     /// Also validate every K-th transaction on a blank instance; differences count as state leaks.
     #[arg(long, value_name = "K")]
     audit_every: Option<std::num::NonZeroU32>,
-    /// Pre-validate each block on N threads (not available yet).
+    /// Pre-validate each block on N worker threads (each a warm instance blanked after every
+    /// transaction, against the state at the block's start) before the in-order validation.
     #[arg(long, value_name = "N")]
-    threads: Option<u64>,
+    threads: Option<std::num::NonZeroUsize>,
     /// Time each phase and print where the time went (workload, guest calls, blanks, recycles).
     #[arg(long)]
     profile: bool,
@@ -147,6 +148,7 @@ fn settings(common: &Common, config: &Config, config_dir: Option<&Path>) -> Resu
             }
             (None, false) => config.cache(config_dir),
         },
+        threads: None,
     })
 }
 
@@ -170,23 +172,17 @@ fn progress_bar(total: u64, quiet: bool) -> ProgressBar {
     bar
 }
 
+/// The most pre-validation threads: each holds an engine, compiled code
+/// and an instance.
+const MAX_THREADS: usize = 64;
+
 fn cmd_run(args: &RunArgs) -> Result<(), Error> {
-    for (set, flag) in [
-        (args.threads.is_some(), "--threads (parallel pre-validation)"),
-        (args.metrics.is_some(), "--metrics (Prometheus metrics)"),
-    ] {
-        if set {
-            return Err(Error::NotAvailable(flag.into()));
-        }
+    if args.metrics.is_some() {
+        return Err(Error::NotAvailable("--metrics (Prometheus metrics)".into()));
     }
     let (config, dir) = load_config(&args.common)?;
-    for (set, key) in [
-        (config.threads.is_some(), "config key `threads` (parallel pre-validation)"),
-        (config.metrics.is_some(), "config key `metrics` (Prometheus metrics)"),
-    ] {
-        if set {
-            return Err(Error::NotAvailable(key.into()));
-        }
+    if config.metrics.is_some() {
+        return Err(Error::NotAvailable("config key `metrics` (Prometheus metrics)".into()));
     }
     let mut s = settings(&args.common, &config, dir.as_deref())?;
     s.backend = match args.backend.or(config.backend) {
@@ -197,6 +193,12 @@ fn cmd_run(args: &RunArgs) -> Result<(), Error> {
     s.upgrade_every = args.upgrade_every.or(config.upgrade_every);
     s.audit_every = args.audit_every.or(config.audit_every);
     s.profile = args.profile;
+    s.threads = args.threads.or(config.threads);
+    if let Some(n) = s.threads
+        && n.get() > MAX_THREADS
+    {
+        return Err(Error::Usage(format!("--threads {n}: at most {MAX_THREADS}")));
+    }
     let bar = progress_bar(s.transactions, args.common.json);
     bar.set_message(format!("{} {}", s.backend, s.policy));
     let report = run(&s, &mut |done| bar.set_position(done));
@@ -232,6 +234,9 @@ fn print_summary(r: &RunReport) {
         println!("  rejected: {}", kinds.join(", "));
     }
     println!("  blanks {}, recycles {}, instances built {}", r.blanks, r.recycles, r.instances_built);
+    if let (Some(digest), Some(rate)) = (&r.prevalidation_digest, r.prevalidation_tx_per_sec) {
+        println!("  pre-validation: {rate:.0} tx/s, digest {}", &digest[..12]);
+    }
     if r.upgrades > 0 || r.audits > 0 {
         println!("  upgrades {}, audits {}, state leaks {}", r.upgrades, r.audits, r.state_leaks);
     }

@@ -3,8 +3,8 @@
 use crate::workload::{Generator, Ledger, Rng, decode};
 use crate::{Error, backends, rss};
 use executor_core::{
-    ArtifactCache, BackendKind, CacheConfig, CacheOutcome, Driver, DriverConfig, Limits, PersistencePolicy,
-    RejectionKind, SharedState, Verdict, VerdictDigest,
+    ArtifactCache, BackendKind, CacheConfig, CacheOutcome, Driver, DriverConfig, ExecutorPool, Limits,
+    PersistencePolicy, RejectionKind, SharedState, Verdict, VerdictDigest,
 };
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -84,6 +84,8 @@ pub struct RunSettings {
     pub profile: bool,
     /// The compiled-executor cache (`None`: compile every time).
     pub cache: Option<CacheConfig>,
+    /// Pre-validate each block on this many worker threads first.
+    pub threads: Option<std::num::NonZeroUsize>,
 }
 
 /// Where a run's time went (`peer run --profile`), like the measurements
@@ -180,6 +182,13 @@ pub struct RunReport {
     /// Where the time went (with `--profile`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub profile: Option<Profile>,
+    /// With `--threads`: the digest of the pre-validation verdicts (equal
+    /// for every thread count).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prevalidation_digest: Option<String>,
+    /// With `--threads`: pre-validated transactions per second.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prevalidation_tx_per_sec: Option<f64>,
 }
 
 /// Runs the workload; `progress` is told how many transactions are done
@@ -208,13 +217,25 @@ pub fn run_observed(
         audit_every: settings.audit_every,
         timings: settings.profile,
         cache,
+        verdicts_only: false,
     };
     let versions = match settings.upgrade_every {
         Some(_) => Some([settings.executor.variant()?, settings.executor.bytes.clone()]),
         None => None,
     };
+    let driver_config = config.clone();
     let mut driver = Driver::new(host, &settings.executor.bytes, config).map_err(executor_error)?;
     let load = started.elapsed();
+    let mut pool = match settings.threads {
+        Some(n) => {
+            let hosts = (0..n.get())
+                .map(|_| backends::host(settings.backend, settings.limits.clone()))
+                .collect::<Result<_, _>>()?;
+            Some(ExecutorPool::new(hosts, &settings.executor.bytes, &driver_config).map_err(executor_error)?)
+        }
+        None => None,
+    };
+    let (mut pre_digest, mut pre_time, mut block_txs) = (VerdictDigest::new(), Duration::ZERO, Vec::new());
     let (cache, compile) = (driver.stats().cache, driver.stats().compile_time);
 
     let mut rng = Rng::new(settings.seed);
@@ -227,6 +248,10 @@ pub fn run_observed(
     while done < settings.transactions {
         let in_block = settings.block_size.min(settings.transactions - done);
         let block = done / settings.block_size;
+        // Pre-validation judges the block against its starting state: keep
+        // it (copied on the block's first applied transaction).
+        let block_start: Option<SharedState> = pool.is_some().then(|| ledger.clone() as SharedState);
+        block_txs.clear();
         for i in 0..in_block {
             let generating = settings.profile.then(Instant::now);
             let tx = match (&versions, settings.upgrade_every) {
@@ -238,6 +263,9 @@ pub fn run_observed(
             };
             let state: SharedState = ledger.clone();
             workload += generating.map_or(Duration::ZERO, |g| g.elapsed());
+            if pool.is_some() {
+                block_txs.push(tx.clone());
+            }
             let t = Instant::now();
             let verdict = driver.validate(&tx, state).map_err(executor_error)?;
             validation += t.elapsed();
@@ -250,6 +278,13 @@ pub fn run_observed(
                 Arc::make_mut(&mut ledger).apply(&decoded.instruction);
                 workload += applying.map_or(Duration::ZERO, |a| a.elapsed());
             }
+        }
+        if let (Some(pool), Some(state)) = (pool.as_mut(), block_start) {
+            // Measured apart from the in-order validation it would precede.
+            let t = Instant::now();
+            let verdicts = pool.prevalidate(&block_txs, &state).map_err(executor_error)?;
+            pre_time += t.elapsed();
+            verdicts.iter().for_each(|v| pre_digest.push(v));
         }
         done += in_block;
         driver.end_block();
@@ -294,6 +329,8 @@ pub fn run_observed(
         instrument_s: driver.module().instrument_time.as_secs_f64(),
         compile_s: compile.as_secs_f64(),
         cache,
+        prevalidation_digest: pool.as_ref().map(|_| pre_digest.hex()),
+        prevalidation_tx_per_sec: pool.as_ref().map(|p| p.transactions() as f64 / pre_time.as_secs_f64().max(1e-9)),
         instances_built: stats.instances_built,
         peak_rss_bytes: rss::peak_rss_bytes(),
         upgrades: stats.upgrades,

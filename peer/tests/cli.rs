@@ -185,11 +185,32 @@ fn bad_usage_configs_and_executors_exit_2_with_one_error_line() {
 
 #[test]
 fn capabilities_not_built_yet_say_so() {
-    for flag in [&["--threads", "2"][..], &["--metrics", "/tmp/m.prom"]] {
-        let mut args = vec!["run", "--backend", "wasmi"];
-        args.extend_from_slice(flag);
-        usage_error(&args, "not available yet");
+    usage_error(&["run", "--backend", "wasmi", "--metrics", "/tmp/m.prom"], "not available yet");
+}
+
+/// `--threads N` pre-validates every block on N workers against the
+/// block's starting state: the same `prevalidation_digest` for every N
+/// and backend (upgrades judged, not installed), and the in-order run
+/// unchanged by it.
+#[test]
+fn prevalidation_digest_is_the_same_for_every_thread_count() {
+    let mut digests = std::collections::BTreeSet::new();
+    for backend in ["wasmtime", "wasmer", "wasmi"] {
+        let base = ["run", "--backend", backend, "--transactions", "400", "--block-size", "40", "--upgrade-every", "2"];
+        let plain = json(&[&base[..], &["--json"]].concat());
+        assert!(plain.get("prevalidation_digest").is_none(), "only with --threads");
+        for threads in ["1", "2", "3"] {
+            let v = json(&[&base[..], &["--threads", threads, "--json"]].concat());
+            digests.insert(v["prevalidation_digest"].as_str().unwrap().to_string());
+            assert!(v["prevalidation_tx_per_sec"].as_f64().unwrap() > 0.0);
+            for field in ["verdict_digest", "state_digest", "upgrades"] {
+                assert_eq!(v[field], plain[field], "{backend} --threads {threads}: {field} changed");
+            }
+        }
     }
+    assert_eq!(digests.len(), 1, "one pre-validation digest for every backend and thread count: {digests:?}");
+    usage_error(&["run", "--threads", "0"], "--threads");
+    usage_error(&["run", "--threads", "65"], "at most 64");
 }
 
 #[test]

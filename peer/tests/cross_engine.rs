@@ -22,6 +22,7 @@ fn settings(executor: Executor, policy: &str) -> RunSettings {
         audit_every: None,
         profile: false,
         cache: None,
+        threads: None,
     }
 }
 

@@ -1,0 +1,73 @@
+//! Parallel pre-validation: throughput with 2 worker threads ÷ with 1, on
+//! the realistic heavy executor (`executors/bench/sigcheck.wasm`), every
+//! compiled-in backend, interleaved rounds in one process, medians.
+//!
+//! ```sh
+//! cargo run --release -p peer --bin bench-prevalidation [-- --transactions N --rounds R --json]
+//! ```
+//!
+//! Target (issue 11): ≥ 1.6 on a 2-core machine. The digests of the two
+//! thread counts must agree; the bench fails loudly if they do not.
+
+use executor_core::{Limits, PersistencePolicy};
+use peer::backends;
+use peer::run::{Executor, RunSettings, run};
+use std::collections::BTreeMap;
+use std::num::NonZeroUsize;
+
+const SIGCHECK: &[u8] = include_bytes!("../../../executors/bench/sigcheck.wasm");
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    let n = peer::bench::flag("--transactions", 400u64);
+    let rounds = peer::bench::flag("--rounds", 3usize);
+    let json = std::env::args().any(|a| a == "--json");
+    let mut rows = Vec::new();
+    for backend in backends::compiled_in() {
+        let mut rates: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
+        let mut digests = std::collections::BTreeSet::new();
+        for _ in 0..rounds {
+            for threads in [1, 2] {
+                let settings = RunSettings {
+                    backend,
+                    policy: PersistencePolicy::default(),
+                    executor: Executor { name: "sigcheck".into(), bytes: SIGCHECK.to_vec() },
+                    transactions: n,
+                    block_size: 100,
+                    seed: 42,
+                    limits: Limits::default(),
+                    recycle_watermark: None,
+                    upgrade_every: None,
+                    audit_every: None,
+                    profile: false,
+                    cache: None,
+                    threads: NonZeroUsize::new(threads),
+                };
+                let report = run(&settings, &mut |_| {}).unwrap_or_else(|e| panic!("{backend}: {e}"));
+                digests.insert(report.prevalidation_digest.expect("with threads"));
+                rates.entry(threads).or_default().push(report.prevalidation_tx_per_sec.expect("with threads"));
+            }
+        }
+        assert_eq!(digests.len(), 1, "{backend}: pre-validation digests differ between thread counts");
+        let one = median(rates.remove(&1).expect("measured"));
+        let two = median(rates.remove(&2).expect("measured"));
+        rows.push((backend.to_string(), one, two));
+    }
+    if json {
+        let out: Vec<_> = rows
+            .iter()
+            .map(|(b, one, two)| serde_json::json!({"backend": b, "tx_per_sec_1": one, "tx_per_sec_2": two, "speedup": two / one}))
+            .collect();
+        println!("{}", serde_json::to_string(&out).expect("serialises"));
+        return;
+    }
+    println!("pre-validation of the sigcheck executor, {n} transactions, median of {rounds} interleaved rounds:");
+    println!("{:<9} {:>12} {:>12} {:>8}", "backend", "1 thread", "2 threads", "×");
+    for (b, one, two) in rows {
+        println!("{b:<9} {one:>12.0} {two:>12.0} {:>8.2}", two / one);
+    }
+}
