@@ -52,7 +52,7 @@ pub struct Config {
     pub cache: Option<CacheSettings>,
     /// Pre-validation threads (`--threads`).
     pub threads: Option<std::num::NonZeroUsize>,
-    /// Prometheus metrics file (not available yet).
+    /// Prometheus metrics file (`--metrics`), relative to the config file.
     pub metrics: Option<PathBuf>,
 }
 

@@ -10,6 +10,7 @@ pub mod backends;
 pub mod bench;
 pub mod chart;
 pub mod config;
+pub mod metrics;
 pub mod rss;
 pub mod run;
 pub mod workload;
@@ -47,9 +48,6 @@ pub enum Error {
     /// A backend that is not compiled into this build.
     #[error("backend {0} is not compiled in (build peer with `--features {0}`)")]
     NotCompiledIn(executor_core::BackendKind),
-    /// A capability that is not built yet.
-    #[error("{0} is not available yet")]
-    NotAvailable(String),
     /// The executor cannot be loaded (names the feature/export/import), or
     /// the host failed; [`executor_core::Error::is_host_failure`] tells.
     #[error("executor {executor}: {source}")]

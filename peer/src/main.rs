@@ -95,7 +95,7 @@ struct RunArgs {
     /// Time each phase and print where the time went (workload, guest calls, blanks, recycles).
     #[arg(long)]
     profile: bool,
-    /// Write Prometheus metrics to FILE (not available yet).
+    /// Write the run's counters and timings to FILE in the Prometheus text format.
     #[arg(long, value_name = "FILE")]
     metrics: Option<PathBuf>,
 }
@@ -177,13 +177,12 @@ fn progress_bar(total: u64, quiet: bool) -> ProgressBar {
 const MAX_THREADS: usize = 64;
 
 fn cmd_run(args: &RunArgs) -> Result<(), Error> {
-    if args.metrics.is_some() {
-        return Err(Error::NotAvailable("--metrics (Prometheus metrics)".into()));
-    }
     let (config, dir) = load_config(&args.common)?;
-    if config.metrics.is_some() {
-        return Err(Error::NotAvailable("config key `metrics` (Prometheus metrics)".into()));
-    }
+    let metrics = match (&args.metrics, &config.metrics) {
+        (Some(path), _) => Some(path.clone()),
+        (None, Some(path)) => Some(dir.as_deref().map_or_else(|| path.clone(), |d| d.join(path))),
+        (None, None) => None,
+    };
     let mut s = settings(&args.common, &config, dir.as_deref())?;
     s.backend = match args.backend.or(config.backend) {
         Some(b) => b,
@@ -192,7 +191,8 @@ fn cmd_run(args: &RunArgs) -> Result<(), Error> {
     s.policy = args.policy.or(config.policy).unwrap_or_default();
     s.upgrade_every = args.upgrade_every.or(config.upgrade_every);
     s.audit_every = args.audit_every.or(config.audit_every);
-    s.profile = args.profile;
+    // The metrics include where the time went.
+    s.profile = args.profile || metrics.is_some();
     s.threads = args.threads.or(config.threads);
     if let Some(n) = s.threads
         && n.get() > MAX_THREADS
@@ -204,6 +204,9 @@ fn cmd_run(args: &RunArgs) -> Result<(), Error> {
     let report = run(&s, &mut |done| bar.set_position(done));
     bar.finish_and_clear();
     let report = report?;
+    if let Some(path) = &metrics {
+        peer::metrics::write(path, &report)?;
+    }
     if args.common.json {
         println!("{}", serde_json::to_string(&report).expect("report serialises"));
     } else {

@@ -183,9 +183,106 @@ fn bad_usage_configs_and_executors_exit_2_with_one_error_line() {
     usage_error(&["run", "--config", &cfg], "executor_alloc");
 }
 
+/// A metric sample: name, labels, value.
+type Sample = (String, Vec<(String, String)>, f64);
+
+/// Parses Prometheus text exposition format (0.0.4): `# HELP`/`# TYPE`
+/// lines, then samples `name{label="value",...} number`. Returns the
+/// samples as (name, labels, value); panics on anything malformed.
+fn parse_prometheus(text: &str) -> Vec<Sample> {
+    let is_name = |n: &str| {
+        !n.is_empty()
+            && n.chars()
+                .enumerate()
+                .all(|(i, c)| c.is_ascii_alphabetic() || c == '_' || c == ':' || (i > 0 && c.is_ascii_digit()))
+    };
+    let mut typed = std::collections::BTreeMap::new();
+    let mut samples = Vec::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# ") {
+            let mut parts = rest.splitn(3, ' ');
+            let (keyword, name, tail) = (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap_or(""));
+            assert!(is_name(name), "bad metric name in {line:?}");
+            match keyword {
+                "HELP" => assert!(!tail.is_empty(), "empty help: {line:?}"),
+                "TYPE" => {
+                    assert!(["counter", "gauge", "histogram", "summary", "untyped"].contains(&tail), "{line:?}");
+                    assert!(typed.insert(name.to_string(), tail.to_string()).is_none(), "TYPE twice: {line:?}");
+                }
+                _ => panic!("unknown comment {line:?}"),
+            }
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("no value: {line:?}"));
+        let value: f64 = value.parse().unwrap_or_else(|_| panic!("bad value: {line:?}"));
+        let (name, labels) = match series.split_once('{') {
+            Some((name, rest)) => (name, rest.strip_suffix('}').unwrap_or_else(|| panic!("unclosed labels: {line:?}"))),
+            None => (series, ""),
+        };
+        assert!(is_name(name), "bad name: {line:?}");
+        assert!(typed.contains_key(name), "sample before its TYPE: {line:?}");
+        if typed[name] == "counter" {
+            assert!(name.ends_with("_total") && value >= 0.0, "{line:?}");
+        }
+        let labels = labels
+            .split(',')
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                let (k, v) = l.split_once('=').unwrap_or_else(|| panic!("bad label {l:?} in {line:?}"));
+                assert!(is_name(k));
+                let v =
+                    v.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or_else(|| panic!("unquoted {l:?}"));
+                (k.to_string(), v.to_string())
+            })
+            .collect();
+        samples.push((name.to_string(), labels, value));
+    }
+    samples
+}
+
+/// `--metrics FILE` writes Prometheus text that parses and agrees with the
+/// run's JSON.
 #[test]
-fn capabilities_not_built_yet_say_so() {
-    usage_error(&["run", "--backend", "wasmi", "--metrics", "/tmp/m.prom"], "not available yet");
+fn metrics_file_is_prometheus_text_matching_the_run() {
+    let path = std::env::temp_dir().join(format!("peer-metrics-{}.prom", std::process::id()));
+    let p = path.to_str().unwrap();
+    let v = json(&[
+        "run",
+        "--backend",
+        "wasmi",
+        "--executor",
+        "executors/fixtures/hostile.wat",
+        "--transactions",
+        "300",
+        "--metrics",
+        p,
+        "--json",
+    ]);
+    let samples = parse_prometheus(&std::fs::read_to_string(&path).unwrap());
+    let get = |name: &str, extra: &[(&str, &str)]| {
+        samples
+            .iter()
+            .find(|(n, labels, _)| {
+                n == name
+                    && labels.iter().any(|(k, v)| k == "backend" && v == "wasmi")
+                    && extra.iter().all(|(k, v)| labels.iter().any(|(lk, lv)| lk == k && lv == v))
+            })
+            .unwrap_or_else(|| panic!("no sample {name} {extra:?}"))
+            .2
+    };
+    assert_eq!(get("peer_executor_transactions_total", &[]), v["transactions"].as_f64().unwrap());
+    assert_eq!(get("peer_executor_verdicts_total", &[("verdict", "approved")]), v["approved"].as_f64().unwrap());
+    assert_eq!(get("peer_executor_blanks_total", &[]), v["blanks"].as_f64().unwrap());
+    for (kind, n) in v["rejected"].as_object().unwrap() {
+        assert_eq!(
+            get("peer_executor_verdicts_total", &[("verdict", "rejected"), ("kind", kind)]),
+            n.as_f64().unwrap()
+        );
+    }
+    let recycles: f64 = samples.iter().filter(|(n, _, _)| n == "peer_executor_recycles_total").map(|s| s.2).sum();
+    assert_eq!(recycles, v["recycles"].as_f64().unwrap());
+    assert!(get("peer_executor_call_seconds_total", &[]) > 0.0, "timings are included");
+    let _ = std::fs::remove_file(&path);
 }
 
 /// `--threads N` pre-validates every block on N workers against the

@@ -1,0 +1,102 @@
+//! `peer run --metrics FILE`: the run's counters and timings in the
+//! Prometheus text exposition format (version 0.0.4), for a node exporter's
+//! textfile collector or any scraper that reads files. Every sample carries
+//! the `backend` and `policy` labels.
+
+use crate::Error;
+use crate::run::RunReport;
+use std::fmt::Write as _;
+use std::path::Path;
+
+/// Escapes a label value as the format requires.
+fn escape(v: &str) -> String {
+    v.replace('\\', r"\\").replace('"', "\\\"").replace('\n', r"\n")
+}
+
+struct Out {
+    text: String,
+    labels: String,
+}
+
+impl Out {
+    /// One metric family: its help, type, and samples (extra labels, value).
+    fn family(&mut self, name: &str, kind: &str, help: &str, samples: &[(&[(&str, &str)], f64)]) {
+        let _ = writeln!(self.text, "# HELP peer_executor_{name} {help}");
+        let _ = writeln!(self.text, "# TYPE peer_executor_{name} {kind}");
+        for (extra, value) in samples {
+            let mut labels = self.labels.clone();
+            for (k, v) in *extra {
+                let _ = write!(labels, ",{k}=\"{}\"", escape(v));
+            }
+            let _ = writeln!(self.text, "peer_executor_{name}{{{labels}}} {value}");
+        }
+    }
+
+    fn one(&mut self, name: &str, kind: &str, help: &str, value: f64) {
+        self.family(name, kind, help, &[(&[], value)]);
+    }
+}
+
+/// The report as Prometheus text.
+pub fn render(r: &RunReport) -> String {
+    let mut o = Out {
+        text: String::new(),
+        labels: format!("backend=\"{}\",policy=\"{}\"", escape(&r.backend), escape(&r.policy)),
+    };
+    let c = "counter";
+    let g = "gauge";
+    o.one("transactions_total", c, "Transactions validated.", r.transactions as f64);
+    o.one("blocks_total", c, "Blocks ended.", r.blocks as f64);
+    let kinds: Vec<(String, u64)> = r.rejected.iter().map(|(k, n)| (k.to_string(), *n)).collect();
+    let mut verdicts: Vec<(Vec<(&str, &str)>, f64)> =
+        vec![(vec![("verdict", "approved")], r.approved as f64), (vec![("verdict", "denied")], r.denied as f64)];
+    verdicts.extend(kinds.iter().map(|(k, n)| (vec![("verdict", "rejected"), ("kind", k.as_str())], *n as f64)));
+    let verdicts: Vec<(&[(&str, &str)], f64)> = verdicts.iter().map(|(l, v)| (&l[..], *v)).collect();
+    o.family("verdicts_total", c, "Verdicts by outcome and rejection kind.", &verdicts);
+    o.one("blanks_total", c, "Scheduled blanks (restores to the post-init state).", r.blanks as f64);
+    let labels: Vec<[(&str, &str); 1]> = r.recycles_by_cause.keys().map(|k| [("cause", k.as_str())]).collect();
+    let causes: Vec<(&[(&str, &str)], f64)> =
+        labels.iter().zip(r.recycles_by_cause.values()).map(|(l, n)| (&l[..], *n as f64)).collect();
+    o.family("recycles_total", c, "Instances rebuilt, by cause.", &causes);
+    o.one("instances_built_total", c, "Instances built (instantiate + executor_init).", r.instances_built as f64);
+    o.one("upgrades_total", c, "Executor upgrades installed.", r.upgrades as f64);
+    o.one("audits_total", c, "Transactions also validated on a blank instance.", r.audits as f64);
+    o.one("state_leaks_total", c, "Audited transactions whose warm verdict differed.", r.state_leaks as f64);
+    o.one("host_failures_total", c, "Host failures survived by a retry.", r.host_failures as f64);
+    o.one("validation_seconds_total", c, "Time spent validating.", r.elapsed_s);
+    o.one("transactions_per_second", g, "Validation throughput of the run.", r.tx_per_sec);
+    o.one("load_seconds", g, "Loading the executor: checks, compile (or cache), first instance.", r.load_s);
+    o.one("instrument_seconds", g, "Of the load: the instrumentation pass.", r.instrument_s);
+    o.one("compile_seconds", g, "Of the load: the engine's compilation or the cache load.", r.compile_s);
+    let outcome = r.cache.to_string();
+    o.family(
+        "cache_load",
+        g,
+        "1 for how the executor's compiled code was obtained.",
+        &[(&[("outcome", &outcome)], 1.0)],
+    );
+    o.one("peak_rss_bytes", g, "Peak resident memory of the process.", r.peak_rss_bytes as f64);
+    if let Some(p) = &r.profile {
+        o.one("call_seconds_total", c, "Of validation: guest calls.", p.calls_s);
+        o.one("blank_seconds_total", c, "Of validation: scheduled blanks.", p.blanks_s);
+        o.one("recycle_seconds_total", c, "Of validation: rebuilds for recycles.", p.recycles_s);
+        o.one("build_seconds_mean", g, "Mean instance build.", p.build_ms / 1e3);
+        o.one("blank_seconds_mean", g, "Mean scheduled blank.", p.blank_us / 1e6);
+    }
+    if let Some(rate) = r.prevalidation_tx_per_sec {
+        o.one("prevalidation_transactions_per_second", g, "Parallel pre-validation throughput.", rate);
+    }
+    o.text
+}
+
+/// Writes [`render`] to `path` atomically (a temporary file renamed), so a
+/// collector never reads half a file.
+pub fn write(path: &Path, r: &RunReport) -> Result<(), Error> {
+    let err = |e: std::io::Error| Error::Output { path: path.display().to_string(), message: e.to_string() };
+    let temp = path.with_extension(format!("tmp.{}", std::process::id()));
+    std::fs::write(&temp, render(r)).map_err(err)?;
+    std::fs::rename(&temp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&temp);
+        err(e)
+    })
+}
