@@ -297,6 +297,14 @@ impl Driver {
             blocks_ended: 0,
             stats: Stats { cache, compile_time, ..Stats::default() },
         };
+        tracing::info!(
+            backend = %driver.host.kind(),
+            executor = %driver.module.hash_hex(),
+            %cache,
+            compile_ms = compile_time.as_secs_f64() * 1e3,
+            instrument_ms = driver.module.instrument_time.as_secs_f64() * 1e3,
+            "executor loaded"
+        );
         driver.instance = Some(driver.build()?);
         Ok(driver)
     }
@@ -349,6 +357,7 @@ impl Driver {
     ) -> Result<Box<dyn ExecutorInstance>> {
         let started = self.clock();
         let backend = self.host.kind();
+        let _span = tracing::debug_span!("build", %backend, ?mode).entered();
         let limits = self.host.limits().clone();
         let host_failure = |message: String| Error::HostFailure { backend, message };
         let init_failed = |phase: &'static str, env: &mut HostEnv, ended: Option<RejectionKind>, e: CallError| match e {
@@ -452,6 +461,7 @@ impl Driver {
         }
         let started = self.clock();
         self.stats.blanks += 1;
+        tracing::trace!("blank");
         let restored = match self.mode() {
             InstanceMode::Fresh => Ok(Blanked::NeedsRebuild),
             InstanceMode::Reusable => {
@@ -521,6 +531,7 @@ impl Driver {
             Verdict::Denied { .. } => self.stats.denied += 1,
             Verdict::Rejected { rejection } => {
                 *self.stats.rejected.entry(rejection.kind()).or_default() += 1;
+                tracing::debug!(kind = %rejection.kind(), %rejection, "rejected");
                 self.due = Some(rejection.kind().into());
             }
         }
