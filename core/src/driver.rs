@@ -149,6 +149,16 @@ pub struct Stats {
     /// [`DriverConfig::timings`]).
     #[serde(skip)]
     pub call_time: Duration,
+    /// Each instance build's duration (with [`DriverConfig::timings`]).
+    #[serde(skip)]
+    pub build_histogram: crate::Histogram,
+    /// Each scheduled blank's duration (with [`DriverConfig::timings`]).
+    #[serde(skip)]
+    pub blank_histogram: crate::Histogram,
+    /// Each transaction's guest calls' duration (with
+    /// [`DriverConfig::timings`]).
+    #[serde(skip)]
+    pub call_histogram: crate::Histogram,
 }
 
 /// Drives one executor on one backend under one policy.
@@ -324,6 +334,16 @@ impl Driver {
         &self.module
     }
 
+    /// Installs `executor` now, as an approved upgrade transaction does:
+    /// checks, compilation (or the cache), `executor_migrate` against
+    /// `state` on an instance then discarded, a new blank instance; the old
+    /// executor's instances and code are freed. On `Err` the current
+    /// executor stays (a load error of the new one, or a host failure:
+    /// [`Error::is_host_failure`] tells).
+    pub fn upgrade(&mut self, executor: &[u8], state: SharedState) -> Result<()> {
+        self.install(executor, state)
+    }
+
     /// Counters and timings so far.
     pub fn stats(&self) -> &Stats {
         &self.stats
@@ -406,7 +426,11 @@ impl Driver {
             instance.mark_blank().map_err(|e| host_failure(format!("blank-state snapshot failed: {e:?}")))?;
         }
         self.stats.instances_built += 1;
-        self.stats.build_time += elapsed(started);
+        if let Some(started) = started {
+            let took = started.elapsed();
+            self.stats.build_time += took;
+            self.stats.build_histogram.record(took);
+        }
         Ok(instance)
     }
 
@@ -481,7 +505,11 @@ impl Driver {
                 self.rebuild()?;
             }
         }
-        self.stats.blank_time += elapsed(started);
+        if let Some(started) = started {
+            let took = started.elapsed();
+            self.stats.blank_time += took;
+            self.stats.blank_histogram.record(took);
+        }
         Ok(())
     }
 
@@ -516,7 +544,7 @@ impl Driver {
             && !self.config.verdicts_only
             && let Some(executor) = abi::upgrade_executor(tx)
         {
-            match self.upgrade(executor, state) {
+            match self.install(executor, state) {
                 Ok(()) => upgraded = true,
                 Err(e) if e.is_host_failure() => return Err(e),
                 Err(e) => {
@@ -552,7 +580,11 @@ impl Driver {
             Some(instance) => Self::attempt(instance.as_mut(), self.host.limits(), tx, state, &mut self.stats),
             None => Err(HostFailed("no instance".into())),
         };
-        self.stats.call_time += elapsed(started);
+        if let Some(started) = started {
+            let took = started.elapsed();
+            self.stats.call_time += took;
+            self.stats.call_histogram.record(took);
+        }
         if result.is_err() {
             // Never reuse a poisoned instance.
             self.instance = None;
@@ -626,7 +658,7 @@ impl Driver {
     /// discarded, and a new blank instance. `Err` leaves the old executor
     /// in place: a load error means `rejected(upgrade_failed)`, a host
     /// failure goes to the embedder.
-    fn upgrade(&mut self, executor: &[u8], state: SharedState) -> Result<()> {
+    fn install(&mut self, executor: &[u8], state: SharedState) -> Result<()> {
         let crate::cache::Loaded { module, compiled, outcome: cache, compile_time } =
             crate::cache::load(&*self.host, executor, self.config.cache.as_deref())?;
         if module.info.has_migrate {

@@ -12,6 +12,7 @@ pub mod backend;
 pub mod cache;
 pub mod driver;
 mod error;
+pub mod histogram;
 pub mod host;
 pub mod instrument;
 pub mod limits;
@@ -27,6 +28,7 @@ pub use backend::{
 pub use cache::{ArtifactCache, CacheConfig, CacheOutcome};
 pub use driver::{Driver, DriverConfig, RecycleCause, Stats};
 pub use error::{Error, Result};
+pub use histogram::Histogram;
 pub use host::{Aborted, HostEnv, Phase, SharedState, StateView};
 pub use limits::{Limits, ModuleLimits};
 pub use module::PreparedModule;

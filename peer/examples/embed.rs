@@ -25,10 +25,21 @@ fn embed(host: Arc<dyn ExecutorHost>) -> Result<(), executor_core::Error> {
     };
     assert_eq!(executor.validate(&transfer(7, 60), state.clone())?, Verdict::Approved);
     assert!(matches!(executor.validate(&transfer(9, 60), state.clone())?, Verdict::Denied { .. }));
-    assert!(matches!(executor.validate(&transfer(7, 500), state)?, Verdict::Denied { .. }));
+    assert!(matches!(executor.validate(&transfer(7, 500), state.clone())?, Verdict::Denied { .. }));
     executor.end_block();
+    // A new executor version (here the same bytes): loaded, migrated, then served.
+    executor.upgrade(peer::DEFAULT_EXECUTOR, state.clone())?;
+    assert_eq!(executor.validate(&transfer(7, 60), state)?, Verdict::Approved);
     let s = executor.stats();
-    println!("{}: {} approved, {} denied, {} blanks", executor.backend(), s.approved, s.denied, s.blanks);
+    println!(
+        "{}: {} approved, {} denied, {} blanks, {} upgrade",
+        executor.backend(),
+        s.approved,
+        s.denied,
+        s.blanks,
+        s.upgrades
+    );
+    assert_eq!(s.upgrades, 1);
     Ok(())
 }
 

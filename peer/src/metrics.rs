@@ -32,6 +32,20 @@ impl Out {
         }
     }
 
+    /// A histogram family: cumulative `_bucket{le}` samples, `_sum`,
+    /// `_count`.
+    fn histogram(&mut self, name: &str, help: &str, h: &executor_core::Histogram) {
+        let _ = writeln!(self.text, "# HELP peer_executor_{name} {help}");
+        let _ = writeln!(self.text, "# TYPE peer_executor_{name} histogram");
+        let labels = &self.labels;
+        for (bound, n) in h.cumulative() {
+            let le = if bound.is_infinite() { "+Inf".to_string() } else { format!("{bound:e}") };
+            let _ = writeln!(self.text, "peer_executor_{name}_bucket{{{labels},le=\"{le}\"}} {n}");
+        }
+        let _ = writeln!(self.text, "peer_executor_{name}_sum{{{labels}}} {}", h.sum().as_secs_f64());
+        let _ = writeln!(self.text, "peer_executor_{name}_count{{{labels}}} {}", h.count());
+    }
+
     fn one(&mut self, name: &str, kind: &str, help: &str, value: f64) {
         self.family(name, kind, help, &[(&[], value)]);
     }
@@ -77,11 +91,15 @@ pub fn render(r: &RunReport) -> String {
     );
     o.one("peak_rss_bytes", g, "Peak resident memory of the process.", r.peak_rss_bytes as f64);
     if let Some(p) = &r.profile {
-        o.one("call_seconds_total", c, "Of validation: guest calls.", p.calls_s);
-        o.one("blank_seconds_total", c, "Of validation: scheduled blanks.", p.blanks_s);
         o.one("recycle_seconds_total", c, "Of validation: rebuilds for recycles.", p.recycles_s);
-        o.one("build_seconds_mean", g, "Mean instance build.", p.build_ms / 1e3);
-        o.one("blank_seconds_mean", g, "Mean scheduled blank.", p.blank_us / 1e6);
+    }
+    for (what, h) in r.histograms.iter().flatten() {
+        let help = match *what {
+            "build" => "Instance builds: instantiate, start, executor_init, snapshot.",
+            "blank" => "Scheduled blanks (restores, or rebuilds where a restore cannot).",
+            _ => "Guest calls of one transaction (executor_alloc, payload copy, executor_validate).",
+        };
+        o.histogram(&format!("{what}_duration_seconds"), help, h);
     }
     if let Some(rate) = r.prevalidation_tx_per_sec {
         o.one("prevalidation_transactions_per_second", g, "Parallel pre-validation throughput.", rate);

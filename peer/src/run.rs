@@ -182,6 +182,10 @@ pub struct RunReport {
     /// Where the time went (with `--profile`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub profile: Option<Profile>,
+    /// With `--profile` (or `--metrics`): instance build, blank and call
+    /// durations (for `--metrics`; not in the JSON).
+    #[serde(skip)]
+    pub histograms: Option<[(&'static str, executor_core::Histogram); 3]>,
     /// With `--threads`: the digest of the pre-validation verdicts (equal
     /// for every thread count).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -329,6 +333,13 @@ pub fn run_observed(
         instrument_s: driver.module().instrument_time.as_secs_f64(),
         compile_s: compile.as_secs_f64(),
         cache,
+        histograms: settings.profile.then(|| {
+            [
+                ("build", stats.build_histogram.clone()),
+                ("blank", stats.blank_histogram.clone()),
+                ("call", stats.call_histogram.clone()),
+            ]
+        }),
         prevalidation_digest: pool.as_ref().map(|_| pre_digest.hex()),
         prevalidation_tx_per_sec: pool.as_ref().map(|p| p.transactions() as f64 / pre_time.as_secs_f64().max(1e-9)),
         instances_built: stats.instances_built,

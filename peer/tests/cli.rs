@@ -220,8 +220,16 @@ fn parse_prometheus(text: &str) -> Vec<Sample> {
             None => (series, ""),
         };
         assert!(is_name(name), "bad name: {line:?}");
-        assert!(typed.contains_key(name), "sample before its TYPE: {line:?}");
-        if typed[name] == "counter" {
+        // A histogram's samples are its family's name plus a suffix.
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|suffix| name.strip_suffix(suffix).filter(|f| typed.get(*f).is_some_and(|t| t == "histogram")))
+            .unwrap_or(name);
+        assert!(typed.contains_key(family), "sample before its TYPE: {line:?}");
+        if name.ends_with("_bucket") && family != name {
+            assert!(labels.contains("le=\""), "a bucket without le: {line:?}");
+        }
+        if typed[family] == "counter" {
             assert!(name.ends_with("_total") && value >= 0.0, "{line:?}");
         }
         let labels = labels
@@ -281,7 +289,13 @@ fn metrics_file_is_prometheus_text_matching_the_run() {
     }
     let recycles: f64 = samples.iter().filter(|(n, _, _)| n == "peer_executor_recycles_total").map(|s| s.2).sum();
     assert_eq!(recycles, v["recycles"].as_f64().unwrap());
-    assert!(get("peer_executor_call_seconds_total", &[]) > 0.0, "timings are included");
+    assert_eq!(get("peer_executor_call_duration_seconds_count", &[]), v["transactions"].as_f64().unwrap());
+    assert_eq!(
+        get("peer_executor_call_duration_seconds_bucket", &[("le", "+Inf")]),
+        v["transactions"].as_f64().unwrap()
+    );
+    assert_eq!(get("peer_executor_build_duration_seconds_count", &[]), v["instances_built"].as_f64().unwrap());
+    assert!(get("peer_executor_blank_duration_seconds_sum", &[]) > 0.0);
     let _ = std::fs::remove_file(&path);
 }
 
