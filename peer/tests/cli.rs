@@ -110,18 +110,12 @@ fn seeds_change_the_workload_and_runs_repeat() {
     assert_ne!(a["state_digest"], c["state_digest"]);
 }
 
+/// `peer run` of the hostile fixture on wasmi (the fastest to start).
+const HOSTILE_ON_WASMI: &[&str] = &["run", "--backend", "wasmi", "--executor", "executors/fixtures/hostile.wat"];
+
 #[test]
 fn hostile_executor_is_survived_and_counted() {
-    let v = json(&[
-        "run",
-        "--backend",
-        "wasmi",
-        "--executor",
-        "executors/fixtures/hostile.wat",
-        "--transactions",
-        "200",
-        "--json",
-    ]);
+    let v = json(&[HOSTILE_ON_WASMI, &["--transactions", "200", "--json"]].concat());
     let rejected: u64 = v["rejected"].as_object().unwrap().values().map(|n| n.as_u64().unwrap()).sum();
     assert!(rejected > 0);
     // One recycle per rejection, done lazily: the last one only if another
@@ -254,18 +248,7 @@ fn parse_prometheus(text: &str) -> Vec<Sample> {
 fn metrics_file_is_prometheus_text_matching_the_run() {
     let path = std::env::temp_dir().join(format!("peer-metrics-{}.prom", std::process::id()));
     let p = path.to_str().unwrap();
-    let v = json(&[
-        "run",
-        "--backend",
-        "wasmi",
-        "--executor",
-        "executors/fixtures/hostile.wat",
-        "--transactions",
-        "300",
-        "--metrics",
-        p,
-        "--json",
-    ]);
+    let v = json(&[HOSTILE_ON_WASMI, &["--transactions", "300", "--metrics", p, "--json"]].concat());
     let samples = parse_prometheus(&std::fs::read_to_string(&path).unwrap());
     let get = |name: &str, extra: &[(&str, &str)]| {
         samples
