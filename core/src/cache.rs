@@ -6,10 +6,10 @@
 //! wasmi compiles from bytes and reports the cache as `off`.
 //!
 //! **Nothing kept here can change a verdict**: an entry is found only by a
-//! key over everything the compiled code depends on (the instrumented
-//! module — so the executor's bytes, the instrumentation version, its cost
-//! table and the limits baked into it —, the limits, the backend, its
-//! engine's version and configuration, the ABI feature set); a cached
+//! key over everything the prepared module and its compiled code depend on
+//! (the executor's bytes, the instrumentation version and with it the cost
+//! table, the limits, the backend, its engine's version and configuration,
+//! the ABI feature set); a cached
 //! module behaves exactly as a freshly compiled one, which the conformance
 //! suite checks on every serialising backend.
 //!
@@ -346,11 +346,9 @@ pub struct Loaded {
 /// that the engine refuses is deleted and the executor recompiled. Load
 /// errors of the executor itself surface as from [`crate::module::prepare`].
 pub fn load(host: &dyn ExecutorHost, executor: &[u8], cache: Option<&ArtifactCache>) -> Result<Loaded> {
+    let prepare = || crate::module::prepare(executor, host.limits()).map(Arc::new);
     let Some((cache, key)) = cache.and_then(|c| Some((c, CacheKey::of(host, executor)?))) else {
-        let module = Arc::new(crate::module::prepare(executor, host.limits())?);
-        let started = Instant::now();
-        let compiled = host.compile(&module)?;
-        return Ok(Loaded { module, compiled, outcome: CacheOutcome::Off, compile_time: started.elapsed() });
+        return compile(host, prepare()?);
     };
     let started = Instant::now();
     if let Some(entry) = cache.get(&key) {
@@ -379,20 +377,24 @@ pub fn load(host: &dyn ExecutorHost, executor: &[u8], cache: Option<&ArtifactCac
         }
         cache.remove(&key);
     }
-    let module = Arc::new(crate::module::prepare(executor, host.limits())?);
-    let started = Instant::now();
-    let compiled = host.compile(&module)?;
-    let compile_time = started.elapsed();
-    match compiled.serialize() {
+    let loaded = compile(host, prepare()?)?;
+    match loaded.compiled.serialize() {
         Some(Ok(artifact)) => {
-            if let Err(e) = cache.put(&key, &encode(&module, &artifact)) {
+            if let Err(e) = cache.put(&key, &encode(&loaded.module, &artifact)) {
                 tracing::warn!(dir = %cache.dir.display(), error = %e, "cannot store a compiled executor in the cache");
             }
         }
         Some(Err(e)) => tracing::warn!(error = %e, "cannot serialise a compiled executor"),
         None => {}
     }
-    Ok(Loaded { module, compiled, outcome: CacheOutcome::Miss, compile_time })
+    Ok(Loaded { outcome: CacheOutcome::Miss, ..loaded })
+}
+
+/// Compiles an already prepared module, timed, without the cache (`Off`).
+pub fn compile(host: &dyn ExecutorHost, module: Arc<PreparedModule>) -> Result<Loaded> {
+    let started = Instant::now();
+    let compiled = host.compile(&module)?;
+    Ok(Loaded { module, compiled, outcome: CacheOutcome::Off, compile_time: started.elapsed() })
 }
 
 /// An entry's payload: the prepared module's length, the module

@@ -130,33 +130,24 @@ pub struct Stats {
     /// Time the current executor's compilation (or cache load) took.
     #[serde(skip)]
     pub compile_time: Duration,
-    /// Time spent building instances (with [`DriverConfig::timings`]).
+    /// Instance builds (with [`DriverConfig::timings`]): each one's
+    /// duration; its `sum()` is the time spent building.
     #[serde(skip)]
-    pub build_time: Duration,
-    /// Of it: instantiating (memory, data segments, tables); the rest is
-    /// `start`, `executor_init` and the blank-state snapshot.
+    pub build_histogram: crate::Histogram,
+    /// Of the builds' time: instantiating (memory, data segments, tables);
+    /// the rest is `start`, `executor_init` and the blank-state snapshot.
     #[serde(skip)]
     pub instantiate_time: Duration,
-    /// Time spent in scheduled blanks, restores and rebuilds (with
-    /// [`DriverConfig::timings`]).
+    /// Scheduled blanks, restores and rebuilds (with
+    /// [`DriverConfig::timings`]): each one's duration.
     #[serde(skip)]
-    pub blank_time: Duration,
+    pub blank_histogram: crate::Histogram,
     /// Time spent rebuilding instances for recycles (with
     /// [`DriverConfig::timings`]).
     #[serde(skip)]
     pub recycle_time: Duration,
-    /// Time spent in guest calls of transactions (with
-    /// [`DriverConfig::timings`]).
-    #[serde(skip)]
-    pub call_time: Duration,
-    /// Each instance build's duration (with [`DriverConfig::timings`]).
-    #[serde(skip)]
-    pub build_histogram: crate::Histogram,
-    /// Each scheduled blank's duration (with [`DriverConfig::timings`]).
-    #[serde(skip)]
-    pub blank_histogram: crate::Histogram,
-    /// Each transaction's guest calls' duration (with
-    /// [`DriverConfig::timings`]).
+    /// Guest calls of each transaction (with [`DriverConfig::timings`]):
+    /// each one's duration.
     #[serde(skip)]
     pub call_histogram: crate::Histogram,
 }
@@ -283,14 +274,8 @@ impl Driver {
         module: Arc<PreparedModule>,
         config: DriverConfig,
     ) -> Result<Self> {
-        let started = Instant::now();
-        let compiled = host.compile(&module)?;
-        let outcome = crate::CacheOutcome::Off;
-        Self::from_loaded(
-            host,
-            crate::cache::Loaded { module, compiled, outcome, compile_time: started.elapsed() },
-            config,
-        )
+        let loaded = crate::cache::compile(&*host, module)?;
+        Self::from_loaded(host, loaded, config)
     }
 
     fn from_loaded(host: Arc<dyn ExecutorHost>, loaded: crate::cache::Loaded, config: DriverConfig) -> Result<Self> {
@@ -426,11 +411,7 @@ impl Driver {
             instance.mark_blank().map_err(|e| host_failure(format!("blank-state snapshot failed: {e:?}")))?;
         }
         self.stats.instances_built += 1;
-        if let Some(started) = started {
-            let took = started.elapsed();
-            self.stats.build_time += took;
-            self.stats.build_histogram.record(took);
-        }
+        self.stats.build_histogram.record_since(started);
         Ok(instance)
     }
 
@@ -505,11 +486,7 @@ impl Driver {
                 self.rebuild()?;
             }
         }
-        if let Some(started) = started {
-            let took = started.elapsed();
-            self.stats.blank_time += took;
-            self.stats.blank_histogram.record(took);
-        }
+        self.stats.blank_histogram.record_since(started);
         Ok(())
     }
 
@@ -580,11 +557,7 @@ impl Driver {
             Some(instance) => Self::attempt(instance.as_mut(), self.host.limits(), tx, state, &mut self.stats),
             None => Err(HostFailed("no instance".into())),
         };
-        if let Some(started) = started {
-            let took = started.elapsed();
-            self.stats.call_time += took;
-            self.stats.call_histogram.record(took);
-        }
+        self.stats.call_histogram.record_since(started);
         if result.is_err() {
             // Never reuse a poisoned instance.
             self.instance = None;

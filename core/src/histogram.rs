@@ -3,7 +3,7 @@
 //! it. Power-of-two buckets of nanoseconds: fixed size, no allocation, one
 //! `leading_zeros` per sample.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Buckets: durations up to 2^(FIRST + i) ns; the last one also takes
 /// everything longer (Prometheus' `+Inf`).
@@ -27,6 +27,14 @@ impl Histogram {
         let i = (k.saturating_sub(FIRST) as usize).min(BUCKETS - 1);
         self.counts[i] += 1;
         self.sum += d;
+    }
+
+    /// Records the time since `started`; `None` (not timing) records
+    /// nothing.
+    pub fn record_since(&mut self, started: Option<Instant>) {
+        if let Some(started) = started {
+            self.record(started.elapsed());
+        }
     }
 
     /// Durations recorded.

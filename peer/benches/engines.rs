@@ -37,14 +37,8 @@ use std::time::{Duration, Instant};
 const EMPTY: &str = include_str!("../../executors/bench/empty.wat");
 
 /// Every compiled-in backend with its host under the default limits.
-fn hosts() -> Vec<(String, Arc<dyn ExecutorHost>)> {
-    backends::compiled_in()
-        .into_iter()
-        .map(|kind| {
-            let host = backends::host(kind, Limits::default()).unwrap_or_else(|e| panic!("{kind}: {e}"));
-            (kind.to_string(), host)
-        })
-        .collect()
+fn hosts() -> Vec<(&'static str, Arc<dyn ExecutorHost>)> {
+    backends::factories().into_iter().map(|(name, make)| (name, make(Limits::default()))).collect()
 }
 
 fn prepare(host: &dyn ExecutorHost, executor: &[u8]) -> (PreparedModule, Arc<dyn CompiledExecutor>) {
@@ -113,7 +107,7 @@ fn compile(c: &mut Criterion) {
     let mut group = c.benchmark_group("compile");
     group.sample_size(10);
     for (name, host) in hosts() {
-        group.bench_function(&name, |b| b.iter(|| black_box(prepare(&*host, peer::DEFAULT_EXECUTOR))));
+        group.bench_function(name, |b| b.iter(|| black_box(prepare(&*host, peer::DEFAULT_EXECUTOR))));
     }
     group.finish();
 }
@@ -122,7 +116,7 @@ fn instantiate(c: &mut Criterion) {
     let mut group = c.benchmark_group("instantiate");
     for (name, host) in hosts() {
         let (prepared, compiled) = prepare(&*host, peer::DEFAULT_EXECUTOR);
-        group.bench_function(&name, |b| {
+        group.bench_function(name, |b| {
             b.iter(|| {
                 let env = HostEnv::new(host.limits(), prepared.info.layout);
                 black_box(compiled.instantiate(env, InstanceMode::Reusable).expect("instantiates"))
@@ -133,7 +127,7 @@ fn instantiate(c: &mut Criterion) {
     let mut group = c.benchmark_group("instantiate_init");
     for (name, host) in hosts() {
         let (prepared, compiled) = prepare(&*host, peer::DEFAULT_EXECUTOR);
-        group.bench_function(&name, |b| b.iter(|| black_box(build(&*host, &prepared, &compiled))));
+        group.bench_function(name, |b| b.iter(|| black_box(build(&*host, &prepared, &compiled))));
     }
     group.finish();
 }
@@ -144,7 +138,7 @@ fn warm_call(c: &mut Criterion) {
         let config = DriverConfig { policy: PersistencePolicy::UntilCrash, ..Default::default() };
         let mut driver = Driver::new(host, EMPTY.as_bytes(), config).expect("loads");
         let state: SharedState = Arc::new(BTreeMap::<Vec<u8>, Vec<u8>>::new());
-        group.bench_function(&name, |b| {
+        group.bench_function(name, |b| {
             b.iter(|| black_box(driver.validate(&[1], state.clone()).expect("no host failure")))
         });
     }
@@ -172,7 +166,7 @@ fn blank(c: &mut Criterion) {
     for (name, host) in hosts() {
         for pages in [1, 4, 16, 64, 256] {
             let executor = dirtying(pages, 4);
-            group.bench_with_input(BenchmarkId::new(&name, pages), &executor, |b, executor| {
+            group.bench_with_input(BenchmarkId::new(name, pages), &executor, |b, executor| {
                 b.iter_custom(|iters| time_blanks(&*host, executor, iters))
             });
         }
@@ -182,7 +176,7 @@ fn blank(c: &mut Criterion) {
     for (name, host) in hosts() {
         for mib in [1, 4, 16, 64] {
             let executor = dirtying(4, mib);
-            group.bench_with_input(BenchmarkId::new(&name, format!("{mib}MiB")), &executor, |b, executor| {
+            group.bench_with_input(BenchmarkId::new(name, format!("{mib}MiB")), &executor, |b, executor| {
                 b.iter_custom(|iters| time_blanks(&*host, executor, iters))
             });
         }

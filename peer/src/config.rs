@@ -75,6 +75,12 @@ fn yes() -> bool {
     true
 }
 
+/// A path from the config file, resolved against the file's directory
+/// (`None`: no file was read; the path stands as given).
+pub fn relative_to(config_dir: Option<&Path>, path: &Path) -> PathBuf {
+    config_dir.map_or_else(|| path.to_path_buf(), |d| d.join(path))
+}
+
 impl Config {
     /// Reads `path`. A missing file is an error only when `required` (it
     /// was named with `--config`); otherwise the built-in defaults apply.
@@ -108,7 +114,7 @@ impl Config {
     pub fn cache(&self, config_dir: Option<&Path>) -> Option<CacheConfig> {
         let c = self.cache.as_ref().filter(|c| c.enabled)?;
         Some(CacheConfig {
-            dir: config_dir.map_or_else(|| c.dir.clone(), |d| d.join(&c.dir)),
+            dir: relative_to(config_dir, &c.dir),
             max_bytes: c.max_bytes.unwrap_or(executor_core::cache::DEFAULT_MAX_BYTES),
         })
     }

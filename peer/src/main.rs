@@ -126,7 +126,7 @@ fn settings(common: &Common, config: &Config, config_dir: Option<&Path>) -> Resu
     }
     let executor = match (&common.executor, &config.executor) {
         (Some(path), _) => Executor::from_file(path)?,
-        (None, Some(path)) => Executor::from_file(&config_dir.map_or_else(|| path.clone(), |d| d.join(path)))?,
+        (None, Some(path)) => Executor::from_file(&config::relative_to(config_dir, path))?,
         (None, None) => Executor::default_executor(),
     };
     Ok(RunSettings {
@@ -180,7 +180,7 @@ fn cmd_run(args: &RunArgs) -> Result<(), Error> {
     let (config, dir) = load_config(&args.common)?;
     let metrics = match (&args.metrics, &config.metrics) {
         (Some(path), _) => Some(path.clone()),
-        (None, Some(path)) => Some(dir.as_deref().map_or_else(|| path.clone(), |d| d.join(path))),
+        (None, Some(path)) => Some(config::relative_to(dir.as_deref(), path)),
         (None, None) => None,
     };
     let mut s = settings(&args.common, &config, dir.as_deref())?;

@@ -303,14 +303,14 @@ pub fn run_observed(
     let profile = settings.profile.then(|| Profile {
         workload_s: workload.as_secs_f64(),
         validation_s: secs,
-        calls_s: stats.call_time.as_secs_f64(),
-        blanks_s: stats.blank_time.as_secs_f64(),
+        calls_s: stats.call_histogram.sum().as_secs_f64(),
+        blanks_s: stats.blank_histogram.sum().as_secs_f64(),
         recycles_s: stats.recycle_time.as_secs_f64(),
-        build_ms: per(stats.build_time, stats.instances_built, 1e3),
+        build_ms: per(stats.build_histogram.sum(), stats.instances_built, 1e3),
         instantiate_ms: per(stats.instantiate_time, stats.instances_built, 1e3),
-        init_ms: per(stats.build_time.saturating_sub(stats.instantiate_time), stats.instances_built, 1e3),
-        blank_us: per(stats.blank_time, stats.blanks, 1e6),
-        call_us: per(stats.call_time, stats.transactions, 1e6),
+        init_ms: per(stats.build_histogram.sum().saturating_sub(stats.instantiate_time), stats.instances_built, 1e3),
+        blank_us: per(stats.blank_histogram.sum(), stats.blanks, 1e6),
+        call_us: per(stats.call_histogram.sum(), stats.transactions, 1e6),
     });
     Ok(RunReport {
         backend: settings.backend.to_string(),
@@ -378,10 +378,7 @@ pub fn load_times(
     use executor_core::cache;
     let host = backends::host(backend, limits.clone())?;
     let executor_error = |source| Error::Executor { executor: executor.name.clone(), source };
-    let median = |mut v: Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
+    let median = crate::bench::median;
     let (mut cold, mut prepare) = (Vec::new(), Vec::new());
     for _ in 0..rounds.max(1) {
         let started = Instant::now();

@@ -21,6 +21,7 @@
 
 use executor_core::{BackendKind, Driver, DriverConfig, Limits, PersistencePolicy, SharedState};
 use peer::backends;
+use peer::bench::median;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -83,12 +84,7 @@ fn measure(kind: Subject, executor: &[u8], policy: PersistencePolicy, n: u32) ->
     let elapsed = started.elapsed();
     let s = driver.stats();
     let builds = (s.instances_built - before.instances_built).max(1) as u32;
-    Measure { per_tx: elapsed / n, per_build: (s.build_time - before.build_time) / builds }
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
+    Measure { per_tx: elapsed / n, per_build: (s.build_histogram.sum() - before.build_histogram.sum()) / builds }
 }
 
 fn main() {

@@ -67,17 +67,13 @@ fn main() {
                 rates.0.push(n as f64 / on.as_secs_f64());
                 rates.1.push(n as f64 / off.as_secs_f64());
             }
-            let median = |v: &mut Vec<f64>| {
-                v.sort_by(f64::total_cmp);
-                v[v.len() / 2]
-            };
             println!(
                 "{:<10} {:<12} {:>14.0} {:>14.0} {:>8.3} {:>14.3}",
                 kind.to_string(),
                 policy.to_string(),
-                median(&mut rates.0),
-                median(&mut rates.1),
-                median(&mut ratios),
+                peer::bench::median(rates.0),
+                peer::bench::median(rates.1),
+                peer::bench::median(ratios),
                 drivers[0].1.instrument_time.as_secs_f64() * 1e3,
             );
         }

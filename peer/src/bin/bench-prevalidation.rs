@@ -11,16 +11,12 @@
 
 use executor_core::{Limits, PersistencePolicy};
 use peer::backends;
+use peer::bench::median;
 use peer::run::{Executor, RunSettings, run};
 use std::collections::BTreeMap;
 use std::num::NonZeroUsize;
 
 const SIGCHECK: &[u8] = include_bytes!("../../../executors/bench/sigcheck.wasm");
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
 
 fn main() {
     let n = peer::bench::flag("--transactions", 400u64);
