@@ -28,8 +28,8 @@
 use executor_core::instrument::{Layout, engine_stack_bytes};
 use executor_core::snapshot::{ImageCache, MemoryImage, Restore};
 use executor_core::{
-    BackendKind, Blanked, CallError, CompiledExecutor, Error, ExecutorHost, ExecutorInstance, Export, HostEnv,
-    InstanceMode, Limits, PreparedModule, Result, Trap, TrapCode, host,
+    BackendKind, Blanked, CallError, CompiledExecutor, Error, ExecutorHost, ExecutorInstance, Export, GlobalValue,
+    HostEnv, InstanceMode, Limits, PreparedModule, Result, Trap, TrapCode, host,
 };
 use std::ptr::NonNull;
 use std::sync::Arc;
@@ -448,6 +448,44 @@ impl ExecutorInstance for WasmerInstance {
 
     fn memory_size(&mut self) -> u64 {
         self.memory.view(&self.store).data_size()
+    }
+
+    fn global_values(&mut self) -> Result<Option<Vec<GlobalValue>>, CallError> {
+        Ok(self
+            .globals
+            .iter()
+            .map(|g| match g.get(&mut self.store) {
+                Value::I32(v) => Some(GlobalValue::I32(v)),
+                Value::I64(v) => Some(GlobalValue::I64(v)),
+                Value::F32(v) => Some(GlobalValue::F32(v.to_bits())),
+                Value::F64(v) => Some(GlobalValue::F64(v.to_bits())),
+                _ => None,
+            })
+            .collect())
+    }
+
+    fn set_global_values(&mut self, values: &[GlobalValue]) -> Result<(), CallError> {
+        if values.len() != self.globals.len() {
+            return Err(CallError::Host(format!("{} global values for {} globals", values.len(), self.globals.len())));
+        }
+        for (g, v) in self.globals.iter().zip(values) {
+            let v = match *v {
+                GlobalValue::I32(v) => Value::I32(v),
+                GlobalValue::I64(v) => Value::I64(v),
+                GlobalValue::F32(v) => Value::F32(f32::from_bits(v)),
+                GlobalValue::F64(v) => Value::F64(f64::from_bits(v)),
+            };
+            g.set(&mut self.store, v).map_err(|e| CallError::Host(format!("wasmer global: {e}")))?;
+        }
+        Ok(())
+    }
+
+    fn grow_memory(&mut self, pages: u64) -> Result<(), CallError> {
+        let pages = u32::try_from(pages).map_err(|_| CallError::Host(format!("cannot grow by {pages} pages")))?;
+        self.memory
+            .grow(&mut self.store, Pages(pages))
+            .map(drop)
+            .map_err(|e| CallError::Host(format!("wasmer grow: {e}")))
     }
 }
 

@@ -41,8 +41,8 @@
 use executor_core::instrument::engine_stack_bytes;
 use executor_core::snapshot::{ImageCache, MemoryImage, Restore};
 use executor_core::{
-    BackendKind, Blanked, CallError, CompiledExecutor, Error, ExecutorHost, ExecutorInstance, Export, HostEnv,
-    InstanceMode, Limits, PreparedModule, Result, Trap, TrapCode, host,
+    BackendKind, Blanked, CallError, CompiledExecutor, Error, ExecutorHost, ExecutorInstance, Export, GlobalValue,
+    HostEnv, InstanceMode, Limits, PreparedModule, Result, Trap, TrapCode, host,
 };
 use std::sync::{Arc, OnceLock};
 use wasmtime::{
@@ -490,5 +490,39 @@ impl ExecutorInstance for WasmtimeInstance {
 
     fn memory_size(&mut self) -> u64 {
         self.memory.data_size(&self.store) as u64
+    }
+
+    fn global_values(&mut self) -> Result<Option<Vec<GlobalValue>>, CallError> {
+        Ok(self
+            .globals
+            .iter()
+            .map(|g| match g.get(&mut self.store) {
+                Val::I32(v) => Some(GlobalValue::I32(v)),
+                Val::I64(v) => Some(GlobalValue::I64(v)),
+                Val::F32(v) => Some(GlobalValue::F32(v)),
+                Val::F64(v) => Some(GlobalValue::F64(v)),
+                _ => None,
+            })
+            .collect())
+    }
+
+    fn set_global_values(&mut self, values: &[GlobalValue]) -> Result<(), CallError> {
+        if values.len() != self.globals.len() {
+            return Err(CallError::Host(format!("{} global values for {} globals", values.len(), self.globals.len())));
+        }
+        for (g, v) in self.globals.iter().zip(values) {
+            let v = match *v {
+                GlobalValue::I32(v) => Val::I32(v),
+                GlobalValue::I64(v) => Val::I64(v),
+                GlobalValue::F32(v) => Val::F32(v),
+                GlobalValue::F64(v) => Val::F64(v),
+            };
+            g.set(&mut self.store, v).map_err(|e| CallError::Host(format!("wasmtime global: {e:#}")))?;
+        }
+        Ok(())
+    }
+
+    fn grow_memory(&mut self, pages: u64) -> Result<(), CallError> {
+        self.memory.grow(&mut self.store, pages).map(drop).map_err(|e| CallError::Host(format!("wasmtime grow: {e:#}")))
     }
 }

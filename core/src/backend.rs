@@ -132,6 +132,21 @@ pub enum Blanked {
     NeedsRebuild,
 }
 
+/// A mutable global's value, the same on every engine (floats as their
+/// bits, so no NaN payload is lost), as a [`crate::snapshot::BlankSnapshot`]
+/// carries it from one instance to another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum GlobalValue {
+    /// `i32`.
+    I32(i32),
+    /// `i64`.
+    I64(i64),
+    /// `f32`, its bits.
+    F32(u32),
+    /// `f64`, its bits.
+    F64(u64),
+}
+
 /// An engine, configured once with the limits. The contract:
 ///
 /// - [`ExecutorHost::compile`] receives only modules that passed
@@ -205,4 +220,29 @@ pub trait ExecutorInstance: Send {
 
     /// Current linear-memory size in bytes.
     fn memory_size(&mut self) -> u64;
+
+    /// Every mutable global's value, in the order of
+    /// [`crate::module::ModuleInfo::globals`], or `None` if one holds a
+    /// reference (which has no value outside its store) — then the blank
+    /// state cannot move to another instance and every build runs
+    /// `executor_init`. The default says `None`: a backend that does not
+    /// implement the three snapshot methods still works, only slower.
+    fn global_values(&mut self) -> Result<Option<Vec<GlobalValue>>, CallError> {
+        Ok(None)
+    }
+
+    /// Sets every mutable global, values as [`ExecutorInstance::global_values`]
+    /// gives them; a wrong count or type is an `Err`.
+    fn set_global_values(&mut self, values: &[GlobalValue]) -> Result<(), CallError> {
+        let _ = values;
+        Err(CallError::Host("this backend cannot set globals".into()))
+    }
+
+    /// Grows linear memory by `pages` wasm pages from the host side (no
+    /// guest code runs), through the same limiter as the guest's
+    /// `memory.grow`.
+    fn grow_memory(&mut self, pages: u64) -> Result<(), CallError> {
+        let _ = pages;
+        Err(CallError::Host("this backend cannot grow memory from the host".into()))
+    }
 }

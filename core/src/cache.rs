@@ -1,9 +1,14 @@
-//! The on-disk cache of compiled, instrumented executors.
+//! The on-disk cache of compiled, instrumented executors and their blank
+//! states.
 //!
-//! Compiling an executor costs milliseconds to seconds per engine; a peer
-//! restarting after a crash or an upgrade should not pay it again. Engines
-//! that can serialise their compiled code (wasmtime, wasmer) store it here;
-//! wasmi compiles from bytes and reports the cache as `off`.
+//! Compiling an executor costs milliseconds to seconds per engine, and its
+//! `executor_init` can cost as much again; a peer restarting after a crash
+//! or an upgrade should not pay either. Engines that can serialise their
+//! compiled code (wasmtime, wasmer) store it here; wasmi compiles from
+//! bytes and reports the cache as `off`. Every backend stores the
+//! executor's [`crate::snapshot::BlankSnapshot`] here too (the driver does,
+//! under [`CacheKey::snapshot_of`]), so a restart restores the blank state
+//! instead of running init.
 //!
 //! **Nothing kept here can change a verdict**: an entry is found only by a
 //! key over everything the prepared module and its compiled code depend on
@@ -85,20 +90,35 @@ impl CacheKey {
     /// instrumentation version and the limits, all in the key.
     pub fn of(host: &dyn ExecutorHost, executor: &[u8]) -> Option<CacheKey> {
         let fingerprint = host.artifact_fingerprint()?;
+        Some(Self::digest(host, b"compiled", &fingerprint, &Sha256::digest(executor)))
+    }
+
+    /// The key of the [`crate::snapshot::BlankSnapshot`] of `module` on
+    /// `host` — on every backend, serialising or not. The blank state is a
+    /// function of the instrumented module (the executor, the
+    /// instrumentation version, the limits) and, were an engine to break
+    /// the cross-engine guarantee, of the engine: all in the key.
+    pub fn snapshot_of(host: &dyn ExecutorHost, module: &PreparedModule) -> CacheKey {
+        let fingerprint = host.artifact_fingerprint().unwrap_or_default();
+        Self::digest(host, b"blank-snapshot", &fingerprint, &module.hash)
+    }
+
+    fn digest(host: &dyn ExecutorHost, domain: &[u8], fingerprint: &str, executor_hash: &[u8]) -> CacheKey {
         let mut h = Sha256::new();
         for part in [
+            domain,
             &FORMAT.to_le_bytes()[..],
             &crate::instrument::VERSION.to_le_bytes(),
             host.kind().to_string().as_bytes(),
             fingerprint.as_bytes(),
             format!("{:?}", host.limits()).as_bytes(),
             format!("{:?}", crate::module::abi_features()).as_bytes(),
-            &Sha256::digest(executor),
+            executor_hash,
         ] {
             h.update((part.len() as u64).to_le_bytes());
             h.update(part);
         }
-        Some(CacheKey(h.finalize().into()))
+        CacheKey(h.finalize().into())
     }
 
     /// The key's hex spelling (the entry's file name).
@@ -388,6 +408,45 @@ pub fn load(host: &dyn ExecutorHost, executor: &[u8], cache: Option<&ArtifactCac
         None => {}
     }
     Ok(Loaded { outcome: CacheOutcome::Miss, ..loaded })
+}
+
+/// The blank snapshot of `module` on `host` stored in `cache`, if any. An
+/// entry that does not decode is deleted.
+pub fn load_snapshot(
+    cache: &ArtifactCache,
+    host: &dyn ExecutorHost,
+    module: &PreparedModule,
+) -> Option<crate::snapshot::BlankSnapshot> {
+    let key = CacheKey::snapshot_of(host, module);
+    let entry = cache.get(&key)?;
+    match postcard::from_bytes(&entry) {
+        Ok(snapshot) => Some(snapshot),
+        Err(e) => {
+            tracing::warn!(key = key.hex(), error = %e, "a blank snapshot entry does not decode; running init");
+            cache.remove(&key);
+            None
+        }
+    }
+}
+
+/// Stores the blank snapshot of `module` on `host` (a failure is logged:
+/// the next start runs init).
+pub fn store_snapshot(
+    cache: &ArtifactCache,
+    host: &dyn ExecutorHost,
+    module: &PreparedModule,
+    snapshot: &crate::snapshot::BlankSnapshot,
+) {
+    let payload = postcard::to_allocvec(snapshot).expect("a snapshot serialises");
+    if let Err(e) = cache.put(&CacheKey::snapshot_of(host, module), &payload) {
+        tracing::warn!(dir = %cache.dir.display(), error = %e, "cannot store a blank snapshot in the cache");
+    }
+}
+
+/// Deletes the stored blank snapshot of `module` on `host` (one that did
+/// not fit it).
+pub fn forget_snapshot(cache: &ArtifactCache, host: &dyn ExecutorHost, module: &PreparedModule) {
+    cache.remove(&CacheKey::snapshot_of(host, module));
 }
 
 /// Compiles an already prepared module, timed, without the cache (`Off`).

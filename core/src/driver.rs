@@ -13,9 +13,10 @@ use crate::backend::{
 };
 use crate::host::{Abort, HostEnv, Phase, SharedState};
 use crate::module::PreparedModule;
+use crate::snapshot::BlankSnapshot;
 use crate::verdict::{Rejection, RejectionKind, Verdict};
 use crate::{Error, PersistencePolicy, Result};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -69,7 +70,7 @@ impl From<RejectionKind> for RecycleCause {
 }
 
 /// How the driver runs: the policy and the recycle watermark.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct DriverConfig {
     /// When to blank.
     pub policy: PersistencePolicy,
@@ -91,6 +92,76 @@ pub struct DriverConfig {
     /// Verdicts only, as in pre-validation ([`crate::ExecutorPool`]): an
     /// approved upgrade is not installed.
     pub verdicts_only: bool,
+    /// Build instances from the executor's [`BlankSnapshot`] instead of
+    /// running `start` and `executor_init` again: taken at the first build,
+    /// kept in memory for recycles, rebuilds and upgrades' second
+    /// instance, and — with [`DriverConfig::cache`] — on disk for restarts.
+    /// On by default; costs one copy of the bytes init wrote per build.
+    /// Never under `fresh`, which is the reference and always runs init.
+    pub snapshots: bool,
+}
+
+impl Default for DriverConfig {
+    fn default() -> Self {
+        DriverConfig {
+            policy: PersistencePolicy::default(),
+            recycle_watermark: None,
+            timings: false,
+            audit_every: None,
+            cache: None,
+            verdicts_only: false,
+            snapshots: true,
+        }
+    }
+}
+
+/// Whether an executor's instances come from a [`BlankSnapshot`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, Display, strum::EnumString)]
+#[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
+pub enum SnapshotOutcome {
+    /// Snapshots are off ([`DriverConfig::snapshots`], or the `fresh`
+    /// policy).
+    #[default]
+    Off,
+    /// The first build ran `executor_init` and took the snapshot (and
+    /// stored it, with a cache); later builds adopt it.
+    Captured,
+    /// The first instance adopted a snapshot from the cache: no
+    /// `executor_init` ran in this process.
+    Restored,
+    /// This executor's blank state cannot move to another instance
+    /// ([`crate::snapshot::Unportable`]): every build runs init.
+    Unportable,
+}
+
+/// The loaded executor's snapshot, as far as the driver knows it.
+#[derive(Debug, Clone, Default)]
+enum SnapshotSlot {
+    /// Off: every build runs init.
+    #[default]
+    Off,
+    /// The next build runs init and takes one.
+    Pending,
+    /// Builds adopt it.
+    Ready {
+        snapshot: Arc<BlankSnapshot>,
+        /// Read from the cache (so this process never ran init).
+        from_disk: bool,
+    },
+    /// Cannot be taken for this executor.
+    Unportable,
+}
+
+impl SnapshotSlot {
+    fn outcome(&self) -> SnapshotOutcome {
+        match self {
+            SnapshotSlot::Off | SnapshotSlot::Pending => SnapshotOutcome::Off,
+            SnapshotSlot::Ready { from_disk: true, .. } => SnapshotOutcome::Restored,
+            SnapshotSlot::Ready { from_disk: false, .. } => SnapshotOutcome::Captured,
+            SnapshotSlot::Unportable => SnapshotOutcome::Unportable,
+        }
+    }
 }
 
 /// Counters and timings of a driver.
@@ -123,8 +194,13 @@ pub struct Stats {
     /// Times an engine's own fuel or stack limit fired before the
     /// deterministic one (never, if engine stacks are sized right).
     pub backstops: u64,
-    /// Instances built (instantiate + `executor_init`).
+    /// Instances built (instantiate + `executor_init`, or + a snapshot).
     pub instances_built: u64,
+    /// Of them, built from the [`BlankSnapshot`] instead of running
+    /// `start` and `executor_init`.
+    pub restored_builds: u64,
+    /// Whether the current executor's instances come from a snapshot.
+    pub snapshot: SnapshotOutcome,
     /// Whether the current executor's compiled code came from the cache.
     pub cache: crate::CacheOutcome,
     /// Time the current executor's compilation (or cache load) took.
@@ -158,6 +234,8 @@ pub struct Driver {
     config: DriverConfig,
     module: Arc<PreparedModule>,
     compiled: Arc<dyn CompiledExecutor>,
+    /// The loaded executor's blank snapshot.
+    snapshot: SnapshotSlot,
     instance: Option<Box<dyn ExecutorInstance>>,
     /// The blank instance audits run on (built when first needed).
     auditor: Option<Box<dyn ExecutorInstance>>,
@@ -249,6 +327,31 @@ fn rejection(env: &mut HostEnv, ended: Option<RejectionKind>, trap: Trap) -> Res
     }
 }
 
+/// The load error for an executor whose instantiation, `start`,
+/// `executor_init` or migration ended without returning.
+fn init_failed(
+    backend: crate::BackendKind,
+    phase: &'static str,
+    env: &mut HostEnv,
+    ended: Option<RejectionKind>,
+    e: CallError,
+) -> Error {
+    match e {
+        CallError::Host(message) => Error::HostFailure { backend, message },
+        CallError::Trap(t) => {
+            let reason = match env.abort() {
+                Some(Abort::StateDuringInit) => "it called host.state_get, but init has no world state".into(),
+                Some(Abort::HostFault(what)) => format!("host_fault: {what}"),
+                _ => match rejection(env, ended, t) {
+                    Ok(r) => r.to_string(),
+                    Err(HostFailed(message)) => return Error::HostFailure { backend, message },
+                },
+            };
+            Error::InitFailed { phase, reason }
+        }
+    }
+}
+
 fn elapsed(started: Option<Instant>) -> Duration {
     started.map_or(Duration::ZERO, |s| s.elapsed())
 }
@@ -285,6 +388,7 @@ impl Driver {
             config,
             module,
             compiled,
+            snapshot: SnapshotSlot::Off,
             instance: None,
             auditor: None,
             due: None,
@@ -300,6 +404,7 @@ impl Driver {
             instrument_ms = driver.module.instrument_time.as_secs_f64() * 1e3,
             "executor loaded"
         );
+        driver.snapshot = driver.find_snapshot(&driver.module);
         driver.instance = Some(driver.build()?);
         Ok(driver)
     }
@@ -345,19 +450,60 @@ impl Driver {
         }
     }
 
-    /// Builds an instance of the loaded executor in the policy's mode.
-    fn build(&mut self) -> Result<Box<dyn ExecutorInstance>> {
+    /// Builds an instance of the loaded executor in `mode`, through its
+    /// snapshot.
+    fn build_current(&mut self, mode: InstanceMode) -> Result<Box<dyn ExecutorInstance>> {
         let (module, compiled) = (self.module.clone(), self.compiled.clone());
-        self.build_with(&module, &compiled, self.mode())
+        let mut slot = std::mem::take(&mut self.snapshot);
+        let built = self.build_with(&module, &compiled, &mut slot, mode);
+        self.stats.snapshot = slot.outcome();
+        self.snapshot = slot;
+        built
     }
 
-    /// Builds an instance: instantiate, `start`, `executor_init`, and for
-    /// reusable instances the blank-state snapshot. Failures of the
-    /// executor are load errors.
+    /// Builds an instance of the loaded executor in the policy's mode.
+    fn build(&mut self) -> Result<Box<dyn ExecutorInstance>> {
+        self.build_current(self.mode())
+    }
+
+    /// Where builds of `module` start: its snapshot from the cache, or a
+    /// pending one (or none, if snapshots are off).
+    fn find_snapshot(&self, module: &PreparedModule) -> SnapshotSlot {
+        if !self.config.snapshots || self.config.policy == PersistencePolicy::Fresh {
+            return SnapshotSlot::Off;
+        }
+        match self.config.cache.as_deref().and_then(|c| crate::cache::load_snapshot(c, &*self.host, module)) {
+            Some(snapshot) => SnapshotSlot::Ready { snapshot: Arc::new(snapshot), from_disk: true },
+            None => SnapshotSlot::Pending,
+        }
+    }
+
+    /// Instantiates `compiled` with a new host state; a trap (in a data
+    /// segment) is a load error.
+    fn instantiate(
+        &self,
+        module: &PreparedModule,
+        compiled: &Arc<dyn CompiledExecutor>,
+        mode: InstanceMode,
+    ) -> Result<Box<dyn ExecutorInstance>> {
+        let limits = self.host.limits();
+        let mut env = HostEnv::new(limits, module.info.layout);
+        env.begin(Phase::Init, None);
+        compiled.instantiate(env, mode).map_err(|e| {
+            let mut env = HostEnv::new(limits, module.info.layout);
+            init_failed(self.host.kind(), "instantiation (data segments)", &mut env, None, e)
+        })
+    }
+
+    /// Builds an instance: instantiate, then adopt the snapshot in `slot`
+    /// or run `start` and `executor_init` (taking the snapshot if it is
+    /// pending), and for reusable instances mark the blank state. Failures
+    /// of the executor are load errors.
     fn build_with(
         &mut self,
         module: &PreparedModule,
         compiled: &Arc<dyn CompiledExecutor>,
+        slot: &mut SnapshotSlot,
         mode: InstanceMode,
     ) -> Result<Box<dyn ExecutorInstance>> {
         let started = self.clock();
@@ -365,45 +511,56 @@ impl Driver {
         let _span = tracing::debug_span!("build", %backend, ?mode).entered();
         let limits = self.host.limits().clone();
         let host_failure = |message: String| Error::HostFailure { backend, message };
-        let init_failed = |phase: &'static str, env: &mut HostEnv, ended: Option<RejectionKind>, e: CallError| match e {
-            CallError::Host(m) => host_failure(m),
-            CallError::Trap(t) => {
-                let reason = match env.abort() {
-                    Some(Abort::StateDuringInit) => "it called host.state_get, but init has no world state".into(),
-                    Some(Abort::HostFault(what)) => format!("host_fault: {what}"),
-                    _ => match rejection(env, ended, t) {
-                        Ok(r) => r.to_string(),
-                        Err(HostFailed(m)) => return host_failure(m),
-                    },
-                };
-                Error::InitFailed { phase, reason }
-            }
-        };
-        let mut env = HostEnv::new(&limits, module.info.layout);
-        env.begin(Phase::Init, None);
-        let mut instance = match compiled.instantiate(env, mode) {
-            Ok(i) => i,
-            Err(e) => {
-                let mut env = HostEnv::new(&limits, module.info.layout);
-                return Err(init_failed("instantiation (data segments)", &mut env, None, e));
-            }
-        };
-        self.stats.instantiate_time += elapsed(started);
-        // The module's `start`, then `executor_init`, under one init budget.
-        instance.env().begin(Phase::Init, None);
         let layout = module.info.layout;
-        layout.arm(instance.memory(), limits.init_fuel, limits.max_stack);
-        let phases = [
-            (module.info.start.is_some(), Export::Start, "start"),
-            (module.info.has_init, Export::Init, "executor_init"),
-        ];
-        for (present, export, phase) in phases {
-            if !present {
-                continue;
+        let mut instance = self.instantiate(module, compiled, mode)?;
+        self.stats.instantiate_time += elapsed(started);
+        let mut adopted = false;
+        if let (SnapshotSlot::Ready { snapshot, from_disk }, InstanceMode::Reusable) = (&*slot, mode) {
+            match snapshot.apply(&mut *instance, layout, &limits) {
+                Ok(()) => adopted = true,
+                Err(e) => {
+                    tracing::warn!(error = ?e, from_disk, "blank snapshot not adopted; running executor_init");
+                    if *from_disk && let Some(cache) = self.config.cache.as_deref() {
+                        crate::cache::forget_snapshot(cache, &*self.host, module);
+                    }
+                    *slot = SnapshotSlot::Pending;
+                    instance = self.instantiate(module, compiled, mode)?;
+                }
             }
-            if let Err(e) = instance.call(export, &[]) {
-                let ended = layout.ended(instance.memory());
-                return Err(init_failed(phase, instance.env(), ended, e));
+        }
+        if adopted {
+            self.stats.restored_builds += 1;
+        } else {
+            // The module's `start`, then `executor_init`, under one init budget.
+            instance.env().begin(Phase::Init, None);
+            layout.arm(instance.memory(), limits.init_fuel, limits.max_stack);
+            let phases = [
+                (module.info.start.is_some(), Export::Start, "start"),
+                (module.info.has_init, Export::Init, "executor_init"),
+            ];
+            for (present, export, phase) in phases {
+                if !present {
+                    continue;
+                }
+                if let Err(e) = instance.call(export, &[]) {
+                    let ended = layout.ended(instance.memory());
+                    return Err(init_failed(backend, phase, instance.env(), ended, e));
+                }
+            }
+            if matches!(slot, SnapshotSlot::Pending) && mode == InstanceMode::Reusable {
+                *slot = match BlankSnapshot::take(&mut *instance, layout) {
+                    Ok(Ok(snapshot)) => {
+                        if let Some(cache) = self.config.cache.as_deref() {
+                            crate::cache::store_snapshot(cache, &*self.host, module, &snapshot);
+                        }
+                        SnapshotSlot::Ready { snapshot: Arc::new(snapshot), from_disk: false }
+                    }
+                    Ok(Err(why)) => {
+                        tracing::info!(%why, "the blank state cannot move to new instances; every build runs init");
+                        SnapshotSlot::Unportable
+                    }
+                    Err(e) => return Err(host_failure(format!("blank snapshot failed: {e:?}"))),
+                };
             }
         }
         instance.env().end();
@@ -591,16 +748,13 @@ impl Driver {
     fn audit(&mut self, tx: &[u8], state: SharedState, warm: &Verdict) -> AuditOutcome {
         let mut auditor = match self.auditor.take() {
             Some(a) => a,
-            None => {
-                let (module, compiled) = (self.module.clone(), self.compiled.clone());
-                match self.build_with(&module, &compiled, InstanceMode::Reusable) {
-                    Ok(a) => a,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "audit instance could not be built; audit skipped");
-                        return AuditOutcome::NotAudited;
-                    }
+            None => match self.build_current(InstanceMode::Reusable) {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "audit instance could not be built; audit skipped");
+                    return AuditOutcome::NotAudited;
                 }
-            }
+            },
         };
         let limits = self.host.limits().clone();
         let blank = match Self::attempt(auditor.as_mut(), &limits, tx, state, &mut self.stats) {
@@ -634,10 +788,11 @@ impl Driver {
     fn install(&mut self, executor: &[u8], state: SharedState) -> Result<()> {
         let crate::cache::Loaded { module, compiled, outcome: cache, compile_time } =
             crate::cache::load(&*self.host, executor, self.config.cache.as_deref())?;
+        let mut slot = self.find_snapshot(&module);
         if module.info.has_migrate {
             // Reusable: the engine's fast path (on wasmtime a pooled slot
             // from the same compiled code; `Fresh` would compile again).
-            let mut migrator = self.build_with(&module, &compiled, InstanceMode::Reusable)?;
+            let mut migrator = self.build_with(&module, &compiled, &mut slot, InstanceMode::Reusable)?;
             let limits = self.host.limits().clone();
             migrator.env().begin(Phase::Migrate, Some(state));
             module.info.layout.arm(migrator.memory(), limits.init_fuel, limits.max_stack);
@@ -659,12 +814,14 @@ impl Driver {
                 }
             }
         }
-        let instance = self.build_with(&module, &compiled, self.mode())?;
+        let instance = self.build_with(&module, &compiled, &mut slot, self.mode())?;
         // Free the old executor's instances, compiled code and image now.
         self.instance = None;
         self.auditor = None;
         self.module = module;
         self.compiled = compiled;
+        self.stats.snapshot = slot.outcome();
+        self.snapshot = slot;
         self.instance = Some(instance);
         self.served = 0;
         self.blocks_ended = 0;

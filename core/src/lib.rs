@@ -23,10 +23,11 @@ pub mod snapshot;
 pub mod verdict;
 
 pub use backend::{
-    BackendKind, Blanked, CallError, CompiledExecutor, ExecutorHost, ExecutorInstance, Export, InstanceMode, Trap,
+    BackendKind, Blanked, CallError, CompiledExecutor, ExecutorHost, ExecutorInstance, Export, GlobalValue,
+    InstanceMode, Trap,
 };
 pub use cache::{ArtifactCache, CacheConfig, CacheOutcome};
-pub use driver::{Driver, DriverConfig, RecycleCause, Stats};
+pub use driver::{Driver, DriverConfig, RecycleCause, SnapshotOutcome, Stats};
 pub use error::{Error, Result};
 pub use histogram::Histogram;
 pub use host::{Aborted, HostEnv, Phase, SharedState, StateView};

@@ -1,8 +1,11 @@
-//! The blank state's memory image, restored from the instrumentation's
-//! dirty map — what backends without copy-on-write instantiation use to
-//! blank an instance (see [`crate::instrument`]).
+//! The blank state: its memory image, restored in place from the
+//! instrumentation's dirty map ([`MemoryImage`]), and its portable form,
+//! which carries it to a new instance without re-running `executor_init`
+//! ([`BlankSnapshot`]).
 
+use crate::backend::{CallError, ExecutorInstance, GlobalValue};
 use crate::instrument::{DIRTY_PAGE, Layout, SPILL, SUMMARY_SPAN};
+use serde::{Deserialize, Serialize};
 
 /// The blank state's linear memory (guest part and an all-clear dirty map).
 ///
@@ -127,6 +130,135 @@ pub enum Restore {
     },
     /// The instance cannot be restored in place; rebuild it.
     NeedsRebuild,
+}
+
+/// An executor's blank state (after `start` and `executor_init`) in a
+/// form any new instance of the same prepared module can adopt: the guest
+/// bytes init wrote, the memory's size, every mutable global.
+///
+/// Why it is enough: a new instance already holds everything instantiation
+/// puts there (data segments, tables, immutable globals), so the blank
+/// state differs from it only where `start` and init wrote — and the
+/// instrumentation's dirty map records exactly that, as it does for a
+/// transaction. Adopting costs instantiation plus a copy of those bytes, not
+/// a run of init: a recycle or a restart of an executor whose init is heavy
+/// pays microseconds instead of milliseconds (the driver keeps one per
+/// executor in memory and, with a cache, on disk beside its compiled code).
+///
+/// It cannot be taken ([`Unportable`]) when init touched a table (its
+/// entries are function references, meaningless outside their store),
+/// dropped a segment (a new instance would still have it), or left a
+/// reference in a global; then every build runs init, as before.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlankSnapshot {
+    /// Linear-memory size, bytes (the reserved region included).
+    memory_bytes: u64,
+    /// The guest bytes `start` and init wrote: (guest offset, bytes),
+    /// sorted, not overlapping.
+    runs: Vec<(u64, Vec<u8>)>,
+    /// Every mutable global, in [`crate::module::ModuleInfo::globals`] order.
+    globals: Vec<GlobalValue>,
+}
+
+/// Why an executor's blank state cannot move to another instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::Display)]
+#[strum(serialize_all = "snake_case")]
+pub enum Unportable {
+    /// `start` or `executor_init` changed a table.
+    TableTouched,
+    /// `start` or `executor_init` dropped a data or element segment.
+    SegmentDropped,
+    /// A mutable global holds a reference (or the backend cannot read
+    /// globals).
+    GlobalNotPortable,
+}
+
+impl BlankSnapshot {
+    /// Takes the snapshot of an instance that just ran `start` and
+    /// `executor_init` — before [`ExecutorInstance::mark_blank`], which
+    /// clears the dirty map this reads.
+    pub fn take(instance: &mut dyn ExecutorInstance, layout: Layout) -> Result<Result<Self, Unportable>, CallError> {
+        let Some(globals) = instance.global_values()? else {
+            return Ok(Err(Unportable::GlobalNotPortable));
+        };
+        let writes: Vec<(u32, u32)> = instance.env().take_host_writes().collect();
+        let memory_bytes = instance.memory_size();
+        let memory = instance.memory();
+        if layout.reserved == 0 {
+            return Err(CallError::Host("a prepared module always has a reserved region".into()));
+        }
+        if memory[layout.rebuild_flag()] != 0 {
+            return Ok(Err(Unportable::SegmentDropped));
+        }
+        if memory[layout.tables_flag()] != 0 {
+            return Ok(Err(Unportable::TableTouched));
+        }
+        let (region, guest) = layout.split(memory);
+        let pages = guest.len().div_ceil(DIRTY_PAGE).min(layout.summary);
+        let mut ranges: Vec<(usize, usize)> = (0..pages)
+            .filter(|&page| region[page] != 0)
+            .map(|page| (page * DIRTY_PAGE, page * DIRTY_PAGE + DIRTY_PAGE + SPILL))
+            .chain(writes.into_iter().map(|(start, len)| (start as usize, start as usize + len as usize)))
+            .map(|(start, end)| (start.min(guest.len()), end.min(guest.len())))
+            .filter(|(start, end)| start < end)
+            .collect();
+        ranges.sort_unstable();
+        let mut merged: Vec<(usize, usize)> = Vec::with_capacity(ranges.len());
+        for (start, end) in ranges {
+            match merged.last_mut() {
+                Some(last) if start <= last.1 => last.1 = last.1.max(end),
+                _ => merged.push((start, end)),
+            }
+        }
+        let runs = merged.into_iter().map(|(start, end)| (start as u64, guest[start..end].to_vec())).collect();
+        Ok(Ok(BlankSnapshot { memory_bytes, runs, globals }))
+    }
+
+    /// Brings a new instance of the same prepared module (instantiated, no
+    /// `start` or init run) to the blank state: grows its memory, writes
+    /// the bytes, sets the globals. Then the caller marks it blank. An `Err`
+    /// (a snapshot that does not fit this module) leaves the instance
+    /// half-written: discard it.
+    pub fn apply(
+        &self,
+        instance: &mut dyn ExecutorInstance,
+        layout: Layout,
+        limits: &crate::Limits,
+    ) -> Result<(), CallError> {
+        let unfit = |what: String| CallError::Host(format!("the blank snapshot does not fit this executor: {what}"));
+        let page = crate::limits::PAGE_SIZE;
+        let current = instance.memory_size();
+        let most = layout.reserved as u64 + limits.memory_pages() * page;
+        if self.memory_bytes < current || self.memory_bytes > most || !self.memory_bytes.is_multiple_of(page) {
+            return Err(unfit(format!("memory of {} bytes, instance has {current}", self.memory_bytes)));
+        }
+        if self.memory_bytes > current {
+            instance.grow_memory((self.memory_bytes - current) / page)?;
+        }
+        let (_, guest) = layout.split(instance.memory());
+        for (start, bytes) in &self.runs {
+            let range = usize::try_from(*start).ok().and_then(|s| Some(s..s.checked_add(bytes.len())?));
+            let target = range.and_then(|r| guest.get_mut(r)).ok_or_else(|| unfit(format!("bytes at {start}")))?;
+            target.copy_from_slice(bytes);
+        }
+        instance.set_global_values(&self.globals)
+    }
+
+    /// Bytes of guest memory the snapshot writes.
+    pub fn written_bytes(&self) -> usize {
+        self.runs.iter().map(|(_, b)| b.len()).sum()
+    }
+
+    /// Linear-memory size of the blank state, bytes (reserved region
+    /// included).
+    pub fn memory_bytes(&self) -> u64 {
+        self.memory_bytes
+    }
+
+    /// The blank state's globals.
+    pub fn globals(&self) -> &[GlobalValue] {
+        &self.globals
+    }
 }
 
 #[cfg(test)]

@@ -50,6 +50,9 @@ pub struct Config {
     pub memory_cap: Option<u64>,
     /// The compiled-executor cache; absent or `{"enabled": false}`: off.
     pub cache: Option<CacheSettings>,
+    /// Restore the blank snapshot instead of re-running `executor_init`
+    /// (default true; `--no-snapshot`).
+    pub snapshots: Option<bool>,
     /// Pre-validation threads (`--threads`).
     pub threads: Option<std::num::NonZeroUsize>,
     /// Prometheus metrics file (`--metrics`), relative to the config file.

@@ -67,6 +67,10 @@ struct Common {
     /// Compile every time, even if the config enables the cache.
     #[arg(long)]
     no_cache: bool,
+    /// Run `executor_init` for every instance built, instead of restoring the blank snapshot
+    /// taken after the first (in memory, and in the cache across restarts).
+    #[arg(long)]
+    no_snapshot: bool,
     /// Print JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -129,18 +133,13 @@ fn settings(common: &Common, config: &Config, config_dir: Option<&Path>) -> Resu
         (None, Some(path)) => Executor::from_file(&config::relative_to(config_dir, path))?,
         (None, None) => Executor::default_executor(),
     };
+    let defaults = RunSettings::new(BackendKind::Wasmi, PersistencePolicy::default(), executor);
     Ok(RunSettings {
-        backend: BackendKind::Wasmi,
-        policy: PersistencePolicy::default(),
-        executor,
-        transactions: common.transactions.or(config.transactions).unwrap_or(10_000),
-        block_size: common.block_size.or(config.block_size).unwrap_or(100),
-        seed: common.seed.or(config.seed).unwrap_or(42),
+        transactions: common.transactions.or(config.transactions).unwrap_or(defaults.transactions),
+        block_size: common.block_size.or(config.block_size).unwrap_or(defaults.block_size),
+        seed: common.seed.or(config.seed).unwrap_or(defaults.seed),
         limits,
         recycle_watermark: config.recycle_watermark,
-        upgrade_every: None,
-        audit_every: None,
-        profile: false,
         cache: match (&common.cache_dir, common.no_cache) {
             (_, true) => None,
             (Some(dir), false) => {
@@ -148,7 +147,8 @@ fn settings(common: &Common, config: &Config, config_dir: Option<&Path>) -> Resu
             }
             (None, false) => config.cache(config_dir),
         },
-        threads: None,
+        snapshots: !common.no_snapshot && config.snapshots.unwrap_or(true),
+        ..defaults
     })
 }
 
@@ -236,7 +236,10 @@ fn print_summary(r: &RunReport) {
         let kinds: Vec<String> = r.rejected.iter().filter(|(_, n)| **n > 0).map(|(k, n)| format!("{k} {n}")).collect();
         println!("  rejected: {}", kinds.join(", "));
     }
-    println!("  blanks {}, recycles {}, instances built {}", r.blanks, r.recycles, r.instances_built);
+    println!(
+        "  blanks {}, recycles {}, instances built {} ({} from the blank snapshot: {})",
+        r.blanks, r.recycles, r.instances_built, r.restored_builds, r.snapshot
+    );
     if let (Some(digest), Some(rate)) = (&r.prevalidation_digest, r.prevalidation_tx_per_sec) {
         println!("  pre-validation: {rate:.0} tx/s, digest {}", &digest[..12]);
     }

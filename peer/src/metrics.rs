@@ -72,7 +72,18 @@ pub fn render(r: &RunReport) -> String {
     let causes: Vec<(&[(&str, &str)], f64)> =
         labels.iter().zip(r.recycles_by_cause.values()).map(|(l, n)| (&l[..], *n as f64)).collect();
     o.family("recycles_total", c, "Instances rebuilt, by cause.", &causes);
-    o.one("instances_built_total", c, "Instances built (instantiate + executor_init).", r.instances_built as f64);
+    o.one(
+        "instances_built_total",
+        c,
+        "Instances built (instantiate + executor_init or snapshot).",
+        r.instances_built as f64,
+    );
+    o.one(
+        "restored_builds_total",
+        c,
+        "Instances built from the blank snapshot, no executor_init.",
+        r.restored_builds as f64,
+    );
     o.one("upgrades_total", c, "Executor upgrades installed.", r.upgrades as f64);
     o.one("audits_total", c, "Transactions also validated on a blank instance.", r.audits as f64);
     o.one("state_leaks_total", c, "Audited transactions whose warm verdict differed.", r.state_leaks as f64);
@@ -89,13 +100,20 @@ pub fn render(r: &RunReport) -> String {
         "1 for how the executor's compiled code was obtained.",
         &[(&[("outcome", &outcome)], 1.0)],
     );
+    let snapshot = r.snapshot.to_string();
+    o.family(
+        "blank_snapshot",
+        g,
+        "1 for where the executor's blank state comes from (restored, captured, off, unportable).",
+        &[(&[("outcome", &snapshot)], 1.0)],
+    );
     o.one("peak_rss_bytes", g, "Peak resident memory of the process.", r.peak_rss_bytes as f64);
     if let Some(p) = &r.profile {
         o.one("recycle_seconds_total", c, "Of validation: rebuilds for recycles.", p.recycles_s);
     }
     for (what, h) in r.histograms.iter().flatten() {
         let help = match *what {
-            "build" => "Instance builds: instantiate, start, executor_init, snapshot.",
+            "build" => "Instance builds: instantiate, then start and executor_init or the blank snapshot.",
             "blank" => "Scheduled blanks (restores, or rebuilds where a restore cannot).",
             _ => "Guest calls of one transaction (executor_alloc, payload copy, executor_validate).",
         };

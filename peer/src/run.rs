@@ -4,7 +4,7 @@ use crate::workload::{Generator, Ledger, Rng, decode};
 use crate::{Error, backends, rss};
 use executor_core::{
     ArtifactCache, BackendKind, CacheConfig, CacheOutcome, Driver, DriverConfig, ExecutorPool, Limits,
-    PersistencePolicy, RejectionKind, SharedState, Verdict, VerdictDigest,
+    PersistencePolicy, RejectionKind, SharedState, SnapshotOutcome, Verdict, VerdictDigest,
 };
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -84,8 +84,35 @@ pub struct RunSettings {
     pub profile: bool,
     /// The compiled-executor cache (`None`: compile every time).
     pub cache: Option<CacheConfig>,
+    /// Build instances from the executor's blank snapshot instead of
+    /// running `executor_init` again (in memory, and in the cache).
+    pub snapshots: bool,
     /// Pre-validate each block on this many worker threads first.
     pub threads: Option<std::num::NonZeroUsize>,
+}
+
+impl RunSettings {
+    /// `executor` on `backend` under `policy`, everything else as `peer
+    /// run` has it without a config file or flags (10,000 transactions in
+    /// blocks of 100, seed 42, default limits, no cache, snapshots on).
+    pub fn new(backend: BackendKind, policy: PersistencePolicy, executor: Executor) -> Self {
+        RunSettings {
+            backend,
+            policy,
+            executor,
+            transactions: 10_000,
+            block_size: 100,
+            seed: 42,
+            limits: Limits::default(),
+            recycle_watermark: None,
+            upgrade_every: None,
+            audit_every: None,
+            profile: false,
+            cache: None,
+            snapshots: true,
+            threads: None,
+        }
+    }
 }
 
 /// Where a run's time went (`peer run --profile`), like the measurements
@@ -165,6 +192,12 @@ pub struct RunReport {
     pub cache: CacheOutcome,
     /// Instances built (load, recycles, rebuilding blanks).
     pub instances_built: u64,
+    /// Of them, built from the blank snapshot (no `executor_init` run).
+    pub restored_builds: u64,
+    /// Whether instances came from a blank snapshot: `restored` (from the
+    /// cache: no `executor_init` ran), `captured` (taken at load), `off`,
+    /// `unportable`.
+    pub snapshot: SnapshotOutcome,
     /// Peak resident memory of the process, bytes.
     pub peak_rss_bytes: u64,
     /// Executor upgrades applied.
@@ -222,6 +255,7 @@ pub fn run_observed(
         timings: settings.profile,
         cache,
         verdicts_only: false,
+        snapshots: settings.snapshots,
     };
     let versions = match settings.upgrade_every {
         Some(_) => Some([settings.executor.variant()?, settings.executor.bytes.clone()]),
@@ -343,6 +377,8 @@ pub fn run_observed(
         prevalidation_digest: pool.as_ref().map(|_| pre_digest.hex()),
         prevalidation_tx_per_sec: pool.as_ref().map(|p| p.transactions() as f64 / pre_time.as_secs_f64().max(1e-9)),
         instances_built: stats.instances_built,
+        restored_builds: stats.restored_builds,
+        snapshot: stats.snapshot,
         peak_rss_bytes: rss::peak_rss_bytes(),
         upgrades: stats.upgrades,
         audits: stats.audits,

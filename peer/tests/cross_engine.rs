@@ -10,19 +10,10 @@ use peer::run::{Executor, RunSettings, run_observed};
 
 fn settings(executor: Executor, policy: &str) -> RunSettings {
     RunSettings {
-        backend: backends::compiled_in()[0],
-        policy: policy.parse::<PersistencePolicy>().unwrap(),
-        executor,
         transactions: 600,
         block_size: 25,
         seed: 7,
-        limits: Default::default(),
-        recycle_watermark: None,
-        upgrade_every: None,
-        audit_every: None,
-        profile: false,
-        cache: None,
-        threads: None,
+        ..RunSettings::new(backends::compiled_in()[0], policy.parse::<PersistencePolicy>().unwrap(), executor)
     }
 }
 

@@ -9,7 +9,7 @@
 //! Target (issue 11): ≥ 1.6 on a 2-core machine. The digests of the two
 //! thread counts must agree; the bench fails loudly if they do not.
 
-use executor_core::{Limits, PersistencePolicy};
+use executor_core::PersistencePolicy;
 use peer::backends;
 use peer::bench::median;
 use peer::run::{Executor, RunSettings, run};
@@ -29,19 +29,13 @@ fn main() {
         for _ in 0..rounds {
             for threads in [1, 2] {
                 let settings = RunSettings {
-                    backend,
-                    policy: PersistencePolicy::default(),
-                    executor: Executor { name: "sigcheck".into(), bytes: SIGCHECK.to_vec() },
                     transactions: n,
-                    block_size: 100,
-                    seed: 42,
-                    limits: Limits::default(),
-                    recycle_watermark: None,
-                    upgrade_every: None,
-                    audit_every: None,
-                    profile: false,
-                    cache: None,
                     threads: NonZeroUsize::new(threads),
+                    ..RunSettings::new(
+                        backend,
+                        PersistencePolicy::default(),
+                        Executor { name: "sigcheck".into(), bytes: SIGCHECK.to_vec() },
+                    )
                 };
                 let report = run(&settings, &mut |_| {}).unwrap_or_else(|e| panic!("{backend}: {e}"));
                 digests.insert(report.prevalidation_digest.expect("with threads"));
