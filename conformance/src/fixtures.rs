@@ -62,3 +62,6 @@ pub const HEAVY_FRAMES: &str = include_str!("../../executors/fixtures/heavy_fram
 pub const NAN: &str = include_str!("../../executors/fixtures/nan.wat");
 /// Grows memory by a resident page on every transaction.
 pub const GROWS: &str = include_str!("../../executors/fixtures/grows.wat");
+/// Every kind of post-init state a blank snapshot must carry (see the file);
+/// `;; (variant)` and `;; (globals)` mark where cases splice more.
+pub const SNAPSHOT: &str = include_str!("../../executors/fixtures/snapshot.wat");

@@ -17,6 +17,7 @@ pub mod cases;
 pub mod determinism;
 pub mod fixtures;
 pub mod fuzz;
+pub mod snapshot;
 
 use executor_core::{Driver, DriverConfig, ExecutorHost, Limits, PersistencePolicy, SharedState, Verdict};
 use std::collections::BTreeMap;
@@ -73,6 +74,11 @@ macro_rules! suite {
             upgrades_install_or_fail_cleanly,
             audit_finds_state_leaks,
             memory_cap_is_checked_at_load,
+        );
+        $crate::case_tests!(snapshot, $factory;
+            snapshots_restore_exactly_what_init_makes,
+            unportable_blank_states_run_init,
+            restart_restores_the_blank_snapshot,
         );
     };
 }

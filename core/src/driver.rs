@@ -434,6 +434,20 @@ impl Driver {
         self.install(executor, state)
     }
 
+    /// The linear memory and mutable globals of a newly built blank
+    /// instance of the loaded executor, built as every rebuild is — from
+    /// the blank snapshot if there is one — so tests and operators can
+    /// check that a snapshot restores exactly what `executor_init` makes.
+    /// The globals are `None` if one holds a reference. Counts as an
+    /// instance built; the warm instance is untouched.
+    pub fn inspect_blank(&mut self) -> Result<(Vec<u8>, Option<Vec<crate::GlobalValue>>)> {
+        let mut instance = self.build_current(InstanceMode::Reusable)?;
+        let globals = instance
+            .global_values()
+            .map_err(|e| Error::HostFailure { backend: self.host.kind(), message: format!("{e:?}") })?;
+        Ok((instance.memory().to_vec(), globals))
+    }
+
     /// Counters and timings so far.
     pub fn stats(&self) -> &Stats {
         &self.stats

@@ -406,7 +406,10 @@ fn cache_dir(test: &str) -> std::path::PathBuf {
 
 /// A restart with a cold cache, then with a warm one, then without: the
 /// same verdict and state digests on every backend; the serialising
-/// backends report `miss` then `hit` (and load faster), wasmi `off`.
+/// backends report `miss` then `hit` (and load faster), wasmi `off`. A
+/// restart with the blank snapshot in the cache runs no `executor_init` at
+/// all (every instance, upgrades' included, `restored`), and judges the
+/// same as a warm start without it and as an uncached one.
 #[test]
 fn restarts_with_a_cold_or_warm_cache_agree() {
     let dir = cache_dir("restarts");
@@ -417,18 +420,30 @@ fn restarts_with_a_cold_or_warm_cache_agree() {
             a.extend_from_slice(extra);
             a
         };
-        let mut cached = args(&["--cache-dir"]);
-        cached.push(dir_arg);
-        let cold = json(&cached);
-        let warm = json(&cached);
-        let uncached = json(&args(&["--no-cache"]));
+        let cached = |extra: &[&'static str]| {
+            let mut a = args(extra);
+            a.extend(["--cache-dir", dir_arg]);
+            a
+        };
+        let cold = json(&cached(&[]));
+        let warm = json(&cached(&["--no-snapshot"]));
+        let restored = json(&cached(&[]));
+        let uncached = json(&args(&["--no-cache", "--no-snapshot"]));
         let (first, second) = if backend == "wasmi" { ("off", "off") } else { ("miss", "hit") };
         assert_eq!(cold["cache"], first, "{backend}: {cold}");
-        assert_eq!(warm["cache"], second, "{backend}: {warm}");
-        assert_eq!(uncached["cache"], "off");
+        // Init ran for each executor once; the upgrade back found its snapshot.
+        assert_eq!(cold["snapshot"], "restored", "{backend}: {cold}");
+        assert_eq!(cold["restored_builds"], 1, "{backend}: {cold}");
+        assert_eq!((&warm["cache"], &warm["snapshot"]), (&second.into(), &"off".into()), "{backend}: {warm}");
+        assert_eq!(restored["cache"], second, "{backend}: {restored}");
+        assert_eq!(restored["snapshot"], "restored", "{backend}: {restored}");
+        assert_eq!(restored["restored_builds"], restored["instances_built"], "{backend}: no init ran: {restored}");
+        assert_eq!((&uncached["cache"], &uncached["snapshot"]), (&"off".into(), &"off".into()));
+        assert_eq!((warm["restored_builds"].as_u64(), uncached["restored_builds"].as_u64()), (Some(0), Some(0)));
         assert!(warm["compile_s"].as_f64().unwrap() > 0.0);
         for field in ["verdict_digest", "state_digest", "approved", "upgrades"] {
             assert_eq!(cold[field], warm[field], "{backend} {field}: cold vs warm");
+            assert_eq!(cold[field], restored[field], "{backend} {field}: cold vs restored snapshot");
             assert_eq!(cold[field], uncached[field], "{backend} {field}: cold vs uncached");
         }
     }
