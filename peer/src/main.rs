@@ -449,14 +449,28 @@ fn compare_rows(runs: Vec<Vec<RunReport>>) -> Vec<CompareRow> {
 
 fn print_loads(loads: &std::collections::BTreeMap<String, peer::run::LoadTimes>) {
     println!();
-    println!("loading the executor (median of 5): cold = checks + instrumentation + compile; warm = from the cache");
-    println!("{:<9} {:>10} {:>12} {:>10} {:>10}", "backend", "cold ms", "of it prep", "warm ms", "cold÷warm");
+    println!(
+        "starting the executor (median of 5): cold = checks + instrumentation + compile; warm = from the cache; \
+         then the first blank instance, by executor_init or from the cached blank snapshot"
+    );
+    println!(
+        "{:<9} {:>10} {:>12} {:>10} {:>10} {:>10} {:>12} {:>10}",
+        "backend", "cold ms", "of it prep", "warm ms", "cold÷warm", "init ms", "snapshot ms", "init÷snap"
+    );
+    let ratio = |a: f64, b: Option<f64>| b.map_or("-".into(), |b| format!("{:.1}", a / b));
+    let ms = |x: Option<f64>, none: &str| x.map_or(none.into(), |x| format!("{:.3}", x * 1e3));
     for (backend, l) in loads {
-        let (warm, ratio) = match l.warm_s {
-            Some(w) => (format!("{:.3}", w * 1e3), format!("{:.1}", l.cold_s / w)),
-            None => ("(no cache)".into(), "-".into()),
-        };
-        println!("{:<9} {:>10.3} {:>12.3} {:>10} {:>10}", backend, l.cold_s * 1e3, l.prepare_s * 1e3, warm, ratio);
+        println!(
+            "{:<9} {:>10.3} {:>12.3} {:>10} {:>10} {:>10.3} {:>12} {:>10}",
+            backend,
+            l.cold_s * 1e3,
+            l.prepare_s * 1e3,
+            ms(l.warm_s, "(no cache)"),
+            ratio(l.cold_s, l.warm_s),
+            l.init_build_s * 1e3,
+            ms(l.snapshot_build_s, "(unportable)"),
+            ratio(l.init_build_s, l.snapshot_build_s),
+        );
     }
 }
 

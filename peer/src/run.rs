@@ -401,6 +401,12 @@ pub struct LoadTimes {
     /// A warm load from the cache (the prepared module and compiled code
     /// at once), seconds; `None`: the backend cannot serialise.
     pub warm_s: Option<f64>,
+    /// Building the first blank instance by running `start` and
+    /// `executor_init` (instantiation included), seconds.
+    pub init_build_s: f64,
+    /// Building it from the blank snapshot in the cache instead, seconds;
+    /// `None`: the executor's blank state is unportable.
+    pub snapshot_build_s: Option<f64>,
 }
 
 /// Measures [`LoadTimes`] (medians of `rounds`) with a private cache in a
@@ -415,33 +421,52 @@ pub fn load_times(
     let host = backends::host(backend, limits.clone())?;
     let executor_error = |source| Error::Executor { executor: executor.name.clone(), source };
     let median = crate::bench::median;
+    let rounds = rounds.max(1);
     let (mut cold, mut prepare) = (Vec::new(), Vec::new());
-    for _ in 0..rounds.max(1) {
+    for _ in 0..rounds {
         let started = Instant::now();
         let loaded = cache::load(&*host, &executor.bytes, None).map_err(executor_error)?;
         cold.push(started.elapsed().as_secs_f64());
         prepare.push((loaded.module.check_time + loaded.module.instrument_time).as_secs_f64());
     }
     let dir = std::env::temp_dir().join(format!("peer-load-times-{}-{backend}", std::process::id()));
+    let cache_error = |message: String| executor_core::Error::Cache { dir: dir.display().to_string(), message };
     let warm = (|| {
-        let store = ArtifactCache::open(&CacheConfig { dir: dir.clone(), max_bytes: cache::DEFAULT_MAX_BYTES })?;
-        if cache::load(&*host, &executor.bytes, Some(&store))?.outcome == CacheOutcome::Off {
-            return Ok(None);
-        }
+        let store =
+            Arc::new(ArtifactCache::open(&CacheConfig { dir: dir.clone(), max_bytes: cache::DEFAULT_MAX_BYTES })?);
         let mut warm = Vec::new();
-        for _ in 0..rounds.max(1) {
-            let started = Instant::now();
-            let loaded = cache::load(&*host, &executor.bytes, Some(&store))?;
-            warm.push(started.elapsed().as_secs_f64());
-            if loaded.outcome != CacheOutcome::Hit {
-                return Err(executor_core::Error::Cache {
-                    dir: dir.display().to_string(),
-                    message: format!("a second load was a {}, not a hit", loaded.outcome),
-                });
+        if cache::load(&*host, &executor.bytes, Some(&store))?.outcome != CacheOutcome::Off {
+            for _ in 0..rounds {
+                let started = Instant::now();
+                let loaded = cache::load(&*host, &executor.bytes, Some(&store))?;
+                warm.push(started.elapsed().as_secs_f64());
+                if loaded.outcome != CacheOutcome::Hit {
+                    return Err(cache_error(format!("a second load was a {}, not a hit", loaded.outcome)));
+                }
             }
         }
-        Ok(Some(median(warm)))
+        // The first instance's build, timed by the driver: by init, then
+        // from the snapshot the first of these stored.
+        let first_build = |snapshots: bool| {
+            let config = DriverConfig { cache: Some(store.clone()), snapshots, timings: true, ..Default::default() };
+            let driver = Driver::new(host.clone(), &executor.bytes, config)?;
+            Ok::<_, executor_core::Error>((driver.stats().build_histogram.sum().as_secs_f64(), driver.stats().snapshot))
+        };
+        let portable = first_build(true)?.1 != SnapshotOutcome::Unportable;
+        let (mut init, mut restored) = (Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            init.push(first_build(false)?.0);
+            if portable {
+                let (took, outcome) = first_build(true)?;
+                if outcome != SnapshotOutcome::Restored {
+                    return Err(cache_error(format!("the blank snapshot was {outcome}, not restored")));
+                }
+                restored.push(took);
+            }
+        }
+        Ok(((!warm.is_empty()).then(|| median(warm)), median(init), (!restored.is_empty()).then(|| median(restored))))
     })();
     let _ = std::fs::remove_dir_all(&dir);
-    Ok(LoadTimes { cold_s: median(cold), prepare_s: median(prepare), warm_s: warm.map_err(executor_error)? })
+    let (warm_s, init_build_s, snapshot_build_s) = warm.map_err(executor_error)?;
+    Ok(LoadTimes { cold_s: median(cold), prepare_s: median(prepare), warm_s, init_build_s, snapshot_build_s })
 }

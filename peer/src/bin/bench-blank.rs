@@ -17,7 +17,10 @@
 //! - `sigcheck_every_tx_vs_until_crash`: the same on the realistic heavy
 //!   executor (`executors/bench/sigcheck.wasm`: an ed25519 check per
 //!   transaction, hundreds of µs; target ≥ 0.95), over `--sig-transactions`
-//!   transactions (default 1,000).
+//!   transactions (default 1,000);
+//! - `heavy_init_rebuild_init_vs_snapshot`, `sigcheck_rebuild_init_vs_snapshot`:
+//!   a recycle (purge, then the rebuild) that runs `executor_init` ÷ one
+//!   that adopts the blank snapshot, with both means in ms beside them.
 
 use executor_core::{BackendKind, Driver, DriverConfig, Limits, PersistencePolicy, SharedState};
 use peer::backends;
@@ -87,6 +90,27 @@ fn measure(kind: Subject, executor: &[u8], policy: PersistencePolicy, n: u32) ->
     Measure { per_tx: elapsed / n, per_build: (s.build_histogram.sum() - before.build_histogram.sum()) / builds }
 }
 
+/// Mean rebuild of `executor` for a recycle (a purge, then the
+/// transaction that rebuilds), timed by the driver: by `executor_init`, or
+/// from the blank snapshot.
+fn rebuild(kind: Subject, executor: &[u8], snapshots: bool, n: u32) -> Duration {
+    let Subject::Backend(kind) = kind else { return Duration::ZERO };
+    let host = backends::host(kind, Limits::default()).unwrap_or_else(|e| panic!("{kind}: {e}"));
+    let config = DriverConfig { policy: PersistencePolicy::UntilCrash, timings: true, snapshots, ..Default::default() };
+    let mut driver = Driver::new(host, executor, config).unwrap_or_else(|e| panic!("{kind}: {e}"));
+    let state: SharedState = Arc::new(BTreeMap::<Vec<u8>, Vec<u8>>::new());
+    let cycle = |driver: &mut Driver, i: u32| {
+        driver.purge();
+        driver.validate(&[i as u8], state.clone()).expect("no host failure");
+    };
+    (0..3).for_each(|i| cycle(&mut driver, i));
+    let before = driver.stats().clone();
+    (0..n).for_each(|i| cycle(&mut driver, i));
+    let s = driver.stats();
+    assert_eq!(s.restored_builds - before.restored_builds, if snapshots { u64::from(n) } else { 0 });
+    (s.build_histogram.sum() - before.build_histogram.sum()) / n
+}
+
 fn main() {
     let n = peer::bench::flag("--transactions", 100_000);
     let rounds = peer::bench::flag("--rounds", 5);
@@ -100,7 +124,7 @@ fn main() {
     #[cfg(feature = "wasmtime")]
     subjects.push(Subject::WasmtimeReinstantiate);
     for kind in subjects {
-        let mut r: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+        let mut r: BTreeMap<String, Vec<f64>> = BTreeMap::new();
         for _ in 0..rounds {
             // A blank's cost: every-tx:1 minus until-crash, per transaction,
             // on the same executor.
@@ -125,23 +149,38 @@ fn main() {
             let sig_warm = measure(kind, SIGCHECK, PersistencePolicy::UntilCrash, sig_n);
             let sig_blank = measure(kind, SIGCHECK, every_tx, sig_n);
             let us = |d: Duration| d.as_secs_f64() * 1e6;
-            r.entry("warm_tx_us").or_default().push(us(warm.per_tx));
-            r.entry("blank_1mib_us").or_default().push(us(blank_1));
-            r.entry("blank_16mib_us").or_default().push(us(blank_16));
-            r.entry("blank_vs_warm").or_default().push(us(blank_1) / us(warm.per_tx));
-            r.entry("blank_16mib_vs_1mib").or_default().push(us(blank_16) / us(blank_1).max(1e-3));
-            r.entry("heavy_init_ms").or_default().push(us(heavy_fresh.per_build) / 1e3);
-            r.entry("heavy_init_every_tx_vs_until_crash")
+            r.entry(String::from("warm_tx_us")).or_default().push(us(warm.per_tx));
+            r.entry(String::from("blank_1mib_us")).or_default().push(us(blank_1));
+            r.entry(String::from("blank_16mib_us")).or_default().push(us(blank_16));
+            r.entry(String::from("blank_vs_warm")).or_default().push(us(blank_1) / us(warm.per_tx));
+            r.entry(String::from("blank_16mib_vs_1mib")).or_default().push(us(blank_16) / us(blank_1).max(1e-3));
+            r.entry(String::from("heavy_init_ms")).or_default().push(us(heavy_fresh.per_build) / 1e3);
+            r.entry(String::from("heavy_init_every_tx_vs_until_crash"))
                 .or_default()
                 .push(us(heavy_warm.per_tx) / us(heavy_blank.per_tx));
-            r.entry("heavy_init_until_crash_vs_fresh")
+            r.entry(String::from("heavy_init_until_crash_vs_fresh"))
                 .or_default()
                 .push(us(heavy_fresh.per_tx) / us(heavy_warm.per_tx));
-            r.entry("heavy_init_every_tx_vs_fresh").or_default().push(us(heavy_fresh.per_tx) / us(heavy_blank.per_tx));
-            r.entry("sigcheck_tx_us").or_default().push(us(sig_warm.per_tx));
-            r.entry("sigcheck_every_tx_vs_until_crash").or_default().push(us(sig_warm.per_tx) / us(sig_blank.per_tx));
+            r.entry(String::from("heavy_init_every_tx_vs_fresh"))
+                .or_default()
+                .push(us(heavy_fresh.per_tx) / us(heavy_blank.per_tx));
+            if matches!(kind, Subject::Backend(_)) {
+                for (what, executor, n) in [("heavy_init", heavy_init, 20), ("sigcheck", SIGCHECK, 100)] {
+                    let (by_init, by_snapshot) = (rebuild(kind, executor, false, n), rebuild(kind, executor, true, n));
+                    let ms = |d: Duration| us(d) / 1e3;
+                    r.entry(format!("{what}_rebuild_init_ms")).or_default().push(ms(by_init));
+                    r.entry(format!("{what}_rebuild_snapshot_ms")).or_default().push(ms(by_snapshot));
+                    r.entry(format!("{what}_rebuild_init_vs_snapshot"))
+                        .or_default()
+                        .push(us(by_init) / us(by_snapshot));
+                }
+            }
+            r.entry(String::from("sigcheck_tx_us")).or_default().push(us(sig_warm.per_tx));
+            r.entry(String::from("sigcheck_every_tx_vs_until_crash"))
+                .or_default()
+                .push(us(sig_warm.per_tx) / us(sig_blank.per_tx));
         }
-        let medians: BTreeMap<&str, f64> = r.into_iter().map(|(k, v)| (k, median(v))).collect();
+        let medians: BTreeMap<String, f64> = r.into_iter().map(|(k, v)| (k, median(v))).collect();
         rows.push((kind.to_string(), medians));
     }
     if json {
