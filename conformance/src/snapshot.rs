@@ -64,8 +64,18 @@ pub fn snapshots_restore_exactly_what_init_makes(factory: HostFactory) {
         assert_eq!(by_snapshot.stats().snapshot, SnapshotOutcome::Captured, "{what}");
         let (init_memory, init_globals, restored) = blank(&mut by_init);
         assert!(!restored, "{what}: snapshots off, init ran");
+        // Both ways of building from the snapshot: adopting it by copying
+        // (while the host bakes it in the background) and, where the host
+        // bakes, instantiating the baked executor.
+        let (copied_memory, copied_globals, restored) = blank(&mut by_snapshot);
+        assert!(restored, "{what}: built from the snapshot");
+        assert_same_memory(&init_memory, &copied_memory, what);
+        assert_eq!(init_globals, copied_globals, "{what}: globals");
+        by_snapshot.settle();
         let (memory, globals, restored) = blank(&mut by_snapshot);
         assert!(restored, "{what}: built from the snapshot");
+        let bakes = factory(Limits::default()).bakes_snapshots();
+        assert_eq!(by_snapshot.stats().baked_executors, u64::from(bakes), "{what}: baked where the host bakes");
         assert_same_memory(&init_memory, &memory, what);
         assert_eq!(init_globals, globals, "{what}: globals");
     }
@@ -78,6 +88,7 @@ pub fn snapshots_restore_exactly_what_init_makes(factory: HostFactory) {
     assert_eq!(memory.len(), reserved + 3 * 65536, "init grew two pages");
     // Every transaction grows memory, so every blank is a rebuild: from
     // the snapshot, never init again, and judged as with init.
+    d.settle();
     let with = judge(&mut d, 6);
     let mut without = driver(factory, SNAPSHOT.as_bytes(), false, None);
     assert_eq!(with, vec![Verdict::Approved; 6], "the fixture checks init's state in every transaction");

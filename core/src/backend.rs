@@ -170,6 +170,16 @@ pub trait ExecutorHost: Send + Sync {
         None
     }
 
+    /// Whether this engine builds a blank instance faster from a module with
+    /// the blank snapshot baked in ([`crate::snapshot::BlankSnapshot::bake`],
+    /// compiled once more) than by adopting the snapshot into a new
+    /// instance: true where instantiation maps data segments copy-on-write
+    /// (wasmtime's memory images), so a rebuild costs a mapping instead of
+    /// a copy of everything init wrote. Default false.
+    fn bakes_snapshots(&self) -> bool {
+        false
+    }
+
     /// Loads compiled code that [`CompiledExecutor::serialize`] produced on
     /// a host with the same [`ExecutorHost::artifact_fingerprint`] for
     /// `module`. An `Err` makes the caller recompile.

@@ -103,6 +103,14 @@ impl CacheKey {
         Self::digest(host, b"blank-snapshot", &fingerprint, &module.hash)
     }
 
+    /// The key of a module prepared by `core` itself (a blank snapshot
+    /// baked into the executor): its instrumented bytes, on a host that can
+    /// serialise.
+    pub fn prepared_of(host: &dyn ExecutorHost, module: &PreparedModule) -> Option<CacheKey> {
+        let fingerprint = host.artifact_fingerprint()?;
+        Some(Self::digest(host, b"prepared", &fingerprint, &Sha256::digest(&module.wasm)))
+    }
+
     fn digest(host: &dyn ExecutorHost, domain: &[u8], fingerprint: &str, executor_hash: &[u8]) -> CacheKey {
         let mut h = Sha256::new();
         for part in [
@@ -366,8 +374,27 @@ pub struct Loaded {
 /// that the engine refuses is deleted and the executor recompiled. Load
 /// errors of the executor itself surface as from [`crate::module::prepare`].
 pub fn load(host: &dyn ExecutorHost, executor: &[u8], cache: Option<&ArtifactCache>) -> Result<Loaded> {
-    let prepare = || crate::module::prepare(executor, host.limits()).map(Arc::new);
-    let Some((cache, key)) = cache.and_then(|c| Some((c, CacheKey::of(host, executor)?))) else {
+    let key = cache.and_then(|c| Some((c, CacheKey::of(host, executor)?)));
+    load_keyed(host, key, || crate::module::prepare(executor, host.limits()).map(Arc::new))
+}
+
+/// [`load`] for a module `core` prepared itself (a baked blank snapshot),
+/// keyed by its bytes.
+pub fn load_prepared(
+    host: &dyn ExecutorHost,
+    module: Arc<PreparedModule>,
+    cache: Option<&ArtifactCache>,
+) -> Result<Loaded> {
+    let key = cache.and_then(|c| Some((c, CacheKey::prepared_of(host, &module)?)));
+    load_keyed(host, key, || Ok(module))
+}
+
+fn load_keyed(
+    host: &dyn ExecutorHost,
+    key: Option<(&ArtifactCache, CacheKey)>,
+    prepare: impl FnOnce() -> Result<Arc<PreparedModule>>,
+) -> Result<Loaded> {
+    let Some((cache, key)) = key else {
         return compile(host, prepare()?);
     };
     let started = Instant::now();

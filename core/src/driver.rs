@@ -136,7 +136,7 @@ pub enum SnapshotOutcome {
 }
 
 /// The loaded executor's snapshot, as far as the driver knows it.
-#[derive(Debug, Clone, Default)]
+#[derive(Default)]
 enum SnapshotSlot {
     /// Off: every build runs init.
     #[default]
@@ -148,12 +148,36 @@ enum SnapshotSlot {
         snapshot: Arc<BlankSnapshot>,
         /// Read from the cache (so this process never ran init).
         from_disk: bool,
+        /// The executor with the snapshot baked in, compiled, on hosts
+        /// that [bake](ExecutorHost::bakes_snapshots).
+        baked: Baked,
     },
     /// Cannot be taken for this executor.
     Unportable,
 }
 
+/// The baked executor of a [`SnapshotSlot::Ready`].
+#[derive(Default)]
+enum Baked {
+    /// Not started, or the host does not bake.
+    #[default]
+    NotYet,
+    /// Being baked and compiled on a thread of its own: a compile (or a
+    /// large cache entry's load) would otherwise stall the build that
+    /// needs it by milliseconds; until it is done, builds adopt the
+    /// snapshot by copying.
+    Baking(std::thread::JoinHandle<Result<crate::cache::Loaded>>, Instant),
+    /// Compiled (or loaded from the cache).
+    Ready(Arc<PreparedModule>, Arc<dyn CompiledExecutor>),
+    /// Baking failed (logged): adopt the snapshot instead.
+    Failed,
+}
+
 impl SnapshotSlot {
+    fn ready(snapshot: BlankSnapshot, from_disk: bool) -> Self {
+        SnapshotSlot::Ready { snapshot: Arc::new(snapshot), from_disk, baked: Baked::NotYet }
+    }
+
     fn outcome(&self) -> SnapshotOutcome {
         match self {
             SnapshotSlot::Off | SnapshotSlot::Pending => SnapshotOutcome::Off,
@@ -206,6 +230,12 @@ pub struct Stats {
     /// Time the current executor's compilation (or cache load) took.
     #[serde(skip)]
     pub compile_time: Duration,
+    /// Executors whose blank snapshot was baked in and compiled (or loaded
+    /// from the cache), on hosts that [bake](ExecutorHost::bakes_snapshots).
+    pub baked_executors: u64,
+    /// Time spent baking and compiling them.
+    #[serde(skip)]
+    pub bake_time: Duration,
     /// Instance builds (with [`DriverConfig::timings`]): each one's
     /// duration; its `sum()` is the time spent building.
     #[serde(skip)]
@@ -487,9 +517,70 @@ impl Driver {
             return SnapshotSlot::Off;
         }
         match self.config.cache.as_deref().and_then(|c| crate::cache::load_snapshot(c, &*self.host, module)) {
-            Some(snapshot) => SnapshotSlot::Ready { snapshot: Arc::new(snapshot), from_disk: true },
+            Some(snapshot) => SnapshotSlot::ready(snapshot, true),
             None => SnapshotSlot::Pending,
         }
+    }
+
+    /// On hosts that [bake](ExecutorHost::bakes_snapshots): starts baking
+    /// `slot`'s snapshot into the executor and compiling it (through the
+    /// cache) on a thread of its own, and takes the result once it is
+    /// there — waiting for it only if `wait`. Called before every build
+    /// from a snapshot, so an executor that is never rebuilt is never
+    /// baked. A failure is logged and the snapshot is adopted instead.
+    fn bake(&mut self, module: &PreparedModule, slot: &mut SnapshotSlot, wait: bool) {
+        let SnapshotSlot::Ready { snapshot, baked, .. } = slot else { return };
+        if matches!(baked, Baked::NotYet) && self.host.bakes_snapshots() {
+            let (host, snapshot, cache) = (self.host.clone(), snapshot.clone(), self.config.cache.clone());
+            let module = module.clone();
+            let started = Instant::now();
+            let spawned = std::thread::Builder::new().name("bake-snapshot".into()).spawn(move || {
+                let baked = snapshot.bake(&module)?;
+                crate::cache::load_prepared(&*host, Arc::new(baked), cache.as_deref())
+            });
+            *baked = match spawned {
+                Ok(handle) => Baked::Baking(handle, started),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot start baking the blank snapshot; adopting it instead");
+                    Baked::Failed
+                }
+            };
+        }
+        if !matches!(baked, Baked::Baking(h, _) if wait || h.is_finished()) {
+            return;
+        }
+        let Baked::Baking(handle, started) = std::mem::take(baked) else { unreachable!("matched above") };
+        *baked = match handle.join() {
+            Ok(Ok(loaded)) => {
+                tracing::info!(
+                    cache = %loaded.outcome,
+                    ms = started.elapsed().as_secs_f64() * 1e3,
+                    "blank snapshot baked into the executor"
+                );
+                self.stats.bake_time += started.elapsed();
+                self.stats.baked_executors += 1;
+                Baked::Ready(loaded.module, loaded.compiled)
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cannot bake the blank snapshot; adopting it instead");
+                Baked::Failed
+            }
+            Err(_) => {
+                tracing::warn!("baking the blank snapshot panicked; adopting it instead");
+                Baked::Failed
+            }
+        };
+    }
+
+    /// Waits for work the driver does in the background — baking the
+    /// blank snapshot into the executor, on hosts that
+    /// [bake](ExecutorHost::bakes_snapshots) — so that what follows
+    /// measures or tests the steady state.
+    pub fn settle(&mut self) {
+        let module = self.module.clone();
+        let mut slot = std::mem::take(&mut self.snapshot);
+        self.bake(&module, &mut slot, true);
+        self.snapshot = slot;
     }
 
     /// Instantiates `compiled` with a new host state; a trap (in a data
@@ -526,10 +617,24 @@ impl Driver {
         let limits = self.host.limits().clone();
         let host_failure = |message: String| Error::HostFailure { backend, message };
         let layout = module.info.layout;
-        let mut instance = self.instantiate(module, compiled, mode)?;
-        self.stats.instantiate_time += elapsed(started);
+        if mode == InstanceMode::Reusable {
+            self.bake(module, slot, false);
+        }
         let mut adopted = false;
-        if let (SnapshotSlot::Ready { snapshot, from_disk }, InstanceMode::Reusable) = (&*slot, mode) {
+        let mut instance = match (&*slot, mode) {
+            (SnapshotSlot::Ready { baked: Baked::Ready(baked, code), .. }, InstanceMode::Reusable) => {
+                // Instantiation alone makes the blank state.
+                adopted = true;
+                self.instantiate(baked, code, mode)?
+            }
+            _ => self.instantiate(module, compiled, mode)?,
+        };
+        self.stats.instantiate_time += elapsed(started);
+        if let (
+            SnapshotSlot::Ready { snapshot, from_disk, baked: Baked::NotYet | Baked::Baking(..) | Baked::Failed },
+            InstanceMode::Reusable,
+        ) = (&*slot, mode)
+        {
             match snapshot.apply(&mut *instance, layout, &limits) {
                 Ok(()) => adopted = true,
                 Err(e) => {
@@ -567,7 +672,7 @@ impl Driver {
                         if let Some(cache) = self.config.cache.as_deref() {
                             crate::cache::store_snapshot(cache, &*self.host, module, &snapshot);
                         }
-                        SnapshotSlot::Ready { snapshot: Arc::new(snapshot), from_disk: false }
+                        SnapshotSlot::ready(snapshot, false)
                     }
                     Ok(Err(why)) => {
                         tracing::info!(%why, "the blank state cannot move to new instances; every build runs init");

@@ -55,7 +55,7 @@ impl std::fmt::Display for Subject {
         match self {
             Subject::Backend(k) => write!(f, "{k}"),
             #[cfg(feature = "wasmtime")]
-            Subject::WasmtimeReinstantiate => f.write_str("wasmtime (blank = pooled re-instantiation + init)"),
+            Subject::WasmtimeReinstantiate => f.write_str("wasmtime (blank = pooled re-instantiation)"),
         }
     }
 }
@@ -104,6 +104,7 @@ fn rebuild(kind: Subject, executor: &[u8], snapshots: bool, n: u32) -> Duration 
         driver.validate(&[i as u8], state.clone()).expect("no host failure");
     };
     (0..3).for_each(|i| cycle(&mut driver, i));
+    driver.settle();
     let before = driver.stats().clone();
     (0..n).for_each(|i| cycle(&mut driver, i));
     let s = driver.stats();
