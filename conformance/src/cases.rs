@@ -592,7 +592,7 @@ pub fn memory_cap_is_checked_at_load(factory: HostFactory) {
     let e = executor_core::Driver::new(factory(big.clone()), HOSTILE.as_bytes(), DriverConfig::default()).unwrap_err();
     assert!(matches!(e, Error::MemoryCap { cap, .. } if cap == 1 << 30), "{e}");
     assert!(e.to_string().contains("memory_cap"), "{e}");
-    let raised = Limits { memory_cap: 4 << 30, ..big };
+    let raised = Limits { memory_cap: 8 << 30, ..big };
     executor_core::Driver::new(factory(raised), HOSTILE.as_bytes(), DriverConfig::default()).unwrap();
 }
 

@@ -559,7 +559,10 @@ impl Driver {
                 );
                 self.stats.bake_time += started.elapsed();
                 self.stats.baked_executors += 1;
-                Baked::Ready(loaded.module, loaded.compiled)
+                // Only the module's description is needed from here on, not
+                // its bytes (the snapshot's runs are in them).
+                let module = PreparedModule { wasm: Vec::new(), ..Arc::unwrap_or_clone(loaded.module) };
+                Baked::Ready(Arc::new(module), loaded.compiled)
             }
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "cannot bake the blank snapshot; adopting it instead");

@@ -35,8 +35,11 @@ pub struct Limits {
     /// (or installed by an upgrade) — never a cause of recycles. Estimated
     /// as [`LIVE_INSTANCES`] instances at the memory limit (the warm one,
     /// an audit instance, and during an upgrade the new one and its
-    /// migration instance), one blank image at the limit, and 16 bytes of
-    /// compiled code and metadata per byte of module. Default 1 GiB.
+    /// migration instance), [`BLANK_COPIES`] more memories' worth for the
+    /// blank state (the restore image, the blank snapshot, and where the
+    /// host bakes snapshots the baked executor's memory image and its own
+    /// restore image), and 32 bytes of compiled code and metadata per byte
+    /// of module (the executor, and the baked one). Default 1 GiB.
     pub memory_cap: u64,
     /// Size limits of the module itself.
     pub module: ModuleLimits,
@@ -45,6 +48,10 @@ pub struct Limits {
 /// Instances of one executor that may be alive at once (see
 /// [`Limits::memory_cap`]).
 pub const LIVE_INSTANCES: u64 = 4;
+
+/// Copies of the blank state one executor may keep, each at most one
+/// memory (see [`Limits::memory_cap`]).
+pub const BLANK_COPIES: u64 = 4;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -71,7 +78,7 @@ impl Limits {
     pub fn memory_estimate(&self, module_bytes: u64) -> u64 {
         let layout = crate::instrument::Layout::for_limit(self.memory_bytes);
         let instance = self.memory_pages() * PAGE_SIZE + layout.reserved as u64;
-        (LIVE_INSTANCES + 1) * instance + 16 * module_bytes
+        (LIVE_INSTANCES + BLANK_COPIES) * instance + 32 * module_bytes
     }
 }
 
