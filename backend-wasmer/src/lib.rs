@@ -465,11 +465,8 @@ impl ExecutorInstance for WasmerInstance {
     }
 
     fn set_global_values(&mut self, values: &[GlobalValue]) -> Result<(), CallError> {
-        if values.len() != self.globals.len() {
-            return Err(CallError::Host(format!("{} global values for {} globals", values.len(), self.globals.len())));
-        }
-        for (g, v) in self.globals.iter().zip(values) {
-            let v = match *v {
+        for (g, v) in GlobalValue::pair(&self.globals, values)? {
+            let v = match v {
                 GlobalValue::I32(v) => Value::I32(v),
                 GlobalValue::I64(v) => Value::I64(v),
                 GlobalValue::F32(v) => Value::F32(f32::from_bits(v)),

@@ -519,11 +519,8 @@ impl ExecutorInstance for WasmtimeInstance {
     }
 
     fn set_global_values(&mut self, values: &[GlobalValue]) -> Result<(), CallError> {
-        if values.len() != self.globals.len() {
-            return Err(CallError::Host(format!("{} global values for {} globals", values.len(), self.globals.len())));
-        }
-        for (g, v) in self.globals.iter().zip(values) {
-            let v = match *v {
+        for (g, v) in GlobalValue::pair(&self.globals, values)? {
+            let v = match v {
                 GlobalValue::I32(v) => Val::I32(v),
                 GlobalValue::I64(v) => Val::I64(v),
                 GlobalValue::F32(v) => Val::F32(v),

@@ -147,6 +147,21 @@ pub enum GlobalValue {
     F64(u64),
 }
 
+impl GlobalValue {
+    /// Each of an instance's `globals` with the value `values` gives it, or
+    /// an `Err` if the counts differ: the engine-independent half of
+    /// [`ExecutorInstance::set_global_values`].
+    pub fn pair<'a, G>(
+        globals: &'a [G],
+        values: &'a [GlobalValue],
+    ) -> Result<impl Iterator<Item = (&'a G, GlobalValue)>, CallError> {
+        if globals.len() != values.len() {
+            return Err(CallError::Host(format!("{} global values for {} globals", values.len(), globals.len())));
+        }
+        Ok(globals.iter().zip(values.iter().copied()))
+    }
+}
+
 /// An engine, configured once with the limits. The contract:
 ///
 /// - [`ExecutorHost::compile`] receives only modules that passed
