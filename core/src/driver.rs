@@ -96,8 +96,10 @@ pub struct DriverConfig {
     /// running `start` and `executor_init` again: taken at the first build,
     /// kept in memory for recycles, rebuilds and upgrades' second
     /// instance, and — with [`DriverConfig::cache`] — on disk for restarts.
-    /// On by default; costs one copy of the bytes init wrote per build.
-    /// Never under `fresh`, which is the reference and always runs init.
+    /// On by default; costs one copy of the bytes init wrote per build (on
+    /// hosts that [bake](ExecutorHost::bakes_snapshots), from the first
+    /// rebuild on, a compile in the background and then a mapping). Never
+    /// under `fresh`, which is the reference and always runs init.
     pub snapshots: bool,
 }
 
@@ -148,6 +150,11 @@ enum SnapshotSlot {
         snapshot: Arc<BlankSnapshot>,
         /// Read from the cache (so this process never ran init).
         from_disk: bool,
+        /// Instances of this executor built so far (by init or from the
+        /// snapshot): baking starts at the second, a rebuild, so the first
+        /// instance never pays or waits for a compile, and an executor
+        /// never rebuilt is never baked.
+        builds: u64,
         /// The executor with the snapshot baked in, compiled, on hosts
         /// that [bake](ExecutorHost::bakes_snapshots).
         baked: Baked,
@@ -174,8 +181,11 @@ enum Baked {
 }
 
 impl SnapshotSlot {
+    /// A snapshot read from the cache (no instance built yet) or just
+    /// taken (from the first instance, built by init).
     fn ready(snapshot: BlankSnapshot, from_disk: bool) -> Self {
-        SnapshotSlot::Ready { snapshot: Arc::new(snapshot), from_disk, baked: Baked::NotYet }
+        let builds = u64::from(!from_disk);
+        SnapshotSlot::Ready { snapshot: Arc::new(snapshot), from_disk, builds, baked: Baked::NotYet }
     }
 
     fn outcome(&self) -> SnapshotOutcome {
@@ -525,12 +535,12 @@ impl Driver {
     /// On hosts that [bake](ExecutorHost::bakes_snapshots): starts baking
     /// `slot`'s snapshot into the executor and compiling it (through the
     /// cache) on a thread of its own, and takes the result once it is
-    /// there — waiting for it only if `wait`. Called before every build
-    /// from a snapshot, so an executor that is never rebuilt is never
-    /// baked. A failure is logged and the snapshot is adopted instead.
+    /// there — waiting for it (and starting it even before a rebuild) only
+    /// if `wait`. Called before every build from a snapshot. A failure is
+    /// logged and the snapshot is adopted instead.
     fn bake(&mut self, module: &PreparedModule, slot: &mut SnapshotSlot, wait: bool) {
-        let SnapshotSlot::Ready { snapshot, baked, .. } = slot else { return };
-        if matches!(baked, Baked::NotYet) && self.host.bakes_snapshots() {
+        let SnapshotSlot::Ready { snapshot, baked, builds, .. } = slot else { return };
+        if matches!(baked, Baked::NotYet) && (*builds > 0 || wait) && self.host.bakes_snapshots() {
             let (host, snapshot, cache) = (self.host.clone(), snapshot.clone(), self.config.cache.clone());
             let module = module.clone();
             let started = Instant::now();
@@ -634,7 +644,9 @@ impl Driver {
         };
         self.stats.instantiate_time += elapsed(started);
         if let (
-            SnapshotSlot::Ready { snapshot, from_disk, baked: Baked::NotYet | Baked::Baking(..) | Baked::Failed },
+            SnapshotSlot::Ready {
+                snapshot, from_disk, baked: Baked::NotYet | Baked::Baking(..) | Baked::Failed, ..
+            },
             InstanceMode::Reusable,
         ) = (&*slot, mode)
         {
@@ -649,6 +661,9 @@ impl Driver {
                     instance = self.instantiate(module, compiled, mode)?;
                 }
             }
+        }
+        if let SnapshotSlot::Ready { builds, .. } = slot {
+            *builds += 1;
         }
         if adopted {
             self.stats.restored_builds += 1;
