@@ -267,7 +267,7 @@ fn print_summary(r: &RunReport) {
             (format!("  scheduled blanks ({:.2} µs each)", p.blank_us), p.blanks_s, Some(share(p.blanks_s))),
             (
                 format!(
-                    "  recycles (a build: {:.3} ms = instantiate {:.3} + init {:.3})",
+                    "  recycles (a build: {:.3} ms = instantiate {:.3} + init or snapshot {:.3})",
                     p.build_ms, p.instantiate_ms, p.init_ms
                 ),
                 p.recycles_s,

@@ -138,7 +138,8 @@ pub struct Profile {
     pub build_ms: f64,
     /// Of it: instantiation (memory, data segments, tables), ms.
     pub instantiate_ms: f64,
-    /// Of it: `start`, `executor_init` and the blank-state snapshot, ms.
+    /// Of it: `start` and `executor_init`, or adopting the blank snapshot; and
+    /// marking the blank state, ms.
     pub init_ms: f64,
     /// Mean scheduled blank, µs.
     pub blank_us: f64,
