@@ -572,6 +572,10 @@ impl Driver {
                 // Only the module's description is needed from here on, not
                 // its bytes (the snapshot's runs are in them).
                 let module = PreparedModule { wasm: Vec::new(), ..Arc::unwrap_or_clone(loaded.module) };
+                // Nor the snapshot: every build from now on instantiates the
+                // baked executor (an emptied snapshot fits nothing, so were
+                // it ever applied, init would run instead).
+                *snapshot = Arc::new(BlankSnapshot::default());
                 Baked::Ready(Arc::new(module), loaded.compiled)
             }
             Ok(Err(e)) => {

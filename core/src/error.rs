@@ -74,7 +74,7 @@ pub enum Error {
     /// The executor could tie up more memory than the cap allows (checked
     /// at load, never a cause of recycles).
     #[error(
-        "the memory cap would be exceeded: up to {estimate} bytes for live instances, the blank image and compiled code, cap {cap} (raise `memory_cap` or lower `memory_limit`)"
+        "the memory cap would be exceeded: up to {estimate} bytes for live instances, copies of the blank state and compiled code, cap {cap} (raise `memory_cap` or lower `memory_limit`)"
     )]
     MemoryCap {
         /// The estimate (see [`crate::Limits::memory_cap`]).

@@ -36,10 +36,11 @@ pub struct Limits {
     /// as [`LIVE_INSTANCES`] instances at the memory limit (the warm one,
     /// an audit instance, and during an upgrade the new one and its
     /// migration instance), [`BLANK_COPIES`] more memories' worth for the
-    /// blank state (the restore image, the blank snapshot, and where the
-    /// host bakes snapshots the baked executor's memory image and its own
-    /// restore image), and 32 bytes of compiled code and metadata per byte
-    /// of module (the executor, and the baked one). Default 1 GiB.
+    /// blank state (the restore image and the blank snapshot; where the
+    /// host bakes snapshots, the restore image, the baked executor's memory
+    /// image and its own restore image, the snapshot itself then being
+    /// dropped), and 32 bytes of compiled code and metadata per byte of
+    /// module (the executor, and the baked one). Default 1 GiB.
     pub memory_cap: u64,
     /// Size limits of the module itself.
     pub module: ModuleLimits,
@@ -51,7 +52,7 @@ pub const LIVE_INSTANCES: u64 = 4;
 
 /// Copies of the blank state one executor may keep, each at most one
 /// memory (see [`Limits::memory_cap`]).
-pub const BLANK_COPIES: u64 = 4;
+pub const BLANK_COPIES: u64 = 3;
 
 impl Default for Limits {
     fn default() -> Self {

@@ -150,7 +150,9 @@ pub enum Restore {
 /// entries are function references, meaningless outside their store),
 /// dropped a segment (a new instance would still have it), or left a
 /// reference in a global; then every build runs init, as before.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// The `Default` snapshot is empty: of memory size zero, it fits no module.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BlankSnapshot {
     /// Linear-memory size, bytes (the reserved region included).
     memory_bytes: u64,
