@@ -15,11 +15,13 @@
 //! (the executor's bytes, the instrumentation version and with it the cost
 //! table, the limits, the backend, its engine's version and configuration,
 //! the ABI feature set); a cached
-//! module behaves exactly as a freshly compiled one, which the conformance
-//! suite checks on every serialising backend.
+//! module behaves exactly as a freshly compiled one, and an instance built
+//! from a cached snapshot is byte for byte the one `executor_init` makes,
+//! which the conformance suite checks on every backend.
 //!
 //! **Trust**: loading compiled code is `unsafe` in every engine — whoever
-//! can write this directory can run native code in the peer. The directory
+//! can write this directory can run native code in the peer, and a
+//! snapshot written by someone else would decide the blank state. The directory
 //! is created owner-only (0700); one that others can write, or that another
 //! user owns, is refused. Each entry carries its key and a SHA-256 of its
 //! payload, checked before the engine sees a byte: a truncated, corrupted,
