@@ -39,20 +39,25 @@ impl Drop for TempDir {
 fn hostile_run(factory: HostFactory, cache: Option<Arc<ArtifactCache>>) -> (Vec<Verdict>, CacheOutcome) {
     let config = DriverConfig { policy: PersistencePolicy::default(), cache, ..Default::default() };
     let mut d = Driver::new(factory(Limits::default()), HOSTILE.as_bytes(), config).expect("loads");
+    (hostile_verdicts(&mut d), d.stats().cache)
+}
+
+/// Every case of [`HOSTILE_CASES`], each followed by a plain transaction,
+/// on a driver of the hostile executor.
+pub(crate) fn hostile_verdicts(d: &mut Driver) -> Vec<Verdict> {
     let empty = state(&[]);
-    let verdicts = HOSTILE_CASES
+    HOSTILE_CASES
         .iter()
         .flat_map(|(case, _, _)| [vec![*case], vec![0]])
         .map(|p| d.validate(&p, empty.clone()).expect("no host failure"))
-        .collect();
-    (verdicts, d.stats().cache)
+        .collect()
 }
 
-fn open(dir: &TempDir) -> Arc<ArtifactCache> {
+pub(crate) fn open(dir: &TempDir) -> Arc<ArtifactCache> {
     Arc::new(ArtifactCache::open(&dir.config()).expect("cache opens"))
 }
 
-fn entry(dir: &TempDir, key: &CacheKey) -> PathBuf {
+pub(crate) fn entry(dir: &TempDir, key: &CacheKey) -> PathBuf {
     dir.0.join(format!("{}.bin", key.hex()))
 }
 

@@ -3,8 +3,8 @@
 //! falls back to init; a restart restores the snapshot from the cache and
 //! judges exactly as a cold start. Run by [`crate::suite!`] on every backend.
 
-use crate::cache::TempDir;
-use crate::fixtures::{DEFAULT_EXECUTOR, HOSTILE, HOSTILE_CASES, SNAPSHOT, STATEFUL};
+use crate::cache::{TempDir, entry, hostile_verdicts, open};
+use crate::fixtures::{DEFAULT_EXECUTOR, HOSTILE, SNAPSHOT, STATEFUL};
 use crate::{HostFactory, state};
 use executor_core::cache::{self, ArtifactCache, CacheKey};
 use executor_core::{Driver, DriverConfig, GlobalValue, Limits, PreparedModule, SnapshotOutcome, Verdict};
@@ -126,25 +126,24 @@ fn prepared(executor: &[u8]) -> PreparedModule {
 /// have another key; with snapshots off nothing is stored.
 pub fn restart_restores_the_blank_snapshot(factory: HostFactory) {
     let dir = TempDir::new("snapshot-restart");
-    let open = || Arc::new(ArtifactCache::open(&dir.config()).expect("cache opens"));
     let host = factory(Limits::default());
     let module = prepared(SNAPSHOT.as_bytes());
-    let stored = || cache::load_snapshot(&open(), &*host, &module);
+    let stored = || cache::load_snapshot(&open(&dir), &*host, &module);
 
     let mut uncached = driver(factory, SNAPSHOT.as_bytes(), false, None);
     let reference = judge(&mut uncached, 6);
     let (reference_memory, reference_globals, _) = blank(&mut uncached);
 
-    let mut off = driver(factory, SNAPSHOT.as_bytes(), false, Some(open()));
+    let mut off = driver(factory, SNAPSHOT.as_bytes(), false, Some(open(&dir)));
     assert_eq!(judge(&mut off, 2), reference[..2]);
     assert!(stored().is_none(), "snapshots off: nothing stored");
 
-    let mut cold = driver(factory, SNAPSHOT.as_bytes(), true, Some(open()));
+    let mut cold = driver(factory, SNAPSHOT.as_bytes(), true, Some(open(&dir)));
     assert_eq!(cold.stats().snapshot, SnapshotOutcome::Captured);
     assert_eq!(judge(&mut cold, 6), reference, "cold start");
     let snapshot = stored().expect("stored at the first build");
 
-    let mut warm = driver(factory, SNAPSHOT.as_bytes(), true, Some(open()));
+    let mut warm = driver(factory, SNAPSHOT.as_bytes(), true, Some(open(&dir)));
     assert_eq!(warm.stats().snapshot, SnapshotOutcome::Restored);
     assert_eq!(judge(&mut warm, 6), reference, "restored snapshot");
     let s = warm.stats();
@@ -155,23 +154,23 @@ pub fn restart_restores_the_blank_snapshot(factory: HostFactory) {
 
     // A corrupted entry: deleted, init runs, the snapshot is stored again.
     let key = CacheKey::snapshot_of(&*host, &module);
-    let path = dir.0.join(format!("{}.bin", key.hex()));
+    let path = entry(&dir, &key);
     let mut bytes = std::fs::read(&path).expect("entry exists");
     let last = bytes.len() - 1;
     bytes[last] ^= 0xff;
     std::fs::write(&path, bytes).unwrap();
-    let mut d = driver(factory, SNAPSHOT.as_bytes(), true, Some(open()));
+    let mut d = driver(factory, SNAPSHOT.as_bytes(), true, Some(open(&dir)));
     assert_eq!(d.stats().snapshot, SnapshotOutcome::Captured, "corrupted entry not used");
     assert_eq!(judge(&mut d, 6), reference);
     assert_eq!(stored().as_ref(), Some(&snapshot), "stored again");
 
     // A well-formed entry that does not fit (another executor's snapshot
     // under this key: other globals): not adopted, deleted, init runs.
-    let mut other = driver(factory, STATEFUL.as_bytes(), true, Some(open()));
+    let mut other = driver(factory, STATEFUL.as_bytes(), true, Some(open(&dir)));
     judge(&mut other, 1);
-    let misfit = cache::load_snapshot(&open(), &*host, &prepared(STATEFUL.as_bytes())).expect("stored");
-    cache::store_snapshot(&open(), &*host, &module, &misfit);
-    let mut d = driver(factory, SNAPSHOT.as_bytes(), true, Some(open()));
+    let misfit = cache::load_snapshot(&open(&dir), &*host, &prepared(STATEFUL.as_bytes())).expect("stored");
+    cache::store_snapshot(&open(&dir), &*host, &module, &misfit);
+    let mut d = driver(factory, SNAPSHOT.as_bytes(), true, Some(open(&dir)));
     assert_eq!(d.stats().snapshot, SnapshotOutcome::Captured, "a misfit is not adopted");
     assert_eq!(judge(&mut d, 6), reference);
     assert_eq!(stored().as_ref(), Some(&snapshot), "the right one stored again");
@@ -180,20 +179,14 @@ pub fn restart_restores_the_blank_snapshot(factory: HostFactory) {
     let limits = Limits { fuel: Limits::default().fuel + 1, ..Limits::default() };
     let other_limits = factory(limits.clone());
     let module = executor_core::module::prepare(SNAPSHOT.as_bytes(), &limits).unwrap();
-    assert!(cache::load_snapshot(&open(), &*other_limits, &module).is_none(), "limits are in the key");
+    assert!(cache::load_snapshot(&open(&dir), &*other_limits, &module).is_none(), "limits are in the key");
 
     // The hostile executor's every case, restored, judges as uncached.
     let hostile = |cache| {
         let mut d = driver(factory, HOSTILE.as_bytes(), true, cache);
-        let empty = state(&[]);
-        let verdicts: Vec<Verdict> = HOSTILE_CASES
-            .iter()
-            .flat_map(|(case, _, _)| [vec![*case], vec![0]])
-            .map(|p| d.validate(&p, empty.clone()).expect("no host failure"))
-            .collect();
-        (verdicts, d.stats().snapshot)
+        (hostile_verdicts(&mut d), d.stats().snapshot)
     };
     let (uncached, _) = hostile(None);
-    assert_eq!(hostile(Some(open())), (uncached.clone(), SnapshotOutcome::Captured));
-    assert_eq!(hostile(Some(open())), (uncached, SnapshotOutcome::Restored));
+    assert_eq!(hostile(Some(open(&dir))), (uncached.clone(), SnapshotOutcome::Captured));
+    assert_eq!(hostile(Some(open(&dir))), (uncached, SnapshotOutcome::Restored));
 }

@@ -174,8 +174,9 @@ enum Baked {
     /// needs it by milliseconds; until it is done, builds adopt the
     /// snapshot by copying.
     Baking(std::thread::JoinHandle<Result<crate::cache::Loaded>>, Instant),
-    /// Compiled (or loaded from the cache).
-    Ready(Arc<PreparedModule>, Arc<dyn CompiledExecutor>),
+    /// Compiled (or loaded from the cache). Its instances use the
+    /// executor's own module description: baking changes no layout.
+    Ready(Arc<dyn CompiledExecutor>),
     /// Baking failed (logged): adopt the snapshot instead.
     Failed,
 }
@@ -569,14 +570,12 @@ impl Driver {
                 );
                 self.stats.bake_time += started.elapsed();
                 self.stats.baked_executors += 1;
-                // Only the module's description is needed from here on, not
-                // its bytes (the snapshot's runs are in them).
-                let module = PreparedModule { wasm: Vec::new(), ..Arc::unwrap_or_clone(loaded.module) };
-                // Nor the snapshot: every build from now on instantiates the
+                // Neither the baked module's bytes nor the snapshot are
+                // needed any more: every build from now on instantiates the
                 // baked executor (an emptied snapshot fits nothing, so were
                 // it ever applied, init would run instead).
                 *snapshot = Arc::new(BlankSnapshot::default());
-                Baked::Ready(Arc::new(module), loaded.compiled)
+                Baked::Ready(loaded.compiled)
             }
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "cannot bake the blank snapshot; adopting it instead");
@@ -639,10 +638,10 @@ impl Driver {
         }
         let mut adopted = false;
         let mut instance = match (&*slot, mode) {
-            (SnapshotSlot::Ready { baked: Baked::Ready(baked, code), .. }, InstanceMode::Reusable) => {
+            (SnapshotSlot::Ready { baked: Baked::Ready(baked), .. }, InstanceMode::Reusable) => {
                 // Instantiation alone makes the blank state.
                 adopted = true;
-                self.instantiate(baked, code, mode)?
+                self.instantiate(module, baked, mode)?
             }
             _ => self.instantiate(module, compiled, mode)?,
         };

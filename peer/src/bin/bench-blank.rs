@@ -93,8 +93,7 @@ fn measure(kind: Subject, executor: &[u8], policy: PersistencePolicy, n: u32) ->
 /// Mean rebuild of `executor` for a recycle (a purge, then the
 /// transaction that rebuilds), timed by the driver: by `executor_init`, or
 /// from the blank snapshot.
-fn rebuild(kind: Subject, executor: &[u8], snapshots: bool, n: u32) -> Duration {
-    let Subject::Backend(kind) = kind else { return Duration::ZERO };
+fn rebuild(kind: BackendKind, executor: &[u8], snapshots: bool, n: u32) -> Duration {
     let host = backends::host(kind, Limits::default()).unwrap_or_else(|e| panic!("{kind}: {e}"));
     let config = DriverConfig { policy: PersistencePolicy::UntilCrash, timings: true, snapshots, ..Default::default() };
     let mut driver = Driver::new(host, executor, config).unwrap_or_else(|e| panic!("{kind}: {e}"));
@@ -150,36 +149,27 @@ fn main() {
             let sig_warm = measure(kind, SIGCHECK, PersistencePolicy::UntilCrash, sig_n);
             let sig_blank = measure(kind, SIGCHECK, every_tx, sig_n);
             let us = |d: Duration| d.as_secs_f64() * 1e6;
-            r.entry(String::from("warm_tx_us")).or_default().push(us(warm.per_tx));
-            r.entry(String::from("blank_1mib_us")).or_default().push(us(blank_1));
-            r.entry(String::from("blank_16mib_us")).or_default().push(us(blank_16));
-            r.entry(String::from("blank_vs_warm")).or_default().push(us(blank_1) / us(warm.per_tx));
-            r.entry(String::from("blank_16mib_vs_1mib")).or_default().push(us(blank_16) / us(blank_1).max(1e-3));
-            r.entry(String::from("heavy_init_ms")).or_default().push(us(heavy_fresh.per_build) / 1e3);
-            r.entry(String::from("heavy_init_every_tx_vs_until_crash"))
-                .or_default()
-                .push(us(heavy_warm.per_tx) / us(heavy_blank.per_tx));
-            r.entry(String::from("heavy_init_until_crash_vs_fresh"))
-                .or_default()
-                .push(us(heavy_fresh.per_tx) / us(heavy_warm.per_tx));
-            r.entry(String::from("heavy_init_every_tx_vs_fresh"))
-                .or_default()
-                .push(us(heavy_fresh.per_tx) / us(heavy_blank.per_tx));
-            if matches!(kind, Subject::Backend(_)) {
+            let mut put = |key: &str, value: f64| r.entry(key.to_owned()).or_default().push(value);
+            put("warm_tx_us", us(warm.per_tx));
+            put("blank_1mib_us", us(blank_1));
+            put("blank_16mib_us", us(blank_16));
+            put("blank_vs_warm", us(blank_1) / us(warm.per_tx));
+            put("blank_16mib_vs_1mib", us(blank_16) / us(blank_1).max(1e-3));
+            put("heavy_init_ms", us(heavy_fresh.per_build) / 1e3);
+            put("heavy_init_every_tx_vs_until_crash", us(heavy_warm.per_tx) / us(heavy_blank.per_tx));
+            put("heavy_init_until_crash_vs_fresh", us(heavy_fresh.per_tx) / us(heavy_warm.per_tx));
+            put("heavy_init_every_tx_vs_fresh", us(heavy_fresh.per_tx) / us(heavy_blank.per_tx));
+            if let Subject::Backend(backend) = kind {
                 for (what, executor, n) in [("heavy_init", heavy_init, 20), ("sigcheck", SIGCHECK, 100)] {
-                    let (by_init, by_snapshot) = (rebuild(kind, executor, false, n), rebuild(kind, executor, true, n));
-                    let ms = |d: Duration| us(d) / 1e3;
-                    r.entry(format!("{what}_rebuild_init_ms")).or_default().push(ms(by_init));
-                    r.entry(format!("{what}_rebuild_snapshot_ms")).or_default().push(ms(by_snapshot));
-                    r.entry(format!("{what}_rebuild_init_vs_snapshot"))
-                        .or_default()
-                        .push(us(by_init) / us(by_snapshot));
+                    let (by_init, by_snapshot) =
+                        (rebuild(backend, executor, false, n), rebuild(backend, executor, true, n));
+                    put(&format!("{what}_rebuild_init_ms"), us(by_init) / 1e3);
+                    put(&format!("{what}_rebuild_snapshot_ms"), us(by_snapshot) / 1e3);
+                    put(&format!("{what}_rebuild_init_vs_snapshot"), us(by_init) / us(by_snapshot));
                 }
             }
-            r.entry(String::from("sigcheck_tx_us")).or_default().push(us(sig_warm.per_tx));
-            r.entry(String::from("sigcheck_every_tx_vs_until_crash"))
-                .or_default()
-                .push(us(sig_warm.per_tx) / us(sig_blank.per_tx));
+            put("sigcheck_tx_us", us(sig_warm.per_tx));
+            put("sigcheck_every_tx_vs_until_crash", us(sig_warm.per_tx) / us(sig_blank.per_tx));
         }
         let medians: BTreeMap<String, f64> = r.into_iter().map(|(k, v)| (k, median(v))).collect();
         rows.push((kind.to_string(), medians));
