@@ -7,7 +7,7 @@ use crate::fixtures::{HOSTILE, HOSTILE_CASES};
 use crate::{HostFactory, state};
 use executor_core::backend::{CompiledExecutor, ExecutorHost};
 use executor_core::cache::{self, ArtifactCache, CacheConfig, CacheKey, CacheOutcome};
-use executor_core::{BackendKind, Driver, DriverConfig, Limits, PersistencePolicy, PreparedModule, Result, Verdict};
+use executor_core::{Driver, DriverConfig, Limits, PersistencePolicy, PreparedModule, Result, Verdict};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -143,11 +143,8 @@ pub fn bad_entries_are_recompiled(factory: HostFactory) {
 struct OtherEngine(Arc<dyn ExecutorHost>);
 
 impl ExecutorHost for OtherEngine {
-    fn kind(&self) -> BackendKind {
-        self.0.kind()
-    }
-    fn limits(&self) -> &Limits {
-        self.0.limits()
+    fn info(&self) -> &executor_core::HostInfo {
+        self.0.info()
     }
     fn compile(&self, module: &PreparedModule) -> Result<Arc<dyn CompiledExecutor>> {
         self.0.compile(module)

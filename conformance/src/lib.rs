@@ -19,12 +19,10 @@ pub mod fixtures;
 pub mod fuzz;
 pub mod snapshot;
 
-use executor_core::{Driver, DriverConfig, ExecutorHost, Limits, PersistencePolicy, SharedState, Verdict};
+pub use executor_core::HostFactory;
+use executor_core::{Driver, DriverConfig, Limits, PersistencePolicy, SharedState, Verdict};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-
-/// Makes a backend's host for the given limits (e.g. `backend_wasmi::host`).
-pub type HostFactory = fn(Limits) -> Arc<dyn ExecutorHost>;
 
 /// World state with the given entries.
 pub fn state(entries: &[(&[u8], &[u8])]) -> SharedState {

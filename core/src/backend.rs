@@ -9,44 +9,23 @@
 //! Three small traits, one per lifetime:
 //! [`ExecutorHost`] (an engine configured with the limits, lives as long as
 //! the peer), [`CompiledExecutor`] (one executor's compiled code, shared by
-//! all its instances), [`ExecutorInstance`] (one store and instance).
+//! all its instances), [`ExecutorInstance`] (one store and instance). Most
+//! of an instance is the same on every engine: a backend implements the
+//! small [`crate::kit::Engine`] and gets [`ExecutorInstance`] from
+//! [`crate::kit::Instance`].
+//!
+//! `core` names no engine: a backend names itself
+//! ([`ExecutorHost::name`]), and which engines exist is the business of the
+//! crate that links them (`peer`'s `BackendKind`), so adding an engine
+//! never touches `core`.
 
 use crate::{Error, HostEnv, Limits, PreparedModule, Result, TrapCode};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-use strum::{Display, EnumIter, EnumString, IntoStaticStr};
-
-/// The engines this project knows. Which are compiled in is `peer`'s
-/// business (cargo features); `core` only names them.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    Serialize,
-    Deserialize,
-    Display,
-    EnumString,
-    EnumIter,
-    IntoStaticStr,
-)]
-#[serde(rename_all = "snake_case")]
-#[strum(serialize_all = "snake_case")]
-pub enum BackendKind {
-    /// wasmtime (Cranelift, pooling allocator, copy-on-write images).
-    Wasmtime,
-    /// wasmer (singlepass).
-    Wasmer,
-    /// wasmi (interpreter).
-    Wasmi,
-}
 
 /// An ABI export the host calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Export {
     /// `executor_alloc(len) -> ptr`
     Alloc,
@@ -77,6 +56,7 @@ impl Export {
 
 /// How an instance will be used, so a backend can set it up accordingly.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum InstanceMode {
     /// Kept warm and blanked: the backend may use its fastest machinery
     /// (pooling, pre-instantiation) and must support
@@ -92,6 +72,7 @@ pub enum InstanceMode {
 /// the reason is in the instance's [`HostEnv`] and takes precedence over
 /// anything the engine reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Trap {
     /// A WebAssembly trap with its code.
     Wasm(TrapCode),
@@ -108,6 +89,7 @@ pub enum Trap {
 /// A failed call: a guest trap (becomes a verdict) or a host failure (never
 /// does).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CallError {
     /// The guest trapped.
     Trap(Trap),
@@ -124,6 +106,7 @@ impl From<Trap> for CallError {
 
 /// What a blank achieved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Blanked {
     /// The instance is back in its blank state.
     Restored,
@@ -147,19 +130,14 @@ pub enum GlobalValue {
     F64(u64),
 }
 
-impl GlobalValue {
-    /// Each of an instance's `globals` with the value `values` gives it, or
-    /// an `Err` if the counts differ: the engine-independent half of
-    /// [`ExecutorInstance::set_global_values`].
-    pub fn pair<'a, G>(
-        globals: &'a [G],
-        values: &'a [GlobalValue],
-    ) -> Result<impl Iterator<Item = (&'a G, GlobalValue)>, CallError> {
-        if globals.len() != values.len() {
-            return Err(CallError::Host(format!("{} global values for {} globals", values.len(), globals.len())));
-        }
-        Ok(globals.iter().zip(values.iter().copied()))
-    }
+/// What every [`ExecutorHost`] is: an engine's name and the limits it
+/// enforces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostInfo {
+    /// The engine's name ([`ExecutorHost::name`]).
+    pub name: &'static str,
+    /// The limits ([`ExecutorHost::limits`]).
+    pub limits: Limits,
 }
 
 /// An engine, configured once with the limits. The contract:
@@ -169,11 +147,19 @@ impl GlobalValue {
 ///   ([`crate::Error::Compile`]).
 /// - Everything is `Send`, so a peer can keep instances on worker threads.
 pub trait ExecutorHost: Send + Sync {
-    /// Which engine this is.
-    fn kind(&self) -> BackendKind;
+    /// The engine's name and the limits it was configured with.
+    fn info(&self) -> &HostInfo;
+
+    /// The engine's name (`wasmtime`, `wasmer`, `wasmi`): in messages, and
+    /// in the cache key, so two engines never share an entry.
+    fn name(&self) -> &'static str {
+        self.info().name
+    }
 
     /// The limits the engine was configured with.
-    fn limits(&self) -> &Limits;
+    fn limits(&self) -> &Limits {
+        &self.info().limits
+    }
 
     /// Compiles a prepared module.
     fn compile(&self, module: &PreparedModule) -> Result<Arc<dyn CompiledExecutor>>;
@@ -205,7 +191,7 @@ pub trait ExecutorHost: Send + Sync {
     /// this backend serialised (the cache checks key and checksum).
     unsafe fn load_artifact(&self, module: &PreparedModule, artifact: &[u8]) -> Result<Arc<dyn CompiledExecutor>> {
         let _ = (module, artifact);
-        Err(Error::Compile { backend: self.kind(), message: "this backend cannot load serialised code".into() })
+        Err(Error::Compile { backend: self.name(), message: "this backend cannot load serialised code".into() })
     }
 }
 
@@ -223,6 +209,8 @@ pub trait CompiledExecutor: Send + Sync {
 }
 
 /// One live instance in its own store. Dropping it frees the store.
+/// Backends get it from [`crate::kit::Instance`]; the provided methods let
+/// a minimal host (a test double) skip snapshots.
 pub trait ExecutorInstance: Send {
     /// Calls an ABI export with `i32` arguments; returns its `i32` result,
     /// if it has one.
@@ -271,3 +259,7 @@ pub trait ExecutorInstance: Send {
         Err(CallError::Host("this backend cannot grow memory from the host".into()))
     }
 }
+
+/// Makes a backend's host for the given limits (e.g. `backend_wasmi::host`):
+/// what suites and tools that build many hosts take.
+pub type HostFactory = fn(Limits) -> Arc<dyn ExecutorHost>;

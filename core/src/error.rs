@@ -1,7 +1,5 @@
 //! The crate's one error type.
 
-use crate::BackendKind;
-
 /// Everything that can go wrong in `core` or a backend that is *not* a
 /// verdict. Load errors name the feature, export, import or limit; a host
 /// failure is a bug or resource failure of the host itself (abi.md: never a
@@ -95,8 +93,8 @@ pub enum Error {
     /// of that backend.
     #[error("backend {backend} failed to compile a checked module (a host bug): {message}")]
     Compile {
-        /// The backend.
-        backend: BackendKind,
+        /// The backend ([`crate::ExecutorHost::name`]).
+        backend: &'static str,
         /// The engine's message.
         message: String,
     },
@@ -115,8 +113,8 @@ pub enum Error {
     /// or a backend, after the retry abi.md allows.
     #[error("host failure on backend {backend}: {message}")]
     HostFailure {
-        /// The backend.
-        backend: BackendKind,
+        /// The backend ([`crate::ExecutorHost::name`]).
+        backend: &'static str,
         /// What failed.
         message: String,
     },

@@ -26,6 +26,7 @@ pub const MAX_HOST_WRITES: usize = 32;
 
 /// A value type of the ABI's imports and exports (all are `i32`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ValType {
     /// `i32`
     I32,
@@ -42,14 +43,48 @@ pub struct ImportSpec {
     pub results: &'static [ValType],
 }
 
-use ValType::I32;
+/// The one list of host imports, nearcore-style: invokes
+/// `$callback!($($extra)* name(param, ...) -> result; ...)` with every
+/// import, each implemented by the function of this module of the same
+/// name (`fn name(&mut HostEnv, &mut [u8], param: i32, ...) ->
+/// Result<result, Aborted>`). [`IMPORTS`] and every backend's import
+/// registration are generated from it, so no engine spells a name.
+#[macro_export]
+macro_rules! for_each_import {
+    ($callback:ident!($($extra:tt)*)) => {
+        $callback! {$($extra)*
+            state_get(key_ptr, key_len, out_ptr, out_cap) -> i32;
+            deny_reason(ptr, len) -> ();
+            log(level, ptr, len) -> ();
+        }
+    };
+}
 
-/// Every import the host provides; nothing else exists.
-pub const IMPORTS: [ImportSpec; 3] = [
-    ImportSpec { name: "state_get", params: &[I32, I32, I32, I32], results: &[I32] },
-    ImportSpec { name: "deny_reason", params: &[I32, I32], results: &[] },
-    ImportSpec { name: "log", params: &[I32, I32, I32], results: &[] },
-];
+/// The ABI types of an import's result type.
+trait Results {
+    const TYPES: &'static [ValType];
+}
+
+impl Results for i32 {
+    const TYPES: &'static [ValType] = &[ValType::I32];
+}
+
+impl Results for () {
+    const TYPES: &'static [ValType] = &[];
+}
+
+macro_rules! import_specs {
+    ($($name:ident($($param:ident),*) -> $result:ty;)*) => {
+        /// Every import the host provides; nothing else exists.
+        pub const IMPORTS: &[ImportSpec] = &[$(ImportSpec {
+            name: stringify!($name),
+            params: &[$({ let _ = stringify!($param); ValType::I32 }),*],
+            results: <$result as Results>::TYPES,
+        }),*];
+    };
+}
+
+for_each_import!(import_specs!());
 
 /// Read-only world state as the executor sees it through `host.state_get`.
 pub trait StateView: Send + Sync {
@@ -74,6 +109,7 @@ pub type SharedState = Arc<dyn StateView>;
 
 /// What the instance is running, which decides what imports may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Phase {
     /// Wasm `start` and `executor_init`: no world state exists.
     Init,
@@ -86,6 +122,7 @@ pub enum Phase {
 /// Why the host ended a call. Recorded in [`HostEnv`]; the driver maps it to
 /// a verdict or a load error.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Abort {
     /// An import was called with bad arguments (or `executor_alloc`
     /// misbehaved); the text says which check failed.
@@ -257,6 +294,20 @@ impl HostEnv {
             return Err(self.fail(Abort::OutOfMemory { what: "memory", desired, limit: self.memory_limit }));
         }
         Ok(())
+    }
+
+    /// A resource limiter's answer to memory growing to `desired` bytes
+    /// where the engine's own maximum is `maximum`: `Err` (trap as
+    /// `out_of_memory`) past the limits, else whether that maximum allows it.
+    pub fn allows_memory(&mut self, desired: u64, maximum: Option<u64>) -> Result<bool, Aborted> {
+        self.memory_growing(desired)?;
+        Ok(maximum.is_none_or(|max| desired <= max))
+    }
+
+    /// [`HostEnv::allows_memory`] for a table growing to `desired` elements.
+    pub fn allows_table(&mut self, desired: u64, maximum: Option<u64>) -> Result<bool, Aborted> {
+        self.table_growing(desired)?;
+        Ok(maximum.is_none_or(|max| desired <= max))
     }
 
     /// Like [`HostEnv::memory_growing`] for a table growing to `desired`

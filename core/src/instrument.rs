@@ -116,7 +116,7 @@ pub const SUMMARY_SPAN: usize = 1 << 20;
 pub const SPILL: usize = 7;
 /// Version of the pass and its cost table: part of any key under which an
 /// instrumented module is cached.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 /// Locals the pass adds to every function (its temporaries).
 pub const ADDED_LOCALS: u32 = 10;
 
@@ -424,8 +424,11 @@ pub(crate) fn rewrite(wasm: &[u8], plan: &Plan<'_>) -> Result<Vec<u8>> {
                 let mut s = wasm_encoder::MemorySection::new();
                 for m in reader {
                     let mut ty = re.memory_type(m.map_err(err)?).map_err(err)?;
-                    ty.minimum += plan.layout.reserved_pages();
-                    ty.maximum = ty.maximum.map(|m| (m + plan.layout.reserved_pages()).min(65536));
+                    // Every engine's own allocator caps the memory at the
+                    // limit too (a backstop: the growth guard fires first).
+                    let reserved = plan.layout.reserved_pages();
+                    ty.minimum += reserved;
+                    ty.maximum = Some((ty.maximum.unwrap_or(u64::MAX).min(plan.memory_pages) + reserved).min(65536));
                     s.memory(ty);
                 }
                 out.section(&s);

@@ -4,8 +4,9 @@
 //! once: the [`ExecutorHost`] contract backends implement, the module checks
 //! ([`module::prepare`]), the host imports ([`host`]), verdicts and rejection
 //! kinds ([`Verdict`]), the [`Limits`], the [`PersistencePolicy`] and the
-//! [`Driver`] that applies it. `core` depends on no engine: a backend only
-//! runs code, and never decides a verdict.
+//! [`Driver`] that applies it, and the engine [`kit`] that gives every
+//! backend its instance behaviour. `core` depends on no engine and names
+//! none: a backend only runs code, and never decides a verdict.
 #![warn(missing_docs)]
 
 pub mod backend;
@@ -15,6 +16,7 @@ mod error;
 pub mod histogram;
 pub mod host;
 pub mod instrument;
+pub mod kit;
 pub mod limits;
 pub mod module;
 pub mod policy;
@@ -23,16 +25,16 @@ pub mod snapshot;
 pub mod verdict;
 
 pub use backend::{
-    BackendKind, Blanked, CallError, CompiledExecutor, ExecutorHost, ExecutorInstance, Export, GlobalValue,
+    Blanked, CallError, CompiledExecutor, ExecutorHost, ExecutorInstance, Export, GlobalValue, HostFactory, HostInfo,
     InstanceMode, Trap,
 };
 pub use cache::{ArtifactCache, CacheConfig, CacheOutcome};
-pub use driver::{Driver, DriverConfig, RecycleCause, SnapshotOutcome, Stats};
+pub use driver::{BlankMethod, Driver, DriverConfig, RecycleCause, SnapshotOutcome, Stats};
 pub use error::{Error, Result};
 pub use histogram::Histogram;
 pub use host::{Aborted, HostEnv, Phase, SharedState, StateView};
 pub use limits::{Limits, ModuleLimits};
 pub use module::PreparedModule;
-pub use policy::PersistencePolicy;
+pub use policy::{PersistencePolicy, Schedule};
 pub use pool::ExecutorPool;
 pub use verdict::{Rejection, RejectionKind, TrapCode, Verdict, VerdictDigest};

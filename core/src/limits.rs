@@ -74,12 +74,23 @@ impl Limits {
         self.memory_bytes / PAGE_SIZE
     }
 
+    /// The most linear memory an instance may have as the *engine* sees
+    /// it, in wasm pages: the guest's limit plus the pages core's
+    /// instrumentation reserves below the guest's memory (the one place
+    /// this sum is made; engines' limits and pools are sized from it).
+    pub fn engine_memory_pages(&self) -> u64 {
+        self.memory_pages() + crate::instrument::Layout::for_limit(self.memory_bytes).reserved_pages()
+    }
+
+    /// [`Limits::engine_memory_pages`] in bytes.
+    pub fn engine_memory_bytes(&self) -> u64 {
+        self.engine_memory_pages() * PAGE_SIZE
+    }
+
     /// The memory an executor of `module_bytes` may tie up, as
     /// [`Limits::memory_cap`] estimates it.
     pub fn memory_estimate(&self, module_bytes: u64) -> u64 {
-        let layout = crate::instrument::Layout::for_limit(self.memory_bytes);
-        let instance = self.memory_pages() * PAGE_SIZE + layout.reserved as u64;
-        (LIVE_INSTANCES + BLANK_COPIES) * instance + 32 * module_bytes
+        (LIVE_INSTANCES + BLANK_COPIES) * self.engine_memory_bytes() + 32 * module_bytes
     }
 }
 

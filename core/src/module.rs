@@ -10,6 +10,7 @@
 use crate::host::{IMPORTS, MODULE};
 use crate::{Error, Limits, Result};
 use sha2::{Digest, Sha256};
+use wasmparser::types::TypesRef;
 use wasmparser::{
     CompositeInnerType, ExternalKind, FuncType, Parser, Payload, TypeRef, ValType, Validator, WasmFeatures,
 };
@@ -187,6 +188,7 @@ fn is_i32s(ts: &[ValType], n: usize) -> bool {
 /// NaNs. Only [`Metering::On`] is safe and deterministic; `Off` exists to
 /// measure what metering costs (an unmetered executor can loop forever).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum Metering {
     /// abi.md's units, decided in the module (the default, and the only
     /// mode for executors one does not trust).
@@ -202,25 +204,11 @@ pub fn prepare(input: &[u8], limits: &Limits) -> Result<PreparedModule> {
     prepare_with(input, limits, Metering::On)
 }
 
-/// [`prepare`] with a choice of [`Metering`].
+/// [`prepare`] with a choice of [`Metering`]: the named steps below, in
+/// order, each refusing what it checks with an error naming the limit,
+/// feature, export or import.
 pub fn prepare_with(input: &[u8], limits: &Limits, metering: Metering) -> Result<PreparedModule> {
-    if limits.memory_bytes > MAX_MEMORY_LIMIT {
-        return Err(Error::ModuleLimit {
-            what: "configured memory limit (bytes)",
-            actual: limits.memory_bytes,
-            limit: MAX_MEMORY_LIMIT,
-        });
-    }
-    if limits.max_stack > crate::instrument::MAX_STACK_BUDGET {
-        return Err(Error::ModuleLimit {
-            what: "configured stack budget (bytes)",
-            actual: limits.max_stack,
-            limit: crate::instrument::MAX_STACK_BUDGET,
-        });
-    }
-    for (what, fuel) in [("configured fuel", limits.fuel), ("configured init fuel", limits.init_fuel)] {
-        limit(what, fuel, MAX_FUEL)?;
-    }
+    check_settings(limits)?;
     let started = std::time::Instant::now();
     let wasm = to_binary(input, limits)?;
     let estimate = limits.memory_estimate(wasm.len() as u64);
@@ -228,18 +216,44 @@ pub fn prepare_with(input: &[u8], limits: &Limits, metering: Metering) -> Result
         return Err(Error::MemoryCap { estimate, cap: limits.memory_cap });
     }
     let hash: [u8; 32] = Sha256::digest(&wasm).into();
+    check_header(&wasm)?;
+    check_counts(&wasm, &limits.module)?;
+    let types = validate_features(&wasm)?;
+    let types = types.as_ref();
+    check_memory_and_tables(types, limits)?;
+    let abi = read_abi(&wasm, types, limits)?;
+    let plan = abi.plan(types, limits, metering);
+    let checked = started.elapsed();
+    let wasm = crate::instrument::rewrite(&wasm, &plan)?;
+    let info = abi.info;
+    Ok(PreparedModule { wasm, info, hash, check_time: checked, instrument_time: started.elapsed() - checked })
+}
+
+/// The limits themselves, before any module is read: the ones whose
+/// bounds the instrumentation relies on.
+fn check_settings(limits: &Limits) -> Result<()> {
+    limit("configured memory limit (bytes)", limits.memory_bytes, MAX_MEMORY_LIMIT)?;
+    limit("configured stack budget (bytes)", limits.max_stack, crate::instrument::MAX_STACK_BUDGET)?;
+    limit("configured fuel", limits.fuel, MAX_FUEL)?;
+    limit("configured init fuel", limits.init_fuel, MAX_FUEL)
+}
+
+/// A core module of binary version 1 (not a component).
+fn check_header(wasm: &[u8]) -> Result<()> {
     if wasm.len() < 8 {
         return Err(Error::NotWasm("shorter than the 8-byte header".into()));
     }
     if wasm[4..8] != [1, 0, 0, 0] {
         return Err(Error::NotWasm("not a core module of binary version 1 (a component?)".into()));
     }
-    let m = &limits.module;
+    Ok(())
+}
 
-    // Counts first, cheaply, so an oversized module is refused before the
-    // validator spends time on it.
+/// The size limits that need only counts, checked first, cheaply, so an
+/// oversized module is refused before the validator spends time on it.
+fn check_counts(wasm: &[u8], m: &crate::ModuleLimits) -> Result<()> {
     let mut functions = 0u64;
-    for payload in Parser::new(0).parse_all(&wasm) {
+    for payload in Parser::new(0).parse_all(wasm) {
         match payload.map_err(invalid)? {
             Payload::ImportSection(s) => {
                 for imp in s.into_imports() {
@@ -263,35 +277,47 @@ pub fn prepare_with(input: &[u8], limits: &Limits, metering: Metering) -> Result
             _ => {}
         }
     }
-    limit("functions", functions, m.functions.into())?;
+    limit("functions", functions, m.functions.into())
+}
 
-    let types = validate_features(&wasm)?;
-    let types = types.as_ref();
-    let func_type = |index: u32| -> FuncType {
-        match &types[types.core_function_at(index)].composite_type.inner {
-            CompositeInnerType::Func(f) => f.clone(),
-            // Validation without GC admits only function types.
-            other => unreachable!("non-function type {other:?} after validation"),
-        }
-    };
-
-    // Memory and tables.
+/// Exactly one memory, its initial size and every table's within the
+/// limits.
+fn check_memory_and_tables(types: TypesRef<'_>, limits: &Limits) -> Result<()> {
     if types.memory_count() != 1 {
         return Err(Error::Memory(format!("it has {}", types.memory_count())));
     }
-    let memory = types.memory_at(0);
-    limit("initial memory (pages)", memory.initial, limits.memory_pages())?;
-    limit("tables", types.table_count().into(), m.tables.into())?;
+    limit("initial memory (pages)", types.memory_at(0).initial, limits.memory_pages())?;
+    limit("tables", types.table_count().into(), limits.module.tables.into())?;
     for t in 0..types.table_count() {
         limit("initial table elements", types.table_at(t).initial, limits.table_elements)?;
     }
+    Ok(())
+}
 
-    // Imports, exports, start; and the sections to rewrite.
+/// The function type of function `index` (validation without GC admits
+/// only function types).
+fn func_type(types: TypesRef<'_>, index: u32) -> FuncType {
+    match &types[types.core_function_at(index)].composite_type.inner {
+        CompositeInnerType::Func(f) => f.clone(),
+        other => unreachable!("non-function type {other:?} after validation"),
+    }
+}
+
+/// What the ABI checks learn about a module, and what the instrumentation
+/// needs of it.
+struct Abi {
+    info: ModuleInfo,
+    imported_funcs: u32,
+    exported_funcs: Vec<u32>,
+}
+
+/// Imports, exports and the start function checked against abi.md.
+fn read_abi(wasm: &[u8], types: TypesRef<'_>, limits: &Limits) -> Result<Abi> {
     let mut info = ModuleInfo {
         has_init: false,
         has_migrate: false,
         start: None,
-        memory_initial_pages: memory.initial,
+        memory_initial_pages: types.memory_at(0).initial,
         globals: Vec::new(),
         tables: (0..types.table_count()).map(|t| format!("{RESERVED_PREFIX}table_{t}")).collect(),
         imports: Vec::new(),
@@ -300,7 +326,7 @@ pub fn prepare_with(input: &[u8], limits: &Limits, metering: Metering) -> Result
     let mut imported_funcs = 0u32;
     let mut exported_funcs = Vec::new();
     let mut seen = [false; 3]; // memory, alloc, validate
-    for payload in Parser::new(0).parse_all(&wasm) {
+    for payload in Parser::new(0).parse_all(wasm) {
         match payload.map_err(invalid)? {
             Payload::ImportSection(s) => {
                 for imp in s.into_imports() {
@@ -311,7 +337,7 @@ pub fn prepare_with(input: &[u8], limits: &Limits, metering: Metering) -> Result
                     let TypeRef::Func(_) = imp.ty else {
                         return Err(unknown());
                     };
-                    let ty = func_type(imported_funcs);
+                    let ty = func_type(types, imported_funcs);
                     imported_funcs += 1;
                     if !is_i32s(ty.params(), spec.params.len()) || !is_i32s(ty.results(), spec.results.len()) {
                         let i32s = |n: usize| vec!["i32"; n].join(", ");
@@ -329,53 +355,10 @@ pub fn prepare_with(input: &[u8], limits: &Limits, metering: Metering) -> Result
             Payload::ExportSection(s) => {
                 for export in s {
                     let export = export.map_err(invalid)?;
-                    if export.name.starts_with(RESERVED_PREFIX) {
-                        return Err(Error::ReservedExport(export.name.into()));
-                    }
                     if export.kind == ExternalKind::Func {
                         exported_funcs.push(export.index);
                     }
-                    let func = |expected: &'static str, ok: &dyn Fn(&FuncType) -> bool| {
-                        let name = abi_name(export.name);
-                        if export.kind != ExternalKind::Func {
-                            return Err(Error::ExportType {
-                                name,
-                                expected,
-                                found: format!("{:?}", export.kind).to_lowercase(),
-                            });
-                        }
-                        let ty = func_type(export.index);
-                        if ok(&ty) { Ok(()) } else { Err(Error::ExportType { name, expected, found: describe(&ty) }) }
-                    };
-                    match export.name {
-                        exports::MEMORY => {
-                            if export.kind != ExternalKind::Memory {
-                                return Err(Error::ExportType {
-                                    name: exports::MEMORY,
-                                    expected: "a memory",
-                                    found: format!("{:?}", export.kind).to_lowercase(),
-                                });
-                            }
-                            seen[0] = true;
-                        }
-                        exports::ALLOC => {
-                            func("func (i32) -> (i32)", &|t| is_i32s(t.params(), 1) && is_i32s(t.results(), 1))?;
-                            seen[1] = true;
-                        }
-                        exports::VALIDATE => {
-                            func("func (i32, i32) -> (i32)", &|t| is_i32s(t.params(), 2) && is_i32s(t.results(), 1))?;
-                            seen[2] = true;
-                        }
-                        exports::INIT => {
-                            func("func () -> ()", &|t| t.params().is_empty() && t.results().is_empty())?;
-                            info.has_init = true;
-                        }
-                        exports::MIGRATE => {
-                            func("func () -> (i32)", &|t| t.params().is_empty() && is_i32s(t.results(), 1))?;
-                            info.has_migrate = true;
-                        }
-                        _ => {}
-                    }
+                    check_export(&export, types, &mut info, &mut seen)?;
                 }
             }
             Payload::StartSection { func, .. } => info.start = Some(func),
@@ -387,44 +370,102 @@ pub fn prepare_with(input: &[u8], limits: &Limits, metering: Metering) -> Result
             return Err(Error::MissingExport(name));
         }
     }
-
     // Make every mutable global and every table reachable for blanking.
     for g in 0..types.global_count() {
         if types.global_at(g).mutable {
             info.globals.push(GlobalInfo { index: g, export: format!("{RESERVED_PREFIX}global_{g}") });
         }
     }
-    let defined = types.function_count() - imported_funcs;
-    let plan = crate::instrument::Plan {
-        layout: info.layout,
-        memory_pages: limits.memory_pages(),
-        table_elements: limits.table_elements,
-        funcs: (0..defined)
-            .map(|i| {
-                let ty = func_type(imported_funcs + i);
-                crate::instrument::FuncSig { params: ty.params().len() as u32, results: ty.results().to_vec() }
-            })
-            .collect(),
-        exports: info
-            .globals
-            .iter()
-            .map(|g| (g.export.as_str(), wasm_encoder::ExportKind::Global, g.index))
-            .chain(info.tables.iter().enumerate().map(|(t, n)| (n.as_str(), wasm_encoder::ExportKind::Table, t as u32)))
-            .chain(info.start.map(|f| (exports::START, wasm_encoder::ExportKind::Func, f)))
-            .collect(),
-        metering: metering == Metering::On,
-        imported_funcs,
-        globals: types.global_count(),
-        entries: exported_funcs.iter().chain(info.start.iter()).filter_map(|f| f.checked_sub(imported_funcs)).collect(),
-    };
-    let checked = started.elapsed();
-    let wasm = crate::instrument::rewrite(&wasm, &plan)?;
-    Ok(PreparedModule { wasm, info, hash, check_time: checked, instrument_time: started.elapsed() - checked })
+    Ok(Abi { info, imported_funcs, exported_funcs })
 }
 
-fn abi_name(name: &str) -> &'static str {
+/// One export: reserved names refused, the ABI's exports of the right
+/// kind and signature (`seen`: memory, alloc, validate).
+fn check_export(
+    export: &wasmparser::Export<'_>,
+    types: TypesRef<'_>,
+    info: &mut ModuleInfo,
+    seen: &mut [bool; 3],
+) -> Result<()> {
+    if export.name.starts_with(RESERVED_PREFIX) {
+        return Err(Error::ReservedExport(export.name.into()));
+    }
+    let Some(name) = abi_name(export.name) else { return Ok(()) };
+    let found_kind = || format!("{:?}", export.kind).to_lowercase();
+    if name == exports::MEMORY {
+        if export.kind != ExternalKind::Memory {
+            return Err(Error::ExportType { name, expected: "a memory", found: found_kind() });
+        }
+        seen[0] = true;
+        return Ok(());
+    }
+    let (expected, params, results): (&'static str, usize, usize) = match name {
+        exports::ALLOC => ("func (i32) -> (i32)", 1, 1),
+        exports::VALIDATE => ("func (i32, i32) -> (i32)", 2, 1),
+        exports::INIT => ("func () -> ()", 0, 0),
+        _ => ("func () -> (i32)", 0, 1), // exports::MIGRATE
+    };
+    if export.kind != ExternalKind::Func {
+        return Err(Error::ExportType { name, expected, found: found_kind() });
+    }
+    let ty = func_type(types, export.index);
+    if !is_i32s(ty.params(), params) || !is_i32s(ty.results(), results) {
+        return Err(Error::ExportType { name, expected, found: describe(&ty) });
+    }
+    match name {
+        exports::ALLOC => seen[1] = true,
+        exports::VALIDATE => seen[2] = true,
+        exports::INIT => info.has_init = true,
+        _ => info.has_migrate = true,
+    }
+    Ok(())
+}
+
+impl Abi {
+    /// What the instrumentation pass needs: the layout, the limits it
+    /// guards, each defined function's signature, the reserved exports,
+    /// and which functions the host may call.
+    fn plan(&self, types: TypesRef<'_>, limits: &Limits, metering: Metering) -> crate::instrument::Plan<'_> {
+        let (info, imported_funcs) = (&self.info, self.imported_funcs);
+        let defined = types.function_count() - imported_funcs;
+        crate::instrument::Plan {
+            layout: info.layout,
+            memory_pages: limits.memory_pages(),
+            table_elements: limits.table_elements,
+            funcs: (0..defined)
+                .map(|i| {
+                    let ty = func_type(types, imported_funcs + i);
+                    crate::instrument::FuncSig { params: ty.params().len() as u32, results: ty.results().to_vec() }
+                })
+                .collect(),
+            exports: info
+                .globals
+                .iter()
+                .map(|g| (g.export.as_str(), wasm_encoder::ExportKind::Global, g.index))
+                .chain(
+                    info.tables
+                        .iter()
+                        .enumerate()
+                        .map(|(t, n)| (n.as_str(), wasm_encoder::ExportKind::Table, t as u32)),
+                )
+                .chain(info.start.map(|f| (exports::START, wasm_encoder::ExportKind::Func, f)))
+                .collect(),
+            metering: metering == Metering::On,
+            imported_funcs,
+            globals: types.global_count(),
+            entries: self
+                .exported_funcs
+                .iter()
+                .chain(info.start.iter())
+                .filter_map(|f| f.checked_sub(imported_funcs))
+                .collect(),
+        }
+    }
+}
+
+/// The ABI's name for an export, if it is one of the ABI's.
+fn abi_name(name: &str) -> Option<&'static str> {
     [exports::MEMORY, exports::ALLOC, exports::VALIDATE, exports::INIT, exports::MIGRATE]
         .into_iter()
         .find(|n| *n == name)
-        .unwrap_or("?")
 }

@@ -1,4 +1,6 @@
-//! The persistence policy: when a warm instance is blanked.
+//! The persistence policy — when a warm instance is blanked — and its
+//! [`Schedule`], the counters that apply it. The [`crate::Driver`] keeps
+//! one schedule and asks it before every transaction.
 
 use serde::{Deserialize, Serialize};
 use std::num::NonZeroU32;
@@ -13,6 +15,7 @@ use strum::{Display, EnumString, IntoStaticStr};
 /// `"until_crash"`, `"fresh"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum PersistencePolicy {
     /// Blank after the instance has served `n` transactions.
     ///
@@ -46,6 +49,62 @@ pub enum PersistencePolicy {
 impl Default for PersistencePolicy {
     fn default() -> Self {
         PersistencePolicy::EveryTransactions(NonZeroU32::MIN)
+    }
+}
+
+/// Where a [`PersistencePolicy`] stands: what the instance served since it
+/// was last blank, and whether the next transaction needs a blank first.
+/// abi.md: every n transactions counts transactions since the last blank;
+/// every n blocks counts blocks ended since then; `fresh` blanks before
+/// every transaction but the first; a recycle leaves a blank instance, so
+/// it [restarts](Schedule::restart) the count like a blank.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    policy: PersistencePolicy,
+    /// Transactions served since the instance was last blank.
+    served: u64,
+    /// Blocks ended since the instance was last blank.
+    blocks_ended: u64,
+    /// Whether any transaction was ever served.
+    started: bool,
+}
+
+impl Schedule {
+    /// A schedule for `policy`, on a blank instance.
+    pub fn new(policy: PersistencePolicy) -> Self {
+        Schedule { policy, served: 0, blocks_ended: 0, started: false }
+    }
+
+    /// The policy applied.
+    pub fn policy(&self) -> PersistencePolicy {
+        self.policy
+    }
+
+    /// Whether the policy wants a blank before the next transaction.
+    pub fn due(&self) -> bool {
+        match self.policy {
+            PersistencePolicy::EveryTransactions(n) => self.served >= u64::from(n.get()),
+            PersistencePolicy::EveryBlocks(n) => self.blocks_ended >= u64::from(n.get()),
+            PersistencePolicy::UntilCrash => false,
+            PersistencePolicy::Fresh => self.started,
+        }
+    }
+
+    /// Counts a transaction served by the instance.
+    pub fn served(&mut self) {
+        self.served += 1;
+        self.started = true;
+    }
+
+    /// Counts a block's end.
+    pub fn block_ended(&mut self) {
+        self.blocks_ended += 1;
+    }
+
+    /// The instance is blank again (blanked, rebuilt or recycled).
+    pub fn restart(&mut self) {
+        self.served = 0;
+        self.blocks_ended = 0;
     }
 }
 
@@ -111,6 +170,32 @@ mod tests {
         for bad in ["every-tx:0", "every-tx:-1", "every-tx:x", "fresh:2", "sometimes", "", "every-block:"] {
             assert!(bad.parse::<PersistencePolicy>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn schedules_count_as_abi_md_says() {
+        let mut s = Schedule::new("every-tx:2".parse().unwrap());
+        assert!(!s.due());
+        s.served();
+        assert!(!s.due());
+        s.served();
+        assert!(s.due());
+        s.restart();
+        assert!(!s.due(), "a blank or recycle restarts the count");
+        let mut s = Schedule::new("every-block:2".parse().unwrap());
+        s.served();
+        s.block_ended();
+        assert!(!s.due());
+        s.block_ended();
+        assert!(s.due());
+        let mut s = Schedule::new(PersistencePolicy::Fresh);
+        assert!(!s.due(), "the first transaction runs on the first instance");
+        s.served();
+        s.restart();
+        assert!(s.due(), "then every transaction gets a new one");
+        let mut s = Schedule::new(PersistencePolicy::UntilCrash);
+        (0..10).for_each(|_| s.served());
+        assert!(!s.due());
     }
 
     #[test]

@@ -120,6 +120,7 @@ impl ImageCache {
 
 /// What [`MemoryImage::restore`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Restore {
     /// Memory is back in its blank state.
     Done {
@@ -166,6 +167,7 @@ pub struct BlankSnapshot {
 /// Why an executor's blank state cannot move to another instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, strum::Display)]
 #[strum(serialize_all = "snake_case")]
+#[non_exhaustive]
 pub enum Unportable {
     /// `start` or `executor_init` changed a table.
     TableTouched,

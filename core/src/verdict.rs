@@ -6,7 +6,9 @@ use sha2::{Digest, Sha256};
 use strum::{Display, EnumIter, EnumString, IntoStaticStr};
 
 /// The outcome of validating one transaction. Guest failures are verdicts;
-/// host failures are never verdicts (they are [`crate::Error`]s).
+/// host failures are never verdicts (they are [`crate::Error`]s). Exactly
+/// these three (abi.md): exhaustive on purpose, unlike the rejection kinds,
+/// to which the ABI may add.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "verdict")]
 pub enum Verdict {
@@ -55,6 +57,7 @@ impl std::fmt::Display for Verdict {
 /// `trap`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind", content = "code")]
+#[non_exhaustive]
 pub enum Rejection {
     /// Past its fuel budget.
     OutOfFuel,
@@ -117,6 +120,7 @@ impl std::fmt::Display for Rejection {
 )]
 #[serde(rename_all = "snake_case")]
 #[strum(serialize_all = "snake_case")]
+#[non_exhaustive]
 pub enum RejectionKind {
     /// See [`Rejection::OutOfFuel`].
     OutOfFuel,
@@ -155,6 +159,7 @@ pub enum RejectionKind {
 )]
 #[serde(rename_all = "snake_case")]
 #[strum(serialize_all = "snake_case")]
+#[non_exhaustive]
 pub enum TrapCode {
     /// `unreachable` executed.
     Unreachable,

@@ -22,7 +22,7 @@ struct Script {
 }
 
 struct MockHost {
-    limits: Limits,
+    info: HostInfo,
     script: Arc<Mutex<Script>>,
 }
 
@@ -35,11 +35,8 @@ struct MockInstance {
 }
 
 impl ExecutorHost for MockHost {
-    fn kind(&self) -> BackendKind {
-        BackendKind::Wasmi
-    }
-    fn limits(&self) -> &Limits {
-        &self.limits
+    fn info(&self) -> &HostInfo {
+        &self.info
     }
     fn compile(&self, _: &PreparedModule) -> Result<Arc<dyn CompiledExecutor>> {
         Ok(Arc::new(MockCompiled(self.script.clone())))
@@ -66,7 +63,7 @@ impl ExecutorInstance for MockInstance {
                     Step::Panic => panic!("scripted backend panic"),
                 }
             }
-            Export::Init | Export::Migrate | Export::Start => Ok(None),
+            _ => Ok(None),
         }
     }
     fn env(&mut self) -> &mut HostEnv {
@@ -92,7 +89,8 @@ const EXECUTOR: &str = r#"(module (memory (export "memory") 1)
 
 fn driver(policy: PersistencePolicy, steps: &[Step]) -> (Driver, Arc<Mutex<Script>>) {
     let script = Arc::new(Mutex::new(Script { steps: steps.iter().cloned().collect(), ..Default::default() }));
-    let host = Arc::new(MockHost { limits: Limits::default(), script: script.clone() });
+    let host =
+        Arc::new(MockHost { info: HostInfo { name: "mock", limits: Limits::default() }, script: script.clone() });
     let d = Driver::new(host, EXECUTOR.as_bytes(), DriverConfig { policy, ..Default::default() }).unwrap();
     (d, script)
 }

@@ -2,8 +2,9 @@
 //! every error naming the file and the field. Keys mirror the `peer run`
 //! flags (snake_case); flags override them. See the README for the table.
 
+use crate::BackendKind;
 use crate::Error;
-use executor_core::{BackendKind, CacheConfig, Limits, ModuleLimits, PersistencePolicy};
+use executor_core::{CacheConfig, Limits, ModuleLimits, PersistencePolicy};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 

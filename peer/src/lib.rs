@@ -3,17 +3,26 @@
 //!
 //! This is the only crate that knows every backend; which are compiled in
 //! is decided by its cargo features (`wasmtime`, `wasmer`, `wasmi`), and all
-//! feature→backend dispatch is in [`backends::host`].
+//! feature→backend dispatch is in [`backends`]. Its rooms: [`settings`]
+//! (flags over the config file, merged once), [`run`] (the run loop),
+//! [`report`] (what a run reports), [`compare`] (engines side by side),
+//! [`metrics`], [`chart`], and the synthetic [`workload`].
 #![warn(missing_docs)]
 
 pub mod backends;
 pub mod bench;
 pub mod chart;
+pub mod compare;
 pub mod config;
 pub mod metrics;
+pub mod progress;
+pub mod report;
 pub mod rss;
 pub mod run;
+pub mod settings;
 pub mod workload;
+
+pub use backends::BackendKind;
 
 /// The embedded default executor (see `executors/default`).
 pub const DEFAULT_EXECUTOR: &[u8] = include_bytes!("../../executors/default.wasm");
@@ -47,7 +56,7 @@ pub enum Error {
     },
     /// A backend that is not compiled into this build.
     #[error("backend {0} is not compiled in (build peer with `--features {0}`)")]
-    NotCompiledIn(executor_core::BackendKind),
+    NotCompiledIn(BackendKind),
     /// The executor cannot be loaded (names the feature/export/import), or
     /// the host failed; [`executor_core::Error::is_host_failure`] tells.
     #[error("executor {executor}: {source}")]

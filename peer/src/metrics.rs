@@ -4,7 +4,7 @@
 //! the `backend` and `policy` labels.
 
 use crate::Error;
-use crate::run::RunReport;
+use crate::report::RunReport;
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -55,52 +55,54 @@ impl Out {
 pub fn render(r: &RunReport) -> String {
     let mut o = Out {
         text: String::new(),
-        labels: format!("backend=\"{}\",policy=\"{}\"", escape(&r.backend), escape(&r.policy)),
+        labels: format!("backend=\"{}\",policy=\"{}\"", r.backend, escape(&r.policy.to_string())),
     };
+    let s = &r.stats;
     let c = "counter";
     let g = "gauge";
-    o.one("transactions_total", c, "Transactions validated.", r.transactions as f64);
-    o.one("blocks_total", c, "Blocks ended.", r.blocks as f64);
-    let kinds: Vec<(String, u64)> = r.rejected.iter().map(|(k, n)| (k.to_string(), *n)).collect();
+    o.one("transactions_total", c, "Transactions validated.", s.transactions as f64);
+    o.one("blocks_total", c, "Blocks ended.", s.blocks as f64);
+    let kinds: Vec<(String, u64)> = s.rejected.iter().map(|(k, n)| (k.to_string(), *n)).collect();
     let mut verdicts: Vec<(Vec<(&str, &str)>, f64)> =
-        vec![(vec![("verdict", "approved")], r.approved as f64), (vec![("verdict", "denied")], r.denied as f64)];
+        vec![(vec![("verdict", "approved")], s.approved as f64), (vec![("verdict", "denied")], s.denied as f64)];
     verdicts.extend(kinds.iter().map(|(k, n)| (vec![("verdict", "rejected"), ("kind", k.as_str())], *n as f64)));
     let verdicts: Vec<(&[(&str, &str)], f64)> = verdicts.iter().map(|(l, v)| (&l[..], *v)).collect();
     o.family("verdicts_total", c, "Verdicts by outcome and rejection kind.", &verdicts);
-    o.one("blanks_total", c, "Scheduled blanks (restores to the post-init state).", r.blanks as f64);
-    let labels: Vec<[(&str, &str); 1]> = r.recycles_by_cause.keys().map(|k| [("cause", k.as_str())]).collect();
+    o.one("blanks_total", c, "Scheduled blanks (restores to the post-init state).", s.blanks as f64);
+    let names: Vec<&str> = s.recycles_by_cause.keys().map(|k| k.into()).collect();
+    let labels: Vec<[(&str, &str); 1]> = names.iter().map(|k| [("cause", *k)]).collect();
     let causes: Vec<(&[(&str, &str)], f64)> =
-        labels.iter().zip(r.recycles_by_cause.values()).map(|(l, n)| (&l[..], *n as f64)).collect();
+        labels.iter().zip(s.recycles_by_cause.values()).map(|(l, n)| (&l[..], *n as f64)).collect();
     o.family("recycles_total", c, "Instances rebuilt, by cause.", &causes);
     o.one(
         "instances_built_total",
         c,
         "Instances built (instantiate + executor_init or snapshot).",
-        r.instances_built as f64,
+        s.instances_built as f64,
     );
     o.one(
         "restored_builds_total",
         c,
         "Instances built from the blank snapshot, no executor_init.",
-        r.restored_builds as f64,
+        s.restored_builds as f64,
     );
-    o.one("upgrades_total", c, "Executor upgrades installed.", r.upgrades as f64);
-    o.one("audits_total", c, "Transactions also validated on a blank instance.", r.audits as f64);
-    o.one("state_leaks_total", c, "Audited transactions whose warm verdict differed.", r.state_leaks as f64);
-    o.one("host_failures_total", c, "Host failures survived by a retry.", r.host_failures as f64);
+    o.one("upgrades_total", c, "Executor upgrades installed.", s.upgrades as f64);
+    o.one("audits_total", c, "Transactions also validated on a blank instance.", s.audits as f64);
+    o.one("state_leaks_total", c, "Audited transactions whose warm verdict differed.", s.state_leaks as f64);
+    o.one("host_failures_total", c, "Host failures survived by a retry.", s.host_failures as f64);
     o.one("validation_seconds_total", c, "Time spent validating.", r.elapsed_s);
     o.one("transactions_per_second", g, "Validation throughput of the run.", r.tx_per_sec);
     o.one("load_seconds", g, "Loading the executor: checks, compile (or cache), first instance.", r.load_s);
     o.one("instrument_seconds", g, "Of the load: the instrumentation pass.", r.instrument_s);
     o.one("compile_seconds", g, "Of the load: the engine's compilation or the cache load.", r.compile_s);
-    let outcome = r.cache.to_string();
+    let outcome = s.cache.to_string();
     o.family(
         "cache_load",
         g,
         "1 for how the executor's compiled code was obtained.",
         &[(&[("outcome", &outcome)], 1.0)],
     );
-    let snapshot = r.snapshot.to_string();
+    let snapshot = s.snapshot.to_string();
     o.family(
         "blank_snapshot",
         g,
@@ -111,13 +113,23 @@ pub fn render(r: &RunReport) -> String {
     if let Some(p) = &r.profile {
         o.one("recycle_seconds_total", c, "Of validation: rebuilds for recycles.", p.recycles_s);
     }
-    for (what, h) in r.histograms.iter().flatten() {
-        let help = match *what {
-            "build" => "Instance builds: instantiate, then start and executor_init or the blank snapshot.",
-            "blank" => "Scheduled blanks (restores, or rebuilds where a restore cannot).",
-            _ => "Guest calls of one transaction (executor_alloc, payload copy, executor_validate).",
-        };
-        o.histogram(&format!("{what}_duration_seconds"), help, h);
+    if r.profile.is_some() {
+        let histograms = [
+            (
+                "build",
+                "Instance builds: instantiate, then start and executor_init or the blank snapshot.",
+                &s.build_histogram,
+            ),
+            ("blank", "Scheduled blanks (restores, or rebuilds where a restore cannot).", &s.blank_histogram),
+            (
+                "call",
+                "Guest calls of one transaction (executor_alloc, payload copy, executor_validate).",
+                &s.call_histogram,
+            ),
+        ];
+        for (what, help, h) in histograms {
+            o.histogram(&format!("{what}_duration_seconds"), help, h);
+        }
     }
     if let Some(rate) = r.prevalidation_tx_per_sec {
         o.one("prevalidation_transactions_per_second", g, "Parallel pre-validation throughput.", rate);

@@ -1,16 +1,16 @@
 //! `peer run`: one executor, one backend, one policy, one workload.
 
+use crate::backends::{self, BackendKind};
+use crate::report::{Profile, RunReport};
 use crate::workload::{Generator, Ledger, Rng, decode};
-use crate::{Error, backends, rss};
+use crate::{Error, rss};
 use executor_core::{
-    ArtifactCache, BackendKind, CacheConfig, CacheOutcome, Driver, DriverConfig, ExecutorPool, Limits,
-    PersistencePolicy, RejectionKind, SharedState, SnapshotOutcome, Verdict, VerdictDigest,
+    ArtifactCache, CacheConfig, CacheOutcome, Driver, DriverConfig, ExecutorPool, Limits, PersistencePolicy,
+    SharedState, SnapshotOutcome, Verdict, VerdictDigest,
 };
 use serde::Serialize;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use strum::IntoEnumIterator;
 
 /// An executor to run: its bytes and a name for messages.
 #[derive(Debug, Clone)]
@@ -115,120 +115,6 @@ impl RunSettings {
     }
 }
 
-/// Where a run's time went (`peer run --profile`), like the measurements
-/// that motivated this project: the workload, and validation split into
-/// guest calls, scheduled blanks, and instance builds (recycles, rebuilding
-/// blanks, `fresh`).
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Profile {
-    /// Making transactions and applying approved ones to the ledger, s.
-    pub workload_s: f64,
-    /// All of `Driver::validate`, s (= `elapsed_s`).
-    pub validation_s: f64,
-    /// Of it: guest calls (`executor_alloc`, `executor_validate`, copying
-    /// the payload), s.
-    pub calls_s: f64,
-    /// Of it: scheduled blanks (restores, and rebuilds where a restore
-    /// cannot), s.
-    pub blanks_s: f64,
-    /// Of it: rebuilding instances for recycles (instantiate, `start`,
-    /// `executor_init`, snapshot), s.
-    pub recycles_s: f64,
-    /// Mean instance build (instantiate + init), ms.
-    pub build_ms: f64,
-    /// Of it: instantiation (memory, data segments, tables), ms.
-    pub instantiate_ms: f64,
-    /// Of it: `start` and `executor_init`, or adopting the blank snapshot; and
-    /// marking the blank state, ms.
-    pub init_ms: f64,
-    /// Mean scheduled blank, µs.
-    pub blank_us: f64,
-    /// Mean guest call time per transaction, µs.
-    pub call_us: f64,
-}
-
-/// What `peer run --json` prints: cli.md's fields and a few more.
-#[derive(Debug, Clone, Serialize)]
-pub struct RunReport {
-    /// Backend, CLI spelling.
-    pub backend: String,
-    /// Policy, CLI spelling.
-    pub policy: String,
-    /// Executor name (`default` or its file).
-    pub executor: String,
-    /// SHA-256 of the executor binary.
-    pub executor_hash: String,
-    /// Transactions validated.
-    pub transactions: u64,
-    /// Blocks run.
-    pub blocks: u64,
-    /// Approved verdicts.
-    pub approved: u64,
-    /// Denied verdicts.
-    pub denied: u64,
-    /// Rejected verdicts by kind (every kind present).
-    pub rejected: BTreeMap<RejectionKind, u64>,
-    /// Scheduled blanks done.
-    pub blanks: u64,
-    /// Unscheduled rebuilds.
-    pub recycles: u64,
-    /// Recycles by cause.
-    pub recycles_by_cause: BTreeMap<String, u64>,
-    /// Hash of the verdict sequence.
-    pub verdict_digest: String,
-    /// Hash of the final world state.
-    pub state_digest: String,
-    /// Validation wall time, seconds.
-    pub elapsed_s: f64,
-    /// Transactions per second of validation.
-    pub tx_per_sec: f64,
-    /// Loading the executor (checks, compile, first instance), seconds.
-    pub load_s: f64,
-    /// Of `load_s`, the instrumentation pass (fuel, stack, NaNs, dirty
-    /// map), seconds.
-    pub instrument_s: f64,
-    /// Of `load_s`, the engine's compilation or cache load, seconds.
-    pub compile_s: f64,
-    /// Whether the compiled executor came from the cache.
-    pub cache: CacheOutcome,
-    /// Instances built (load, recycles, rebuilding blanks).
-    pub instances_built: u64,
-    /// Of them, built from the blank snapshot (no `executor_init` run).
-    pub restored_builds: u64,
-    /// Whether instances came from a blank snapshot: `restored` (from the
-    /// cache: no `executor_init` ran), `captured` (taken at load), `off`,
-    /// `unportable`.
-    pub snapshot: SnapshotOutcome,
-    /// Peak resident memory of the process, bytes.
-    pub peak_rss_bytes: u64,
-    /// Executor upgrades applied.
-    pub upgrades: u64,
-    /// Transactions audited on a blank instance.
-    pub audits: u64,
-    /// Audited transactions whose warm verdict differed.
-    pub state_leaks: u64,
-    /// Host failures survived by a retry.
-    pub host_failures: u64,
-    /// Workload seed.
-    pub seed: u64,
-    /// Transactions per block.
-    pub block_size: u64,
-    /// Where the time went (with `--profile`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub profile: Option<Profile>,
-    /// With `--profile` (or `--metrics`): instance build, blank and call
-    /// durations (for `--metrics`; not in the JSON).
-    #[serde(skip)]
-    pub histograms: Option<[(&'static str, executor_core::Histogram); 3]>,
-    /// With `--threads`: the digest of the pre-validation verdicts (equal
-    /// for every thread count).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub prevalidation_digest: Option<String>,
-    /// With `--threads`: pre-validated transactions per second.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub prevalidation_tx_per_sec: Option<f64>,
-}
-
 /// Runs the workload; `progress` is told how many transactions are done
 /// after each block.
 pub fn run(settings: &RunSettings, progress: &mut dyn FnMut(u64)) -> Result<RunReport, Error> {
@@ -255,8 +141,8 @@ pub fn run_observed(
         audit_every: settings.audit_every,
         timings: settings.profile,
         cache,
-        verdicts_only: false,
         snapshots: settings.snapshots,
+        ..DriverConfig::default()
     };
     let versions = match settings.upgrade_every {
         Some(_) => Some([settings.executor.variant()?, settings.executor.bytes.clone()]),
@@ -275,7 +161,6 @@ pub fn run_observed(
         None => None,
     };
     let (mut pre_digest, mut pre_time, mut block_txs) = (VerdictDigest::new(), Duration::ZERO, Vec::new());
-    let (cache, compile) = (driver.stats().cache, driver.stats().compile_time);
 
     let mut rng = Rng::new(settings.seed);
     let mut ledger = Arc::new(Ledger::genesis(&mut rng));
@@ -330,64 +215,27 @@ pub fn run_observed(
         progress(done);
     }
 
-    let stats = driver.stats();
-    let mut rejected: BTreeMap<RejectionKind, u64> = RejectionKind::iter().map(|k| (k, 0)).collect();
-    rejected.extend(stats.rejected.iter().map(|(k, v)| (*k, *v)));
+    let stats = driver.stats().clone();
     let secs = validation.as_secs_f64();
-    let per = |total: Duration, n: u64, unit: f64| if n > 0 { total.as_secs_f64() * unit / n as f64 } else { 0.0 };
-    let profile = settings.profile.then(|| Profile {
-        workload_s: workload.as_secs_f64(),
-        validation_s: secs,
-        calls_s: stats.call_histogram.sum().as_secs_f64(),
-        blanks_s: stats.blank_histogram.sum().as_secs_f64(),
-        recycles_s: stats.recycle_time.as_secs_f64(),
-        build_ms: per(stats.build_histogram.sum(), stats.instances_built, 1e3),
-        instantiate_ms: per(stats.instantiate_time, stats.instances_built, 1e3),
-        init_ms: per(stats.build_histogram.sum().saturating_sub(stats.instantiate_time), stats.instances_built, 1e3),
-        blank_us: per(stats.blank_histogram.sum(), stats.blanks, 1e6),
-        call_us: per(stats.call_histogram.sum(), stats.transactions, 1e6),
-    });
     Ok(RunReport {
-        backend: settings.backend.to_string(),
-        policy: settings.policy.to_string(),
+        backend: settings.backend,
+        policy: settings.policy,
         executor: settings.executor.name.clone(),
         executor_hash: driver.module().hash_hex(),
-        transactions: stats.transactions,
-        blocks: stats.blocks,
-        approved: stats.approved,
-        denied: stats.denied,
-        rejected,
-        blanks: stats.blanks,
-        recycles: stats.recycles,
-        recycles_by_cause: stats.recycles_by_cause.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
         verdict_digest: digest.hex(),
         state_digest: ledger.digest(),
         elapsed_s: secs,
         tx_per_sec: if secs > 0.0 { stats.transactions as f64 / secs } else { 0.0 },
         load_s: load.as_secs_f64(),
         instrument_s: driver.module().instrument_time.as_secs_f64(),
-        compile_s: compile.as_secs_f64(),
-        cache,
-        histograms: settings.profile.then(|| {
-            [
-                ("build", stats.build_histogram.clone()),
-                ("blank", stats.blank_histogram.clone()),
-                ("call", stats.call_histogram.clone()),
-            ]
-        }),
+        compile_s: stats.compile_time.as_secs_f64(),
         prevalidation_digest: pool.as_ref().map(|_| pre_digest.hex()),
         prevalidation_tx_per_sec: pool.as_ref().map(|p| p.transactions() as f64 / pre_time.as_secs_f64().max(1e-9)),
-        instances_built: stats.instances_built,
-        restored_builds: stats.restored_builds,
-        snapshot: stats.snapshot,
         peak_rss_bytes: rss::peak_rss_bytes(),
-        upgrades: stats.upgrades,
-        audits: stats.audits,
-        state_leaks: stats.state_leaks,
-        host_failures: stats.host_failures,
         seed: settings.seed,
         block_size: settings.block_size,
-        profile,
+        profile: settings.profile.then(|| Profile::of(&stats, secs, workload.as_secs_f64())),
+        stats,
     })
 }
 

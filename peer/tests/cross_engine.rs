@@ -19,7 +19,7 @@ fn settings(executor: Executor, policy: &str) -> RunSettings {
 
 fn assert_consistent(executor: Executor) {
     for policy in ["fresh", "every-tx:1", "every-tx:7", "every-block:1", "until-crash"] {
-        let mut first: Option<(String, Vec<Verdict>, String)> = None;
+        let mut first: Option<(peer::BackendKind, Vec<Verdict>, String)> = None;
         for backend in backends::compiled_in() {
             let mut s = settings(executor.clone(), policy);
             s.backend = backend;

@@ -22,7 +22,8 @@
 //!   a recycle (purge, then the rebuild) that runs `executor_init` ÷ one
 //!   that adopts the blank snapshot, with both means in ms beside them.
 
-use executor_core::{BackendKind, Driver, DriverConfig, Limits, PersistencePolicy, SharedState};
+use executor_core::{BlankMethod, Driver, DriverConfig, Limits, PersistencePolicy, SharedState};
+use peer::BackendKind;
 use peer::backends;
 use peer::bench::median;
 use std::collections::BTreeMap;
@@ -41,38 +42,29 @@ struct Measure {
     per_build: Duration,
 }
 
-/// The engine to measure: a backend, or wasmtime blanking by pooled
-/// re-instantiation instead of restore.
+/// The engine to measure: a backend, blanking by restore or (measured on
+/// wasmtime, where it maps a copy-on-write slot) by rebuild.
 #[derive(Clone, Copy, Debug)]
-enum Subject {
-    Backend(BackendKind),
-    #[cfg(feature = "wasmtime")]
-    WasmtimeReinstantiate,
+struct Subject {
+    backend: BackendKind,
+    blank: BlankMethod,
 }
 
 impl std::fmt::Display for Subject {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Subject::Backend(k) => write!(f, "{k}"),
-            #[cfg(feature = "wasmtime")]
-            Subject::WasmtimeReinstantiate => f.write_str("wasmtime (blank = pooled re-instantiation)"),
+        match self.blank {
+            BlankMethod::Rebuild => write!(f, "{} (blank = rebuild: pooled re-instantiation)", self.backend),
+            _ => write!(f, "{}", self.backend),
         }
     }
 }
 
 fn measure(kind: Subject, executor: &[u8], policy: PersistencePolicy, n: u32) -> Measure {
-    let host = match kind {
-        Subject::Backend(kind) => backends::host(kind, Limits::default()).unwrap_or_else(|e| panic!("{kind}: {e}")),
-        #[cfg(feature = "wasmtime")]
-        Subject::WasmtimeReinstantiate => Arc::new(
-            backend_wasmtime::WasmtimeHost::new(Limits::default())
-                .expect("wasmtime engine")
-                .with_strategy(backend_wasmtime::BlankStrategy::ReinstantiatePooled),
-        ),
-    };
+    let host = backends::host(kind.backend, Limits::default()).unwrap_or_else(|e| panic!("{kind}: {e}"));
     // Timings only where a build is timed: clock reads would otherwise
     // weigh on sub-microsecond transactions.
-    let config = DriverConfig { policy, timings: policy == PersistencePolicy::Fresh, ..Default::default() };
+    let timings = policy == PersistencePolicy::Fresh;
+    let config = DriverConfig { policy, timings, blank: kind.blank, ..Default::default() };
     let mut driver = Driver::new(host, executor, config).unwrap_or_else(|e| panic!("{kind}: {e}"));
     let state: SharedState = Arc::new(BTreeMap::<Vec<u8>, Vec<u8>>::new());
     // Warm up: code paths, page faults, pool slots.
@@ -111,18 +103,33 @@ fn rebuild(kind: BackendKind, executor: &[u8], snapshots: bool, n: u32) -> Durat
     (s.build_histogram.sum() - before.build_histogram.sum()) / n
 }
 
+/// Blank-cost benchmark: ratios in one process, interleaved, medians.
+#[derive(clap::Parser)]
+struct Args {
+    /// Transactions per measurement.
+    #[arg(long, default_value_t = 100_000)]
+    transactions: u32,
+    /// Interleaved rounds; the figures are medians.
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+    /// Transactions per measurement of the sigcheck executor.
+    #[arg(long, default_value_t = 1_000)]
+    sig_transactions: u32,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
 fn main() {
-    let n = peer::bench::flag("--transactions", 100_000);
-    let rounds = peer::bench::flag("--rounds", 5);
-    let sig_n = peer::bench::flag("--sig-transactions", 1_000);
-    let json = std::env::args().any(|a| a == "--json");
+    let Args { transactions: n, rounds, sig_transactions: sig_n, json } = clap::Parser::parse();
     let dirty_16mib = DIRTY4.replace("(memory (export \"memory\") 16)", "(memory (export \"memory\") 256)");
     let every_tx = PersistencePolicy::default();
     let mut rows = Vec::new();
-    #[allow(unused_mut)]
-    let mut subjects: Vec<Subject> = backends::compiled_in().into_iter().map(Subject::Backend).collect();
-    #[cfg(feature = "wasmtime")]
-    subjects.push(Subject::WasmtimeReinstantiate);
+    let mut subjects: Vec<Subject> =
+        backends::compiled_in().into_iter().map(|backend| Subject { backend, blank: BlankMethod::Restore }).collect();
+    if backends::is_compiled_in(BackendKind::Wasmtime) {
+        subjects.push(Subject { backend: BackendKind::Wasmtime, blank: BlankMethod::Rebuild });
+    }
     for kind in subjects {
         let mut r: BTreeMap<String, Vec<f64>> = BTreeMap::new();
         for _ in 0..rounds {
@@ -137,11 +144,7 @@ fn main() {
             let blank_1 = blank(DIRTY4.as_bytes());
             let blank_16 = blank(dirty_16mib.as_bytes());
             // Blanks that re-run a 3 ms init are measured on fewer transactions.
-            let heavy_n = match kind {
-                Subject::Backend(_) => n,
-                #[cfg(feature = "wasmtime")]
-                Subject::WasmtimeReinstantiate => 300,
-            };
+            let heavy_n = if kind.blank == BlankMethod::Rebuild { 300 } else { n };
             let heavy_init = HEAVY_INIT.as_bytes();
             let heavy_warm = measure(kind, heavy_init, PersistencePolicy::UntilCrash, heavy_n);
             let heavy_blank = measure(kind, heavy_init, every_tx, heavy_n);
@@ -159,7 +162,8 @@ fn main() {
             put("heavy_init_every_tx_vs_until_crash", us(heavy_warm.per_tx) / us(heavy_blank.per_tx));
             put("heavy_init_until_crash_vs_fresh", us(heavy_fresh.per_tx) / us(heavy_warm.per_tx));
             put("heavy_init_every_tx_vs_fresh", us(heavy_fresh.per_tx) / us(heavy_blank.per_tx));
-            if let Subject::Backend(backend) = kind {
+            if kind.blank == BlankMethod::Restore {
+                let backend = kind.backend;
                 for (what, executor, n) in [("heavy_init", heavy_init, 20), ("sigcheck", SIGCHECK, 100)] {
                     let (by_init, by_snapshot) =
                         (rebuild(backend, executor, false, n), rebuild(backend, executor, true, n));

@@ -39,9 +39,19 @@ fn validate_all(driver: &mut Driver, n: u64) -> (Duration, u64) {
     (spent, approved)
 }
 
+/// What metering costs: metered ÷ unmetered, interleaved rounds, medians.
+#[derive(clap::Parser)]
+struct Args {
+    /// Transactions per measurement.
+    #[arg(long, default_value_t = 20_000)]
+    transactions: u64,
+    /// Interleaved rounds; the figures are medians.
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+}
+
 fn main() {
-    let n = peer::bench::flag("--transactions", 20_000);
-    let rounds = peer::bench::flag("--rounds", 5);
+    let Args { transactions: n, rounds } = clap::Parser::parse();
     let limits = Limits::default();
     let executor = Executor::default_executor();
     println!("default executor, {n} transactions, median of {rounds} interleaved rounds");

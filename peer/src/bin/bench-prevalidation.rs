@@ -18,10 +18,22 @@ use std::num::NonZeroUsize;
 
 const SIGCHECK: &[u8] = include_bytes!("../../../executors/bench/sigcheck.wasm");
 
+/// Pre-validation scaling: 2 threads ÷ 1, interleaved rounds, medians.
+#[derive(clap::Parser)]
+struct Args {
+    /// Transactions per measurement.
+    #[arg(long, default_value_t = 400)]
+    transactions: u64,
+    /// Interleaved rounds; the figures are medians.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
 fn main() {
-    let n = peer::bench::flag("--transactions", 400u64);
-    let rounds = peer::bench::flag("--rounds", 3usize);
-    let json = std::env::args().any(|a| a == "--json");
+    let Args { transactions: n, rounds, json } = clap::Parser::parse();
     let mut rows = Vec::new();
     for backend in backends::compiled_in() {
         let mut rates: BTreeMap<usize, Vec<f64>> = BTreeMap::new();

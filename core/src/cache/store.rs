@@ -1,46 +1,15 @@
-//! The on-disk cache of compiled, instrumented executors and their blank
-//! states.
-//!
-//! Compiling an executor costs milliseconds to seconds per engine, and its
-//! `executor_init` can cost as much again; a peer restarting after a crash
-//! or an upgrade should not pay either. Engines that can serialise their
-//! compiled code (wasmtime, wasmer) store it here; wasmi compiles from
-//! bytes and reports the cache as `off`. Every backend stores the
-//! executor's [`crate::snapshot::BlankSnapshot`] here too (the driver does,
-//! under [`CacheKey::snapshot_of`]), so a restart restores the blank state
-//! instead of running init.
-//!
-//! **Nothing kept here can change a verdict**: an entry is found only by a
-//! key over everything the prepared module and its compiled code depend on
-//! (the executor's bytes, the instrumentation version and with it the cost
-//! table, the limits, the backend, its engine's version and configuration,
-//! the ABI feature set); a cached
-//! module behaves exactly as a freshly compiled one, and an instance built
-//! from a cached snapshot is byte for byte the one `executor_init` makes,
-//! which the conformance suite checks on every backend.
-//!
-//! **Trust**: loading compiled code is `unsafe` in every engine — whoever
-//! can write this directory can run native code in the peer, and a
-//! snapshot written by someone else would decide the blank state. The directory
-//! is created owner-only (0700); one that others can write, or that another
-//! user owns, is refused. Each entry carries its key and a SHA-256 of its
-//! payload, checked before the engine sees a byte: a truncated, corrupted,
-//! foreign or mismatched entry is logged, deleted and recompiled — never
-//! loaded. Entries are written to a temporary file, fsynced and renamed,
-//! so a crash leaves either the old state or the whole entry (stale
-//! temporary files are swept on open). The total size is bounded; the
-//! least recently used entries are evicted.
+//! The cache's disk store: owner-only directory, entries verified by key
+//! and checksum before anyone reads them, atomic writes, a size bound.
 
-use crate::backend::{CompiledExecutor, ExecutorHost};
+use crate::backend::ExecutorHost;
 use crate::{Error, PreparedModule, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 /// The entry format; part of every key, so a format change only misses.
 const FORMAT: u32 = 1;
@@ -51,20 +20,6 @@ const HEADER: usize = 8 + 4 + 32 + 8 + 32;
 const STALE_TEMP: Duration = Duration::from_secs(600);
 /// Default bound on the directory's total size.
 pub const DEFAULT_MAX_BYTES: u64 = 512 << 20;
-
-/// Whether a load used the cache.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, strum::Display, strum::EnumString, Default)]
-#[serde(rename_all = "lowercase")]
-#[strum(serialize_all = "lowercase")]
-pub enum CacheOutcome {
-    /// The compiled executor was loaded from the cache.
-    Hit,
-    /// It was compiled (and stored).
-    Miss,
-    /// No cache: disabled, or the backend cannot serialise.
-    #[default]
-    Off,
-}
 
 /// Where and how much to cache.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -119,7 +74,7 @@ impl CacheKey {
             domain,
             &FORMAT.to_le_bytes()[..],
             &crate::instrument::VERSION.to_le_bytes(),
-            host.kind().to_string().as_bytes(),
+            host.name().as_bytes(),
             fingerprint.as_bytes(),
             format!("{:?}", host.limits()).as_bytes(),
             format!("{:?}", crate::module::abi_features()).as_bytes(),
@@ -354,150 +309,4 @@ fn check_private(dir: &Path) -> std::result::Result<(), String> {
         }
     }
     Ok(())
-}
-
-/// An executor ready to instantiate, and how it was obtained.
-pub struct Loaded {
-    /// The checked, instrumented module.
-    pub module: Arc<PreparedModule>,
-    /// Its compiled code.
-    pub compiled: Arc<dyn CompiledExecutor>,
-    /// Whether it came from the cache.
-    pub outcome: CacheOutcome,
-    /// The engine's compilation, or the whole cache load on a hit.
-    pub compile_time: Duration,
-}
-
-/// Loads `executor` on `host` through `cache`: a verified entry gives the
-/// prepared module and the compiled code at once (`Hit`: no checks, no
-/// instrumentation, no compilation); otherwise the executor is prepared,
-/// compiled, stored and reported as `Miss`; without a cache, or on a
-/// backend that cannot serialise, `Off`. An entry that does not decode or
-/// that the engine refuses is deleted and the executor recompiled. Load
-/// errors of the executor itself surface as from [`crate::module::prepare`].
-pub fn load(host: &dyn ExecutorHost, executor: &[u8], cache: Option<&ArtifactCache>) -> Result<Loaded> {
-    let key = cache.and_then(|c| Some((c, CacheKey::of(host, executor)?)));
-    load_keyed(host, key, || crate::module::prepare(executor, host.limits()).map(Arc::new))
-}
-
-/// [`load`] for a module `core` prepared itself (a baked blank snapshot),
-/// keyed by its bytes.
-pub fn load_prepared(
-    host: &dyn ExecutorHost,
-    module: Arc<PreparedModule>,
-    cache: Option<&ArtifactCache>,
-) -> Result<Loaded> {
-    let key = cache.and_then(|c| Some((c, CacheKey::prepared_of(host, &module)?)));
-    load_keyed(host, key, || Ok(module))
-}
-
-fn load_keyed(
-    host: &dyn ExecutorHost,
-    key: Option<(&ArtifactCache, CacheKey)>,
-    prepare: impl FnOnce() -> Result<Arc<PreparedModule>>,
-) -> Result<Loaded> {
-    let Some((cache, key)) = key else {
-        return compile(host, prepare()?);
-    };
-    let started = Instant::now();
-    if let Some(entry) = cache.get(&key) {
-        match decode(&entry) {
-            Some((module, artifact)) => {
-                // SAFETY: the entry is in an owner-only directory (checked
-                // at open), carries this exact key (engine, configuration,
-                // limits, executor) and its checksum matched: these are
-                // bytes this backend serialised for this module.
-                match unsafe { host.load_artifact(&module, artifact) } {
-                    Ok(compiled) => {
-                        let module = Arc::new(module);
-                        return Ok(Loaded {
-                            module,
-                            compiled,
-                            outcome: CacheOutcome::Hit,
-                            compile_time: started.elapsed(),
-                        });
-                    }
-                    Err(e) => {
-                        tracing::warn!(key = key.hex(), error = %e, "the engine refused a cache entry; recompiling")
-                    }
-                }
-            }
-            None => tracing::warn!(key = key.hex(), "a cache entry does not decode; recompiling"),
-        }
-        cache.remove(&key);
-    }
-    let loaded = compile(host, prepare()?)?;
-    match loaded.compiled.serialize() {
-        Some(Ok(artifact)) => {
-            if let Err(e) = cache.put(&key, &encode(&loaded.module, &artifact)) {
-                tracing::warn!(dir = %cache.dir.display(), error = %e, "cannot store a compiled executor in the cache");
-            }
-        }
-        Some(Err(e)) => tracing::warn!(error = %e, "cannot serialise a compiled executor"),
-        None => {}
-    }
-    Ok(Loaded { outcome: CacheOutcome::Miss, ..loaded })
-}
-
-/// The blank snapshot of `module` on `host` stored in `cache`, if any. An
-/// entry that does not decode is deleted.
-pub fn load_snapshot(
-    cache: &ArtifactCache,
-    host: &dyn ExecutorHost,
-    module: &PreparedModule,
-) -> Option<crate::snapshot::BlankSnapshot> {
-    let key = CacheKey::snapshot_of(host, module);
-    let entry = cache.get(&key)?;
-    match postcard::from_bytes(&entry) {
-        Ok(snapshot) => Some(snapshot),
-        Err(e) => {
-            tracing::warn!(key = key.hex(), error = %e, "a blank snapshot entry does not decode; running init");
-            cache.remove(&key);
-            None
-        }
-    }
-}
-
-/// Stores the blank snapshot of `module` on `host` (a failure is logged:
-/// the next start runs init).
-pub fn store_snapshot(
-    cache: &ArtifactCache,
-    host: &dyn ExecutorHost,
-    module: &PreparedModule,
-    snapshot: &crate::snapshot::BlankSnapshot,
-) {
-    let payload = postcard::to_allocvec(snapshot).expect("a snapshot serialises");
-    if let Err(e) = cache.put(&CacheKey::snapshot_of(host, module), &payload) {
-        tracing::warn!(dir = %cache.dir.display(), error = %e, "cannot store a blank snapshot in the cache");
-    }
-}
-
-/// Deletes the stored blank snapshot of `module` on `host` (one that did
-/// not fit it).
-pub fn forget_snapshot(cache: &ArtifactCache, host: &dyn ExecutorHost, module: &PreparedModule) {
-    cache.remove(&CacheKey::snapshot_of(host, module));
-}
-
-/// Compiles an already prepared module, timed, without the cache (`Off`).
-pub fn compile(host: &dyn ExecutorHost, module: Arc<PreparedModule>) -> Result<Loaded> {
-    let started = Instant::now();
-    let compiled = host.compile(&module)?;
-    Ok(Loaded { module, compiled, outcome: CacheOutcome::Off, compile_time: started.elapsed() })
-}
-
-/// An entry's payload: the prepared module's length, the module
-/// (postcard), the engine's artifact.
-fn encode(module: &PreparedModule, artifact: &[u8]) -> Vec<u8> {
-    let module = postcard::to_allocvec(module).expect("a prepared module serialises");
-    let mut out = Vec::with_capacity(8 + module.len() + artifact.len());
-    out.extend_from_slice(&(module.len() as u64).to_le_bytes());
-    out.extend_from_slice(&module);
-    out.extend_from_slice(artifact);
-    out
-}
-
-fn decode(payload: &[u8]) -> Option<(PreparedModule, &[u8])> {
-    let len = usize::try_from(u64::from_le_bytes(payload.get(..8)?.try_into().ok()?)).ok()?;
-    let module = payload.get(8..8usize.checked_add(len)?)?;
-    Some((postcard::from_bytes(module).ok()?, &payload[8 + len..]))
 }

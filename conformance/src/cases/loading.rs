@@ -1,0 +1,205 @@
+//! Loading an executor: load errors that name the problem, init failures, the memory cap, and the default executor judging the ledger.
+
+use super::*;
+
+/// Load errors name the problem: garbage, each forbidden feature, size
+/// limits, missing and mistyped exports, unknown imports, reserved names.
+pub fn load_errors(factory: HostFactory) {
+    let check = |executor: &[u8], limits: Limits, needle: &str, ok: fn(&Error) -> bool| {
+        let e = load_error(factory, executor, limits);
+        assert!(ok(&e), "unexpected error kind for {needle:?}: {e:?}");
+        assert!(e.to_string().contains(needle), "{e} should mention {needle:?}");
+        assert!(!e.is_host_failure());
+    };
+    let d = Limits::default;
+    check(b"\x00\x01garbage\xff", d(), "not a WebAssembly module", |e| matches!(e, Error::NotWasm(_)));
+    check(b"(module (func", d(), "not valid WAT", |e| matches!(e, Error::NotWasm(_)));
+    check(b"\0asm\x01\0\0\0\x01\x05", d(), "invalid WebAssembly module", |e| matches!(e, Error::InvalidModule(_)));
+    check(b"\0asm\x0d\0\x01\0", d(), "component", |e| matches!(e, Error::NotWasm(_)));
+    for (feature, extra) in [
+        ("SIMD", "(func (drop (v128.const i64x2 0 0)))"),
+        ("threads/atomics", "(func (drop (i32.atomic.load (i32.const 0))))"),
+        ("tail calls", "(func $f (return_call $f))"),
+        ("exceptions", "(tag $e) (func (throw $e))"),
+        ("GC", "(type (struct (field i32)))"),
+        ("function references", "(type $t (func)) (func (param (ref $t)) (call_ref $t (local.get 0)))"),
+        ("extended-const", "(global i32 (i32.add (i32.const 1) (i32.const 2)))"),
+        ("multi-memory", "(memory 1)"),
+    ] {
+        check(module(extra).as_bytes(), d(), feature, |e| matches!(e, Error::ForbiddenFeature { .. }));
+    }
+    check(
+        br#"(module (memory (export "memory") i64 1)
+            (func (export "executor_alloc") (param i32) (result i32) (i32.const 1024))
+            (func (export "executor_validate") (param i32 i32) (result i32) (i32.const 0)))"#,
+        d(),
+        "memory64",
+        |e| matches!(e, Error::ForbiddenFeature { .. }),
+    );
+    let small = |f: fn(&mut ModuleLimits)| {
+        let mut l = Limits::default();
+        f(&mut l.module);
+        l
+    };
+    let limit = |e: &Error| matches!(e, Error::ModuleLimit { .. });
+    check(module("(func) (func)").as_bytes(), small(|m| m.functions = 3), "functions limit: 4 > 3", limit);
+    check(
+        module("(func (local i32 i64 f32))").as_bytes(),
+        small(|m| m.locals_per_function = 2),
+        "locals per function",
+        limit,
+    );
+    check(module("").as_bytes(), small(|m| m.bytes = 50), "module size", limit);
+    check(
+        module("(global (mut i32) (i32.const 0)) (global i32 (i32.const 0))").as_bytes(),
+        small(|m| m.globals = 1),
+        "globals",
+        limit,
+    );
+    check(
+        module("").replace("(memory (export \"memory\") 1)", "(memory (export \"memory\") 2000)").as_bytes(),
+        d(),
+        "initial memory (pages) limit: 2000 > 1024",
+        limit,
+    );
+    check(module("(table 20000 funcref)").as_bytes(), d(), "initial table elements", limit);
+    let no = |e: &Error| matches!(e, Error::MissingExport(_));
+    check(module("").replace("(export \"memory\")", "").as_bytes(), d(), "`memory`", no);
+    check(module("").replace("(export \"executor_alloc\")", "").as_bytes(), d(), "`executor_alloc`", no);
+    check(module("").replace("(export \"executor_validate\")", "").as_bytes(), d(), "`executor_validate`", no);
+    let ty = |e: &Error| matches!(e, Error::ExportType { .. });
+    check(
+        module("")
+            .replace("(param i32 i32) (result i32) (i32.const 0)", "(param i32) (result i32) (i32.const 0)")
+            .as_bytes(),
+        d(),
+        "`executor_validate` must be func (i32, i32) -> (i32), found func (i32) -> (i32)",
+        ty,
+    );
+    check(module("(func (export \"executor_init\") (param i32))").as_bytes(), d(), "`executor_init`", ty);
+    check(module("(func (export \"executor_migrate\"))").as_bytes(), d(), "`executor_migrate`", ty);
+    check(
+        br#"(module (memory 1) (func (export "memory"))
+            (func (export "executor_alloc") (param i32) (result i32) (i32.const 1024))
+            (func (export "executor_validate") (param i32 i32) (result i32) (i32.const 0)))"#,
+        d(),
+        "`memory` must be a memory",
+        ty,
+    );
+    let imports = |e: &Error| matches!(e, Error::UnknownImport { .. } | Error::ImportType { .. });
+    for (import, needle) in [
+        (r#"(import "env" "abort" (func))"#, "unknown import `env.abort`"),
+        (r#"(import "host" "clock" (func (result i64)))"#, "unknown import `host.clock`"),
+        (
+            r#"(import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))"#,
+            "wasi_snapshot_preview1.fd_write",
+        ),
+        (r#"(import "host" "log" (func (param i32)))"#, "import `host.log` must be func (i32, i32, i32) -> ()"),
+        (r#"(import "host" "state_get" (global i32))"#, "host.state_get"),
+    ] {
+        let wat = format!("(module {import} {OK_BODY})");
+        check(wat.as_bytes(), d(), needle, imports);
+    }
+    check(
+        module("(global (export \"__executor_host_global_0\") i32 (i32.const 0))").as_bytes(),
+        d(),
+        "reserved prefix",
+        |e| matches!(e, Error::ReservedExport(_)),
+    );
+    check(
+        br#"(module
+            (func (export "executor_alloc") (param i32) (result i32) (i32.const 1024))
+            (func (export "executor_validate") (param i32 i32) (result i32) (i32.const 0)))"#,
+        d(),
+        "exactly one memory",
+        |e| matches!(e, Error::Memory(_)),
+    );
+}
+
+/// A wasm `start` or `executor_init` that traps, loops, reads world state,
+/// or data that does not fit memory, is a load error naming the phase.
+pub fn init_failures(factory: HostFactory) {
+    let init_failed = |executor: &[u8], phase: &str, reason: &str| {
+        let e = load_error(factory, executor, Limits::default());
+        match &e {
+            Error::InitFailed { phase: p, reason: r } => {
+                assert!(p.contains(phase), "{e}: phase should be {phase}");
+                assert!(r.contains(reason), "{e}: reason should mention {reason}");
+            }
+            _ => panic!("expected an init failure, got {e:?}"),
+        }
+    };
+    init_failed(module("(func $s unreachable) (start $s)").as_bytes(), "start", "trap:unreachable");
+    init_failed(module("(func $s (loop (br 0))) (start $s)").as_bytes(), "start", "out_of_fuel");
+    init_failed(
+        module("(func (export \"executor_init\") unreachable)").as_bytes(),
+        "executor_init",
+        "trap:unreachable",
+    );
+    init_failed(module("(func (export \"executor_init\") (loop (br 0)))").as_bytes(), "executor_init", "out_of_fuel");
+    init_failed(
+        module("(func (export \"executor_init\") (drop (memory.grow (i32.const 5000))))").as_bytes(),
+        "executor_init",
+        "out_of_memory",
+    );
+    init_failed(fixtures::INIT_READS_STATE.as_bytes(), "executor_init", "state_get");
+    init_failed(module("(data (i32.const 65535) \"ab\")").as_bytes(), "instantiation", "memory_out_of_bounds");
+}
+
+/// The memory cap is checked at load, with an error that says what to
+/// change; within it the same executor loads.
+pub fn memory_cap_is_checked_at_load(factory: HostFactory) {
+    let big = Limits { memory_bytes: 512 << 20, ..Limits::default() };
+    let e = executor_core::Driver::new(factory(big.clone()), HOSTILE.as_bytes(), DriverConfig::default()).unwrap_err();
+    assert!(matches!(e, Error::MemoryCap { cap, .. } if cap == 1 << 30), "{e}");
+    assert!(e.to_string().contains("memory_cap"), "{e}");
+    let raised = Limits { memory_cap: 8 << 30, ..big };
+    executor_core::Driver::new(factory(raised), HOSTILE.as_bytes(), DriverConfig::default()).unwrap();
+}
+
+/// The default executor judges the ledger as the `abi` crate documents.
+pub fn default_executor_judges_the_ledger(factory: HostFactory) {
+    use abi::{Instruction, Permission, Transaction, reasons};
+    let mut d = load(factory, fixtures::DEFAULT_EXECUTOR, every_tx(1), Limits::default());
+    let u32le = |v: u32| v.to_le_bytes().to_vec();
+    let u64le = |v: u64| v.to_le_bytes().to_vec();
+    let entries: Vec<(Vec<u8>, Vec<u8>)> = vec![
+        (abi::ADMIN_KEY.to_vec(), u32le(0)),
+        (abi::account_key(0).to_vec(), u32le(0)),
+        (abi::account_key(1).to_vec(), u32le(1)),
+        (abi::account_key(2).to_vec(), u32le(2)),
+        (abi::asset_key(7).to_vec(), u64le(1000)),
+        (abi::balance_key(1, 7).to_vec(), u64le(100)),
+        (abi::balance_key(2, 7).to_vec(), u64le(u64::MAX - 10)),
+        (abi::permission_key(1, Permission::MintAsset(7)).to_vec(), vec![1]),
+        (abi::permission_key(0, Permission::Grant).to_vec(), vec![1]),
+    ];
+    let borrowed: Vec<(&[u8], &[u8])> = entries.iter().map(|(k, v)| (&k[..], &v[..])).collect();
+    let world = state(&borrowed);
+    let wasm = [0u8, 97, 115, 109];
+    let cases: Vec<(u32, Instruction<'_>, Verdict)> = vec![
+        (1, Instruction::Transfer { from: 1, to: 2, asset: 7, amount: 5 }, A),
+        (2, Instruction::Transfer { from: 1, to: 2, asset: 7, amount: 5 }, denied(reasons::NOT_OWNER)),
+        (1, Instruction::Transfer { from: 1, to: 2, asset: 7, amount: 101 }, denied(reasons::INSUFFICIENT)),
+        (1, Instruction::Transfer { from: 1, to: 9, asset: 7, amount: 1 }, denied(reasons::NO_ACCOUNT)),
+        (1, Instruction::Transfer { from: 1, to: 2, asset: 8, amount: 1 }, denied(reasons::NO_ASSET)),
+        (1, Instruction::Transfer { from: 1, to: 2, asset: 7, amount: 0 }, denied(reasons::ZERO_AMOUNT)),
+        (1, Instruction::Transfer { from: 1, to: 2, asset: 7, amount: 20 }, denied(reasons::OVERFLOW)),
+        (1, Instruction::Mint { account: 2, asset: 7, amount: 11 }, denied(reasons::OVERFLOW)),
+        (1, Instruction::Mint { account: 1, asset: 7, amount: 3 }, A),
+        (2, Instruction::Mint { account: 2, asset: 7, amount: 3 }, denied(reasons::MISSING_PERMISSION)),
+        (1, Instruction::Burn { account: 1, asset: 7, amount: 3 }, denied(reasons::MISSING_PERMISSION)),
+        (0, Instruction::Grant { account: 1, permission: Permission::BurnAsset(7) }, A),
+        (1, Instruction::Grant { account: 2, permission: Permission::Grant }, denied(reasons::MISSING_PERMISSION)),
+        // Approved by the rules, but the bytes are no executor.
+        (0, Instruction::Upgrade { executor: &wasm }, rejected(Rejection::UpgradeFailed)),
+        (1, Instruction::Upgrade { executor: &wasm }, denied(reasons::NOT_ADMIN)),
+    ];
+    for (i, (authority, instruction, expected)) in cases.into_iter().enumerate() {
+        let tx = Transaction { authority, nonce: i as u64, instruction };
+        let bytes = postcard::to_allocvec(&tx).unwrap();
+        assert_eq!(d.validate(&bytes, world.clone()).unwrap(), expected, "{tx:?}");
+    }
+    assert_eq!(d.validate(&[0xff; 3], world.clone()).unwrap(), denied(reasons::MALFORMED));
+    assert_eq!(d.stats().rejected.get(&RejectionKind::Trap), Some(&0), "every kind is counted from the start");
+}

@@ -1,0 +1,98 @@
+//! Linear memory as the guest sees it: sizes, growth, bounds, and the growth guards at the limits.
+
+use super::*;
+
+/// Memory sizes, growth results, data segments and every out-of-bounds
+/// edge behave exactly as in the uninstrumented module (core moves the
+/// guest's memory up past the dirty map).
+pub fn memory_semantics(factory: HostFactory) {
+    let mut d = load(factory, fixtures::MEMORY_OPS.as_bytes(), every_tx(1), Limits::default());
+    let oob = rejected(Rejection::Trap(executor_core::TrapCode::MemoryOutOfBounds));
+    let expected = [
+        A,
+        oob.clone(),
+        oob.clone(),
+        oob.clone(),
+        oob.clone(),
+        oob.clone(),
+        oob.clone(),
+        oob.clone(),
+        A,
+        A,
+        oob.clone(),
+        oob,
+    ];
+    for (byte, expected) in expected.iter().enumerate() {
+        assert_eq!(run_bytes(&mut d, &[byte as u8, 0]), vec![expected.clone(), A], "memory_ops case {byte}");
+    }
+}
+
+/// `memory.grow` and `table.grow` past the limits are stopped by core's
+/// instrumentation, not by the engine: with the module instrumented for
+/// small limits and the engine configured with large ones, the guard alone
+/// must fire (OOM flag set, the call trapped), exactly at the limit.
+pub fn growth_guards_decide_out_of_memory(factory: HostFactory) {
+    use executor_core::{Export, HostEnv, InstanceMode, Phase};
+    let small = Limits { memory_bytes: 3 * 65536, table_elements: 5, ..Limits::default() };
+    let wat = r#"(module
+      (memory (export "memory") 1)
+      (table $t 1 funcref)
+      (func (export "executor_alloc") (param $n i32) (result i32)
+        (memory.grow (local.get $n)))
+      (func (export "executor_validate") (param $p i32) (param $n i32) (result i32)
+        (table.grow $t (ref.null func) (local.get $n))))"#;
+    let module = executor_core::module::prepare(wat.as_bytes(), &small).unwrap();
+    let layout = module.info.layout;
+    let host = factory(Limits::default());
+    let compiled = host.compile(&module).unwrap();
+    let fresh = || {
+        let mut env = HostEnv::new(&Limits::default(), layout);
+        env.begin(Phase::Init, None);
+        let mut i = compiled.instantiate(env, InstanceMode::Reusable).unwrap();
+        layout.arm(i.memory(), 1_000_000, Limits::default().max_stack);
+        i
+    };
+    // Memory: 1 page + 2 is the limit (3); + 3 is past it.
+    let mut i = fresh();
+    assert_eq!(i.call(Export::Alloc, &[2]).unwrap(), Some(1), "grow to the limit returns the old size");
+    assert!(!layout.out_of_memory(i.memory()));
+    assert!(i.call(Export::Alloc, &[1]).is_err(), "one page past the limit traps");
+    assert!(layout.out_of_memory(i.memory()), "the guard's flag is set");
+    let mut i = fresh();
+    assert!(i.call(Export::Alloc, &[-1]).is_err(), "0xffffffff pages does not wrap past the guard");
+    assert!(layout.out_of_memory(i.memory()));
+    // Tables: 1 element + 4 is the limit (5).
+    let mut i = fresh();
+    assert_eq!(i.call(Export::Validate, &[0, 4]).unwrap(), Some(1));
+    assert!(i.call(Export::Validate, &[0, 1]).is_err());
+    assert!(layout.out_of_memory(i.memory()));
+}
+
+/// The whole memory limit is usable, on the engine as in core's checks: an
+/// initial memory of exactly the limit loads and runs; growing to exactly
+/// the limit succeeds; one page more is `out_of_memory` — with the host
+/// and the module under the same limits, so the engine's own limiter (not
+/// only the instrumentation's guard) sits at the edge.
+pub fn memory_limit_is_usable_to_the_last_page(factory: HostFactory) {
+    let limits = Limits { memory_bytes: 4 * 65536, ..Limits::default() };
+    let full = r#"(module
+      (memory (export "memory") 4)
+      (func (export "executor_alloc") (param i32) (result i32) (i32.const 1024))
+      (func (export "executor_validate") (param i32 i32) (result i32)
+        (i32.store8 (i32.const 262143) (i32.const 1))
+        (i32.const 0)))"#;
+    let mut d = load(factory, full.as_bytes(), every_tx(1), limits.clone());
+    assert_eq!(run(&mut d, &[&[0], &[0]]), vec![A, A], "the last byte of a full memory is writable");
+    // The payload's first byte is the number of pages to grow.
+    let grows = r#"(module
+      (memory (export "memory") 1)
+      (func (export "executor_alloc") (param i32) (result i32) (i32.const 1024))
+      (func (export "executor_validate") (param $p i32) (param i32) (result i32)
+        (i32.ne (memory.grow (i32.load8_u (local.get $p))) (i32.const 1))))"#;
+    let mut d = load(factory, grows.as_bytes(), every_tx(1), limits);
+    assert_eq!(
+        run(&mut d, &[&[3], &[4], &[3]]),
+        vec![A, rejected(Rejection::OutOfMemory), A],
+        "growing to the limit succeeds, past it is out_of_memory, and the next transaction is served"
+    );
+}

@@ -1,0 +1,338 @@
+//! `peer compare`: the same workload on every compiled-in backend under
+//! every compared policy, in one process — a warm-up, then interleaved
+//! repetitions, medians — with ratios keyed by backend and policy, the
+//! load times, and the table and chart.
+
+use crate::backends::{self, BackendKind};
+use crate::report::RunReport;
+use crate::run::{LoadTimes, RunSettings, load_times, run};
+use crate::{Error, rss};
+use executor_core::PersistencePolicy;
+use indicatif::ProgressBar;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// The policies compared, in table order: the reference first.
+pub fn policies() -> [PersistencePolicy; 4] {
+    ["fresh", "every-tx:1", "every-block:1", "until-crash"].map(|p| p.parse().expect("known policy"))
+}
+
+/// One configuration of `peer compare`: the median repetition's report
+/// and the ratios the table shows.
+#[derive(Debug, Serialize)]
+pub struct CompareRow {
+    /// The median repetition (with the warm-up's profile).
+    #[serde(flatten)]
+    pub report: RunReport,
+    /// Throughput of every measured repetition.
+    pub tx_per_sec_runs: Vec<f64>,
+    /// Median throughput ÷ the same backend's `fresh`.
+    pub vs_fresh: f64,
+    /// Median throughput ÷ the same backend's `until-crash`.
+    pub vs_until_crash: f64,
+    /// Median throughput ÷ the best backend's under the same policy.
+    pub vs_best_backend: f64,
+    /// Whether every backend and repetition under this policy gave the
+    /// same verdict and state digests.
+    pub digests_agree: bool,
+    /// The backend's cold and warm (cached) load of the executor.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub load: Option<LoadTimes>,
+}
+
+impl CompareRow {
+    fn key(&self) -> (BackendKind, PersistencePolicy) {
+        (self.report.backend, self.report.policy)
+    }
+}
+
+/// A whole comparison.
+#[derive(Debug)]
+pub struct Comparison {
+    /// One row per backend × policy, policies in [`policies`] order.
+    pub rows: Vec<CompareRow>,
+    /// Each backend's load times.
+    pub loads: BTreeMap<BackendKind, LoadTimes>,
+    /// Measured repetitions per row.
+    pub repeat: u32,
+}
+
+impl Comparison {
+    /// The first disagreement, as `peer compare` reports it (exit 1).
+    pub fn disagreement(&self) -> Option<String> {
+        self.rows.iter().find(|r| !r.digests_agree).map(|r| {
+            format!(
+                "inconsistent output: under {}, the backends (or repetitions) give different verdict or state digests ({} differs)",
+                r.report.policy, r.report.backend
+            )
+        })
+    }
+}
+
+/// Runs every backend × policy of `base` (whose backend and policy are
+/// ignored): one short warm-up run per configuration (caches, page faults,
+/// lazy engine set-up), then `repeat` measured repetitions interleaved so
+/// machine noise hits every configuration alike; peak memory reset before
+/// each run.
+pub fn compare(base: &RunSettings, repeat: u32, bar: &ProgressBar) -> Result<Comparison, Error> {
+    let backends = backends::compiled_in();
+    if backends.is_empty() {
+        return Err(Error::Usage("no backend is compiled in".into()));
+    }
+    let configs: Vec<(BackendKind, PersistencePolicy)> =
+        policies().into_iter().flat_map(|p| backends.iter().map(move |b| (*b, p))).collect();
+    let warm_up = base.transactions.min(500);
+    bar.set_length(configs.len() as u64 * (warm_up + u64::from(repeat) * base.transactions));
+    let mut runs: Vec<Vec<RunReport>> = vec![Vec::new(); configs.len()];
+    let mut profiles = vec![None; configs.len()];
+    for round in 0..=repeat {
+        for (i, (backend, policy)) in configs.iter().enumerate() {
+            let mut s = base.clone();
+            s.backend = *backend;
+            s.policy = *policy;
+            // Only the warm-up is timed per phase: clock reads in every
+            // blank would tax the blanking policies alone.
+            s.profile = round == 0;
+            if round == 0 {
+                s.transactions = warm_up;
+            }
+            let what = if round == 0 { "warm-up".into() } else { format!("{round}/{repeat}") };
+            bar.set_message(format!("{backend} {policy} ({what})"));
+            rss::reset_peak();
+            let offset = bar.position();
+            let report = run(&s, &mut |done| bar.set_position(offset + done))?;
+            if round == 0 {
+                profiles[i] = report.profile;
+            } else {
+                runs[i].push(report);
+            }
+        }
+    }
+    let mut loads = BTreeMap::new();
+    for backend in &backends {
+        loads.insert(*backend, load_times(*backend, &base.executor, &base.limits, 5)?);
+    }
+    let mut rows = rows(runs);
+    for (row, profile) in rows.iter_mut().zip(profiles) {
+        row.report.profile = profile;
+        row.load = loads.get(&row.report.backend).copied();
+    }
+    Ok(Comparison { rows, loads, repeat })
+}
+
+/// The median repetition of each configuration, with its ratios and
+/// whether digests agree across its repetitions and every backend under
+/// the same policy.
+pub fn rows(runs: Vec<Vec<RunReport>>) -> Vec<CompareRow> {
+    let mut rows: Vec<CompareRow> = runs
+        .into_iter()
+        .map(|mut reps| {
+            let tx_per_sec_runs: Vec<f64> = reps.iter().map(|r| r.tx_per_sec).collect();
+            reps.sort_by(|a, b| a.tx_per_sec.total_cmp(&b.tx_per_sec));
+            let same = reps.iter().all(|r| digests(r) == digests(&reps[0]));
+            let report = reps.swap_remove(reps.len() / 2);
+            CompareRow {
+                report,
+                tx_per_sec_runs,
+                vs_fresh: 0.0,
+                vs_until_crash: 0.0,
+                vs_best_backend: 0.0,
+                digests_agree: same,
+                load: None,
+            }
+        })
+        .collect();
+    let rates: std::collections::HashMap<(BackendKind, PersistencePolicy), f64> =
+        rows.iter().map(|r| (r.key(), r.report.tx_per_sec)).collect();
+    let rate = |backend, policy| rates.get(&(backend, policy)).copied().unwrap_or(0.0);
+    let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
+    let by_policy = |policy| rows.iter().filter(move |o: &&CompareRow| o.report.policy == policy);
+    let updates: Vec<(f64, f64, f64, bool)> = rows
+        .iter()
+        .map(|row| {
+            let (backend, policy) = row.key();
+            let own = row.report.tx_per_sec;
+            let best = by_policy(policy).map(|o| o.report.tx_per_sec).fold(0.0, f64::max);
+            let agree = by_policy(policy).all(|o| digests(&o.report) == digests(&row.report) && o.digests_agree);
+            (
+                ratio(own, rate(backend, PersistencePolicy::Fresh)),
+                ratio(own, rate(backend, PersistencePolicy::UntilCrash)),
+                ratio(own, best),
+                agree,
+            )
+        })
+        .collect();
+    for (row, (vs_fresh, vs_until_crash, vs_best_backend, agree)) in rows.iter_mut().zip(updates) {
+        row.vs_fresh = vs_fresh;
+        row.vs_until_crash = vs_until_crash;
+        row.vs_best_backend = vs_best_backend;
+        row.digests_agree &= agree;
+    }
+    rows
+}
+
+fn digests(r: &RunReport) -> (&str, &str) {
+    (&r.verdict_digest, &r.state_digest)
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+/// Prints the throughput table and the load table.
+pub fn print(c: &Comparison) {
+    println!(
+        "median of {} interleaved repetitions after a warm-up; peak memory reset between runs; blank, instantiate and init times from the (timed) warm-up",
+        c.repeat
+    );
+    println!(
+        "{:<9} {:<14} {:>10} {:>7} {:>7} {:>6} {:>7} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}  digests",
+        "backend",
+        "policy",
+        "tx/s",
+        "×fresh",
+        "×u-c",
+        "×best",
+        "blanks",
+        "recycles",
+        "blank µs",
+        "inst ms",
+        "init ms",
+        "peak MiB",
+        "load ms"
+    );
+    for row in &c.rows {
+        let r = &row.report;
+        let profile = |f: fn(&crate::report::Profile) -> f64| r.profile.as_ref().map_or(0.0, f);
+        println!(
+            "{:<9} {:<14} {:>10.0} {:>7.2} {:>7.2} {:>6.2} {:>7} {:>8} {:>8.2} {:>8.3} {:>8.3} {:>8.1} {:>8.1}  {} {}",
+            r.backend.to_string(),
+            r.policy.to_string(),
+            r.tx_per_sec,
+            row.vs_fresh,
+            row.vs_until_crash,
+            row.vs_best_backend,
+            r.stats.blanks,
+            r.stats.recycles,
+            profile(|p| p.blank_us),
+            profile(|p| p.instantiate_ms),
+            profile(|p| p.init_ms),
+            mib(r.peak_rss_bytes),
+            r.load_s * 1e3,
+            &r.verdict_digest[..12],
+            if row.digests_agree { "agree" } else { "DIFFER" }
+        );
+    }
+    println!();
+    println!(
+        "starting the executor (median of 5): cold = checks + instrumentation + compile; warm = from the cache; \
+         then the first blank instance, by executor_init or from the cached blank snapshot"
+    );
+    println!(
+        "{:<9} {:>10} {:>12} {:>10} {:>10} {:>10} {:>12} {:>10}",
+        "backend", "cold ms", "of it prep", "warm ms", "cold÷warm", "init ms", "snapshot ms", "init÷snap"
+    );
+    let ratio = |a: f64, b: Option<f64>| b.map_or("-".into(), |b| format!("{:.1}", a / b));
+    let ms = |x: Option<f64>, none: &str| x.map_or(none.into(), |x| format!("{:.3}", x * 1e3));
+    for (backend, l) in &c.loads {
+        println!(
+            "{:<9} {:>10.3} {:>12.3} {:>10} {:>10} {:>10.3} {:>12} {:>10}",
+            backend.to_string(),
+            l.cold_s * 1e3,
+            l.prepare_s * 1e3,
+            ms(l.warm_s, "(no cache)"),
+            ratio(l.cold_s, l.warm_s),
+            l.init_build_s * 1e3,
+            ms(l.snapshot_build_s, "(unportable)"),
+            ratio(l.init_build_s, l.snapshot_build_s),
+        );
+    }
+}
+
+/// The chart's bars: median throughput per policy (group) and backend
+/// (series).
+pub fn chart(c: &Comparison, title: &str) -> String {
+    let names: Vec<(String, String)> =
+        c.rows.iter().map(|r| (r.report.policy.to_string(), r.report.backend.to_string())).collect();
+    let bars: Vec<crate::chart::Bar<'_>> = c
+        .rows
+        .iter()
+        .zip(&names)
+        .map(|(r, (policy, backend))| crate::chart::Bar { group: policy, series: backend, value: r.report.tx_per_sec })
+        .collect();
+    crate::chart::grouped_bars(title, "tx/s", &bars)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use executor_core::{CacheOutcome, Stats};
+
+    fn report(backend: BackendKind, policy: &str, tx_per_sec: f64, digest: &str) -> RunReport {
+        RunReport {
+            backend,
+            policy: policy.parse().unwrap(),
+            executor: "default".into(),
+            executor_hash: "0".repeat(64),
+            stats: Stats::new(CacheOutcome::Off, std::time::Duration::ZERO),
+            verdict_digest: digest.into(),
+            state_digest: "s".into(),
+            elapsed_s: 1.0,
+            tx_per_sec,
+            load_s: 0.0,
+            instrument_s: 0.0,
+            compile_s: 0.0,
+            peak_rss_bytes: 0,
+            seed: 42,
+            block_size: 100,
+            profile: None,
+            prevalidation_digest: None,
+            prevalidation_tx_per_sec: None,
+        }
+    }
+
+    #[test]
+    fn ratios_are_keyed_by_backend_and_policy() {
+        use BackendKind::{Wasmi, Wasmtime};
+        let runs = vec![
+            vec![
+                report(Wasmtime, "fresh", 10.0, "d"),
+                report(Wasmtime, "fresh", 30.0, "d"),
+                report(Wasmtime, "fresh", 20.0, "d"),
+            ],
+            vec![report(Wasmi, "fresh", 5.0, "d")],
+            vec![report(Wasmtime, "every-tx:1", 400.0, "d")],
+            vec![report(Wasmi, "every-tx:1", 100.0, "d")],
+            vec![report(Wasmtime, "until-crash", 500.0, "d")],
+            vec![report(Wasmi, "until-crash", 50.0, "d")],
+        ];
+        let rows = rows(runs);
+        let row = |b, p: &str| rows.iter().find(|r| r.key() == (b, p.parse().unwrap())).unwrap();
+        assert_eq!(row(Wasmtime, "fresh").report.tx_per_sec, 20.0, "the median repetition");
+        assert_eq!(row(Wasmtime, "fresh").tx_per_sec_runs, vec![10.0, 30.0, 20.0]);
+        assert_eq!(row(Wasmtime, "every-tx:1").vs_fresh, 20.0);
+        assert_eq!(row(Wasmtime, "every-tx:1").vs_until_crash, 0.8);
+        assert_eq!(row(Wasmi, "every-tx:1").vs_fresh, 20.0);
+        assert_eq!(row(Wasmi, "every-tx:1").vs_until_crash, 2.0);
+        assert_eq!(row(Wasmi, "every-tx:1").vs_best_backend, 0.25);
+        assert_eq!(row(Wasmtime, "until-crash").vs_best_backend, 1.0);
+        assert!(rows.iter().all(|r| r.digests_agree));
+    }
+
+    #[test]
+    fn a_differing_digest_marks_its_policy_and_no_other() {
+        use BackendKind::{Wasmi, Wasmtime};
+        let runs = vec![
+            vec![report(Wasmtime, "every-tx:1", 1.0, "a")],
+            vec![report(Wasmi, "every-tx:1", 1.0, "b")],
+            vec![report(Wasmtime, "until-crash", 1.0, "a"), report(Wasmtime, "until-crash", 1.0, "a")],
+            vec![report(Wasmi, "until-crash", 1.0, "a")],
+        ];
+        let c = Comparison { rows: rows(runs), loads: BTreeMap::new(), repeat: 1 };
+        let agree: Vec<bool> = c.rows.iter().map(|r| r.digests_agree).collect();
+        assert_eq!(agree, vec![false, false, true, true]);
+        assert!(c.disagreement().unwrap().contains("every-tx:1"));
+        let runs = vec![vec![report(Wasmi, "fresh", 1.0, "a"), report(Wasmi, "fresh", 2.0, "b")]];
+        assert!(!rows(runs)[0].digests_agree, "repetitions must agree too");
+    }
+}

@@ -1,0 +1,194 @@
+//! The command line's settings and the one merge of flags over the config
+//! file: every value is taken from the flag if given, else from the file,
+//! else from the default, once, here.
+
+use crate::Error;
+use crate::backends::{self, BackendKind};
+use crate::config::{self, Config};
+use crate::run::{Executor, RunSettings};
+use clap::Args;
+use executor_core::{CacheConfig, PersistencePolicy};
+use std::path::{Path, PathBuf};
+
+/// The most worker threads: each holds an engine, compiled code and an
+/// instance.
+pub const MAX_THREADS: usize = 64;
+
+/// Settings shared by `run` and `compare`.
+#[derive(Args, Debug, Default, Clone)]
+pub struct CommonFlags {
+    /// Config file [default: configs/peer/config.json].
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Executor to run (.wasm or .wat) [default: the embedded default executor].
+    #[arg(long, value_name = "FILE")]
+    pub executor: Option<PathBuf>,
+    /// Transactions to validate [default: 10000].
+    #[arg(long, value_name = "N")]
+    pub transactions: Option<u64>,
+    /// Transactions per block [default: 100].
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u64).range(1..))]
+    pub block_size: Option<u64>,
+    /// Workload seed [default: 42].
+    #[arg(long, value_name = "S")]
+    pub seed: Option<u64>,
+    /// Fuel per transaction [default: 10000000].
+    #[arg(long, value_name = "UNITS")]
+    pub fuel: Option<u64>,
+    /// Most linear memory per instance, bytes [default: 67108864].
+    #[arg(long, value_name = "BYTES")]
+    pub memory_limit: Option<u64>,
+    /// Deterministic stack budget, bytes of the engine-independent frame model [default: 131072].
+    #[arg(long, value_name = "BYTES")]
+    pub max_stack: Option<u64>,
+    /// Keep compiled executors in DIR (created owner-only) [default: the config's `cache`].
+    #[arg(long, value_name = "DIR", conflicts_with = "no_cache")]
+    pub cache_dir: Option<PathBuf>,
+    /// Compile every time, even if the config enables the cache.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Run `executor_init` for every instance built, instead of restoring the blank snapshot
+    /// taken after the first (in memory, and in the cache across restarts).
+    #[arg(long)]
+    pub no_snapshot: bool,
+    /// Print JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `peer run`'s own settings.
+#[derive(Args, Debug, Default, Clone)]
+pub struct RunFlags {
+    /// Settings shared with `compare`.
+    #[command(flatten)]
+    pub common: CommonFlags,
+    /// The engine [default: the config's, else the first compiled in].
+    #[arg(long)]
+    pub backend: Option<BackendKind>,
+    /// every-tx:N, every-block:N, until-crash or fresh [default: every-tx:1].
+    #[arg(long, value_name = "SPEC")]
+    pub policy: Option<PersistencePolicy>,
+    /// Every N blocks, upgrade the executor (alternating it and a variant with other bytes).
+    #[arg(long, value_name = "BLOCKS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub upgrade_every: Option<u64>,
+    /// Also validate every K-th transaction on a blank instance; differences count as state leaks.
+    #[arg(long, value_name = "K")]
+    pub audit_every: Option<std::num::NonZeroU32>,
+    /// Pre-validate each block on N worker threads (each a warm instance blanked after every
+    /// transaction, against the state at the block's start) before the in-order validation.
+    #[arg(long, value_name = "N")]
+    pub threads: Option<std::num::NonZeroUsize>,
+    /// Time each phase and print where the time went (workload, guest calls, blanks, recycles).
+    #[arg(long)]
+    pub profile: bool,
+    /// Write the run's counters and timings to FILE in the Prometheus text format.
+    #[arg(long, value_name = "FILE")]
+    pub metrics: Option<PathBuf>,
+}
+
+/// A run's settings and where its outputs go.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// What to run.
+    pub run: RunSettings,
+    /// `--metrics` (or the config's `metrics`), resolved.
+    pub metrics: Option<PathBuf>,
+}
+
+/// The config file the flags name, or the default one if it exists.
+fn load_config(common: &CommonFlags) -> Result<(Config, Option<PathBuf>), Error> {
+    match &common.config {
+        Some(path) => Config::load(path, true),
+        None => Config::load(Path::new(config::DEFAULT_PATH), false),
+    }
+}
+
+/// `peer run`'s settings: `flags` over the config file over the defaults.
+pub fn resolve(flags: &RunFlags) -> Result<Resolved, Error> {
+    let common = &flags.common;
+    let (config, dir) = load_config(common)?;
+    let dir = dir.as_deref();
+    let mut limits = config.limits();
+    limits.max_stack = common.max_stack.unwrap_or(limits.max_stack);
+    limits.fuel = common.fuel.unwrap_or(limits.fuel);
+    limits.memory_bytes = common.memory_limit.unwrap_or(limits.memory_bytes);
+    let executor = match (&common.executor, &config.executor) {
+        (Some(path), _) => Executor::from_file(path)?,
+        (None, Some(path)) => Executor::from_file(&config::relative_to(dir, path))?,
+        (None, None) => Executor::default_executor(),
+    };
+    let backend = match flags.backend.or(config.backend) {
+        Some(b) => b,
+        None => backends::default_backend().ok_or_else(|| Error::Usage("no backend is compiled in".into()))?,
+    };
+    let threads = flags.threads.or(config.threads);
+    if let Some(n) = threads
+        && n.get() > MAX_THREADS
+    {
+        return Err(Error::Usage(format!("--threads {n}: at most {MAX_THREADS}")));
+    }
+    let metrics = match (&flags.metrics, &config.metrics) {
+        (Some(path), _) => Some(path.clone()),
+        (None, Some(path)) => Some(config::relative_to(dir, path)),
+        (None, None) => None,
+    };
+    let defaults = RunSettings::new(backend, flags.policy.or(config.policy).unwrap_or_default(), executor);
+    let run = RunSettings {
+        transactions: common.transactions.or(config.transactions).unwrap_or(defaults.transactions),
+        block_size: common.block_size.or(config.block_size).unwrap_or(defaults.block_size),
+        seed: common.seed.or(config.seed).unwrap_or(defaults.seed),
+        limits,
+        recycle_watermark: config.recycle_watermark,
+        upgrade_every: flags.upgrade_every.or(config.upgrade_every),
+        audit_every: flags.audit_every.or(config.audit_every),
+        // The metrics include where the time went.
+        profile: flags.profile || metrics.is_some(),
+        cache: match (&common.cache_dir, common.no_cache) {
+            (_, true) => None,
+            (Some(dir), false) => {
+                Some(CacheConfig { dir: dir.clone(), max_bytes: executor_core::cache::DEFAULT_MAX_BYTES })
+            }
+            (None, false) => config.cache(dir),
+        },
+        snapshots: !common.no_snapshot && config.snapshots.unwrap_or(true),
+        threads,
+        ..defaults
+    };
+    Ok(Resolved { run, metrics })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_config(text: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("peer-settings-test-{}-{}", std::process::id(), text.len()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("config.json");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn flags_override_the_file_which_overrides_the_defaults() {
+        let path = write_config(r#"{"policy": "until_crash", "transactions": 7, "seed": 9, "fuel": 123}"#);
+        let common = CommonFlags { config: Some(path), seed: Some(5), ..Default::default() };
+        let r = resolve(&RunFlags { common, ..Default::default() }).unwrap().run;
+        assert_eq!(r.policy, PersistencePolicy::UntilCrash, "from the file");
+        assert_eq!(r.transactions, 7, "from the file");
+        assert_eq!(r.seed, 5, "the flag wins");
+        assert_eq!(r.limits.fuel, 123, "from the file");
+        assert_eq!(r.block_size, 100, "the default");
+        let policy = Some("every-tx:3".parse().unwrap());
+        let common = CommonFlags { config: Some(write_config(r#"{"policy": "fresh"}"#)), ..Default::default() };
+        let r = resolve(&RunFlags { common, policy, ..Default::default() }).unwrap().run;
+        assert_eq!(r.policy.to_string(), "every-tx:3", "the policy is merged once, the flag winning");
+    }
+
+    #[test]
+    fn too_many_threads_name_the_flag() {
+        let threads = std::num::NonZeroUsize::new(MAX_THREADS + 1);
+        let e = resolve(&RunFlags { threads, ..Default::default() }).unwrap_err();
+        assert!(e.to_string().contains("--threads"), "{e}");
+    }
+}
