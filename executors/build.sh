@@ -4,6 +4,11 @@
 #   executors/default-variant.wasm  its upgrade variant (same rules, other bytes)
 #   executors/bench/sigcheck.wasm   the realistic heavy benchmark (same rules
 #                                   behind an ed25519 check per transaction)
+#   executors/bench/ecdsa.wasm      the second compute-heavy benchmark (same
+#                                   rules behind a k256 ECDSA check)
+#   executors/bench/sortmap.wasm    the store-heavy benchmark (same rules behind
+#                                   sorting and counting 3,000 words on a heap
+#                                   that grows during the transaction)
 #
 # Usage: executors/build.sh [OUT_DIR]   (default: executors/)
 # Needs the pinned toolchain recorded in executors/default.toolchain and the
@@ -19,7 +24,8 @@ unset RUSTFLAGS CARGO_ENCODED_RUSTFLAGS RUSTC_WRAPPER CARGO_BUILD_RUSTFLAGS CARG
 export RUSTFLAGS="--remap-path-prefix=$here=/executors --remap-path-prefix=$cargo_home=/cargo -C link-arg=-zstack-size=65536"
 cd "$here/default"
 # variant:feature:output path (relative to OUT_DIR)
-for spec in default::default.wasm default-variant:variant:default-variant.wasm sigcheck:sigcheck:bench/sigcheck.wasm; do
+for spec in default::default.wasm default-variant:variant:default-variant.wasm sigcheck:sigcheck:bench/sigcheck.wasm \
+    ecdsa:ecdsa:bench/ecdsa.wasm sortmap:sortmap:bench/sortmap.wasm; do
   IFS=: read -r variant feature file <<<"$spec"
   features=()
   [ -n "$feature" ] && features=(--features "$feature")

@@ -115,6 +115,8 @@ pub extern "C" fn executor_init() {
     RULES.set(rules);
     #[cfg(feature = "sigcheck")]
     sigcheck::init();
+    #[cfg(feature = "ecdsa")]
+    ecdsa::init();
     log(3, "default executor initialised");
 }
 
@@ -143,7 +145,11 @@ pub extern "C" fn executor_validate(ptr: *const u8, len: usize) -> i32 {
     let bytes = unsafe { core::slice::from_raw_parts(ptr, len) };
     #[cfg(feature = "sigcheck")]
     let verdict = sigcheck::check(bytes).and_then(|()| check(bytes));
-    #[cfg(not(feature = "sigcheck"))]
+    #[cfg(feature = "ecdsa")]
+    let verdict = ecdsa::check(bytes).and_then(|()| check(bytes));
+    #[cfg(feature = "sortmap")]
+    let verdict = sortmap::check(bytes).and_then(|()| check(bytes));
+    #[cfg(not(any(feature = "sigcheck", feature = "ecdsa", feature = "sortmap")))]
     let verdict = check(bytes);
     match verdict {
         Ok(()) => 0,
@@ -183,6 +189,86 @@ mod sigcheck {
         let sk = SecretKey::new(key);
         let signature = sk.sign(bytes, None);
         sk.public_key().verify(bytes, &signature).map_err(|_| "bad signature")
+    }
+}
+
+/// The second compute-heavy benchmark (executors/bench/ecdsa.wasm): what a
+/// signature-checking executor does per transaction — an ECDSA secp256k1
+/// verification (`k256`, Ethereum's curve) and a SHA-256 of the payload
+/// (`sha2`). The ledger's transactions carry no signatures, so `executor_init`
+/// signs a fixed message once (its key, signature and message are blank
+/// state) and every transaction verifies that signature: the cost of a
+/// real check, a result that is always valid, the default verdicts.
+#[cfg(feature = "ecdsa")]
+mod ecdsa {
+    use k256::ecdsa::signature::{Signer, Verifier};
+    use k256::ecdsa::{Signature, SigningKey, VerifyingKey};
+    use sha2::{Digest, Sha256};
+
+    const MESSAGE: &[u8] = b"a transaction an executor must check";
+
+    /// The verifying key (uncompressed SEC1) and the signature, set by
+    /// `executor_init`; all zeroes until then.
+    static KEY: super::Cell<[u8; 65]> = super::Cell::new([0; 65]);
+    static SIGNATURE: super::Cell<[u8; 64]> = super::Cell::new([0; 64]);
+
+    pub fn init() {
+        let key = SigningKey::from_bytes(&[7; 32].into()).expect("a valid scalar");
+        let signature: Signature = key.sign(MESSAGE);
+        let point = key.verifying_key().to_encoded_point(false);
+        KEY.set(point.as_bytes().try_into().expect("65 bytes"));
+        SIGNATURE.set(signature.to_bytes().into());
+    }
+
+    pub fn check(bytes: &[u8]) -> super::Check {
+        let key = VerifyingKey::from_sec1_bytes(&KEY.get()).map_err(|_| abi::reasons::NOT_INITIALISED)?;
+        let signature = Signature::from_bytes(&SIGNATURE.get().into()).map_err(|_| "bad signature")?;
+        let digest = Sha256::digest(bytes);
+        key.verify(MESSAGE, &signature).map_err(|_| "bad signature")?;
+        if digest.len() == 32 { Ok(()) } else { Err("bad digest") }
+    }
+}
+
+/// The store-heavy benchmark (executors/bench/sortmap.wasm): per
+/// transaction, 2,000 pseudo-random words drawn from its bytes are sorted
+/// and counted in a `BTreeMap`, on the heap of `dlmalloc` (the allocator
+/// Rust's `std` uses on wasm), which grows linear memory on demand — so
+/// the heap a transaction builds is beyond the blank state's memory.
+#[cfg(feature = "sortmap")]
+mod sortmap {
+    extern crate alloc;
+    use alloc::collections::BTreeMap;
+    use alloc::string::String;
+    use alloc::vec::Vec;
+
+    #[global_allocator]
+    static ALLOCATOR: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
+
+    /// Words per transaction.
+    const WORDS: usize = 2_000;
+
+    pub fn check(bytes: &[u8]) -> super::Check {
+        // FNV-1a of the payload seeds a xorshift generator.
+        let mut x = bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3));
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut words: Vec<String> = (0..WORDS)
+            .map(|_| {
+                let r = next();
+                (0..4 + r % 7).map(|i| char::from(b'a' + ((r >> (8 + 5 * i)) % 26) as u8)).collect()
+            })
+            .collect();
+        words.sort_unstable();
+        let mut counts: BTreeMap<&str, u32> = BTreeMap::new();
+        for w in &words {
+            *counts.entry(w.as_str()).or_default() += 1;
+        }
+        // Every word was counted once: anything else is a broken heap.
+        if counts.values().map(|n| *n as usize).sum::<usize>() == WORDS { Ok(()) } else { Err("heap corrupted") }
     }
 }
 
