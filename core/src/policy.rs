@@ -13,7 +13,7 @@ use strum::{Display, EnumString, IntoStaticStr};
 /// CLI spelling: `every-tx:N`, `every-block:N`, `until-crash`, `fresh`.
 /// Config spelling: `{"every_transactions": N}`, `{"every_blocks": N}`,
 /// `"until_crash"`, `"fresh"`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum PersistencePolicy {

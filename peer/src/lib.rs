@@ -9,6 +9,7 @@
 //! [`metrics`], [`chart`], and the synthetic [`workload`].
 #![warn(missing_docs)]
 
+pub mod anchor;
 pub mod backends;
 pub mod bench;
 pub mod chart;
@@ -76,6 +77,9 @@ pub enum Error {
     /// Backends disagreed in `peer compare`.
     #[error("{0}")]
     Inconsistent(String),
+    /// A plain-engine reference could not run.
+    #[error("reference {0}")]
+    Reference(String),
     /// Output could not be written.
     #[error("cannot write {path}: {message}")]
     Output {

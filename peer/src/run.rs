@@ -121,6 +121,133 @@ pub fn run(settings: &RunSettings, progress: &mut dyn FnMut(u64)) -> Result<RunR
     run_observed(settings, progress, &mut |_| {})
 }
 
+/// What judges the workload's transactions, in order: the [`Driver`] (with
+/// its optional pre-validation pool), or a plain-engine reference
+/// ([`crate::anchor`]).
+pub trait Validator {
+    /// The verdict on `tx` against `state`; `Err` ends the run.
+    fn validate(&mut self, tx: &[u8], state: SharedState) -> Result<Verdict, Error>;
+
+    /// A block ended: its transactions and the state at its start, if
+    /// [`Validator::wants_blocks`] (for pre-validation).
+    fn end_block(&mut self, txs: &[Vec<u8>], start: Option<&SharedState>) -> Result<(), Error>;
+
+    /// Whether [`Validator::end_block`] needs the block's transactions and
+    /// starting state.
+    fn wants_blocks(&self) -> bool {
+        false
+    }
+}
+
+/// What the workload loop measured.
+pub struct Driven {
+    /// The digest of every verdict, in order.
+    pub digest: VerdictDigest,
+    /// The final world state.
+    pub ledger: Arc<Ledger>,
+    /// Time inside [`Validator::validate`].
+    pub validation: Duration,
+    /// Making transactions and applying approved ones (timed only with
+    /// `settings.profile`).
+    pub workload: Duration,
+}
+
+/// The workload loop: `settings.transactions` transactions of the seeded
+/// ledger in blocks (an upgrade to `upgrades` alternately starting every
+/// `upgrade_every`-th block), each judged by `validator` against the
+/// ledger as it is, approved ones applied. `progress` is told how many are
+/// done after each block; `observe` sees every verdict.
+pub fn drive(
+    settings: &RunSettings,
+    upgrades: Option<&[Vec<u8>; 2]>,
+    validator: &mut dyn Validator,
+    progress: &mut dyn FnMut(u64),
+    observe: &mut dyn FnMut(&Verdict),
+) -> Result<Driven, Error> {
+    let mut rng = Rng::new(settings.seed);
+    let mut ledger = Arc::new(Ledger::genesis(&mut rng));
+    let mut generator = Generator::new(rng);
+    let (mut digest, mut block_txs) = (VerdictDigest::new(), Vec::new());
+    let (mut validation, mut workload) = (Duration::ZERO, Duration::ZERO);
+    let timed = |since: Option<Instant>| since.map_or(Duration::ZERO, |t| t.elapsed());
+    let mut done = 0u64;
+    while done < settings.transactions {
+        let in_block = settings.block_size.min(settings.transactions - done);
+        let block = done / settings.block_size;
+        // Pre-validation judges the block against its starting state: keep
+        // it (copied on the block's first applied transaction) — only then.
+        let block_start: Option<SharedState> = validator.wants_blocks().then(|| ledger.clone() as SharedState);
+        block_txs.clear();
+        for i in 0..in_block {
+            let generating = settings.profile.then(Instant::now);
+            let tx = match (upgrades, settings.upgrade_every) {
+                (Some(versions), Some(every)) if i == 0 && block > 0 && block.is_multiple_of(every) => {
+                    generator.upgrade(&versions[((block / every - 1) % 2) as usize])
+                }
+                _ => generator.next(&ledger),
+            };
+            let state: SharedState = ledger.clone();
+            workload += timed(generating);
+            if validator.wants_blocks() {
+                block_txs.push(tx.clone());
+            }
+            let t = Instant::now();
+            let verdict = validator.validate(&tx, state)?;
+            validation += t.elapsed();
+            digest.push(&verdict);
+            observe(&verdict);
+            if verdict == Verdict::Approved {
+                let applying = settings.profile.then(Instant::now);
+                let decoded = decode(&tx).expect("the generator's own encoding decodes");
+                // The validator released its handle: no copy unless it kept one.
+                Arc::make_mut(&mut ledger).apply(&decoded.instruction);
+                workload += timed(applying);
+            }
+        }
+        validator.end_block(&block_txs, block_start.as_ref())?;
+        done += in_block;
+        progress(done);
+    }
+    Ok(Driven { digest, ledger, validation, workload })
+}
+
+/// The driver and its optional pre-validation pool as a [`Validator`].
+struct Driving<'a> {
+    driver: Driver,
+    pool: Option<ExecutorPool>,
+    pre_digest: VerdictDigest,
+    pre_time: Duration,
+    executor: &'a str,
+}
+
+impl Driving<'_> {
+    fn error(&self, source: executor_core::Error) -> Error {
+        Error::Executor { executor: self.executor.to_string(), source }
+    }
+}
+
+impl Validator for Driving<'_> {
+    fn validate(&mut self, tx: &[u8], state: SharedState) -> Result<Verdict, Error> {
+        self.driver.validate(tx, state).map_err(|e| self.error(e))
+    }
+
+    fn end_block(&mut self, txs: &[Vec<u8>], start: Option<&SharedState>) -> Result<(), Error> {
+        if let (Some(pool), Some(start)) = (self.pool.as_mut(), start) {
+            // Measured apart from the in-order validation it would precede.
+            let t = Instant::now();
+            let verdicts = pool.prevalidate(txs, start);
+            self.pre_time += t.elapsed();
+            verdicts.map_err(|e| self.error(e))?.iter().for_each(|v| self.pre_digest.push(v));
+        }
+        self.driver.end_block();
+        Ok(())
+    }
+
+    fn wants_blocks(&self) -> bool {
+        self.pool.is_some()
+    }
+}
+
 /// [`run`], also handing every verdict, in order, to `observe` (e.g. to
 /// find the first transaction where two backends differ).
 pub fn run_observed(
@@ -148,82 +275,35 @@ pub fn run_observed(
         Some(_) => Some([settings.executor.variant()?, settings.executor.bytes.clone()]),
         None => None,
     };
-    let driver_config = config.clone();
-    let mut driver = Driver::new(host, &settings.executor.bytes, config).map_err(executor_error)?;
+    let driver = Driver::new(host, &settings.executor.bytes, config.clone()).map_err(executor_error)?;
     let load = started.elapsed();
-    let mut pool = match settings.threads {
+    let pool = match settings.threads {
         Some(n) => {
             let hosts = (0..n.get())
                 .map(|_| backends::host(settings.backend, settings.limits.clone()))
                 .collect::<Result<_, _>>()?;
-            Some(ExecutorPool::new(hosts, &settings.executor.bytes, &driver_config).map_err(executor_error)?)
+            Some(ExecutorPool::new(hosts, &settings.executor.bytes, &config).map_err(executor_error)?)
         }
         None => None,
     };
-    let (mut pre_digest, mut pre_time, mut block_txs) = (VerdictDigest::new(), Duration::ZERO, Vec::new());
-
-    let mut rng = Rng::new(settings.seed);
-    let mut ledger = Arc::new(Ledger::genesis(&mut rng));
-    let mut generator = Generator::new(rng);
-    let mut digest = VerdictDigest::new();
-    let mut validation = Duration::ZERO;
-    let mut workload = Duration::ZERO;
-    let mut done = 0u64;
-    while done < settings.transactions {
-        let in_block = settings.block_size.min(settings.transactions - done);
-        let block = done / settings.block_size;
-        // Pre-validation judges the block against its starting state: keep
-        // it (copied on the block's first applied transaction).
-        let block_start: Option<SharedState> = pool.is_some().then(|| ledger.clone() as SharedState);
-        block_txs.clear();
-        for i in 0..in_block {
-            let generating = settings.profile.then(Instant::now);
-            let tx = match (&versions, settings.upgrade_every) {
-                (Some(versions), Some(every)) if i == 0 && block > 0 && block.is_multiple_of(every) => {
-                    let executor = &versions[((block / every - 1) % 2) as usize];
-                    generator.upgrade(executor)
-                }
-                _ => generator.next(&ledger),
-            };
-            let state: SharedState = ledger.clone();
-            workload += generating.map_or(Duration::ZERO, |g| g.elapsed());
-            if pool.is_some() {
-                block_txs.push(tx.clone());
-            }
-            let t = Instant::now();
-            let verdict = driver.validate(&tx, state).map_err(executor_error)?;
-            validation += t.elapsed();
-            digest.push(&verdict);
-            observe(&verdict);
-            if verdict == Verdict::Approved {
-                let applying = settings.profile.then(Instant::now);
-                let decoded = decode(&tx).expect("the generator's own encoding decodes");
-                // The driver released its handle: no copy unless it kept one.
-                Arc::make_mut(&mut ledger).apply(&decoded.instruction);
-                workload += applying.map_or(Duration::ZERO, |a| a.elapsed());
-            }
-        }
-        if let (Some(pool), Some(state)) = (pool.as_mut(), block_start) {
-            // Measured apart from the in-order validation it would precede.
-            let t = Instant::now();
-            let verdicts = pool.prevalidate(&block_txs, &state).map_err(executor_error)?;
-            pre_time += t.elapsed();
-            verdicts.iter().for_each(|v| pre_digest.push(v));
-        }
-        done += in_block;
-        driver.end_block();
-        progress(done);
-    }
-
+    let mut driving = Driving {
+        driver,
+        pool,
+        pre_digest: VerdictDigest::new(),
+        pre_time: Duration::ZERO,
+        executor: &settings.executor.name,
+    };
+    let driven = drive(settings, versions.as_ref(), &mut driving, progress, observe)?;
+    let Driving { driver, pool, pre_digest, pre_time, .. } = driving;
     let stats = driver.stats().clone();
-    let secs = validation.as_secs_f64();
+    let secs = driven.validation.as_secs_f64();
     Ok(RunReport {
         backend: settings.backend,
         policy: settings.policy,
         executor: settings.executor.name.clone(),
         executor_hash: driver.module().hash_hex(),
-        verdict_digest: digest.hex(),
-        state_digest: ledger.digest(),
+        verdict_digest: driven.digest.hex(),
+        state_digest: driven.ledger.digest(),
         elapsed_s: secs,
         tx_per_sec: if secs > 0.0 { stats.transactions as f64 / secs } else { 0.0 },
         load_s: load.as_secs_f64(),
@@ -234,7 +314,7 @@ pub fn run_observed(
         peak_rss_bytes: rss::peak_rss_bytes(),
         seed: settings.seed,
         block_size: settings.block_size,
-        profile: settings.profile.then(|| Profile::of(&stats, secs, workload.as_secs_f64())),
+        profile: settings.profile.then(|| Profile::of(&stats, secs, driven.workload.as_secs_f64())),
         stats,
     })
 }

@@ -34,7 +34,9 @@ fn committed_executors_match_a_rebuild() {
         .status()
         .expect("bash runs");
     assert!(status.success(), "executors/build.sh failed");
-    for name in ["default.wasm", "default-variant.wasm", "bench/sigcheck.wasm", "bench/ecdsa.wasm", "bench/sortmap.wasm"] {
+    for name in
+        ["default.wasm", "default-variant.wasm", "bench/sigcheck.wasm", "bench/ecdsa.wasm", "bench/sortmap.wasm"]
+    {
         let committed = std::fs::read(executors.join(name)).unwrap();
         let rebuilt = std::fs::read(out.join(name)).unwrap();
         assert!(committed == rebuilt, "executors/{name} differs from a rebuild: run executors/build.sh and commit");

@@ -1,0 +1,208 @@
+//! The plain-engine anchor: each benchmark executor, unmodified, on each
+//! plain engine (warm without fuel — the limit; warm with native fuel;
+//! fresh per transaction with native fuel) beside the `Driver` under
+//! `until-crash` and `every-tx:1`, ratios in one process, interleaved
+//! rounds, medians.
+//!
+//! ```sh
+//! cargo run --release -p peer --bin bench-anchor [-- --rounds R --transactions N --executor NAME --json]
+//! ```
+//!
+//! Targets (issue 16): on wasmtime, every compute-heavy executor's
+//! `every-tx:1` ≥ 0.95 × plain warm+fuel and ≥ 1.10 × plain fresh+fuel; the
+//! store-heavy one ≥ 0.80 × plain warm+fuel; the default executor ≥ 10 ×
+//! plain fresh+fuel; on wasmer ≥ 0.85 and on wasmi ≥ 0.75 × their own plain
+//! warm+fuel.
+
+use executor_core::{Limits, PersistencePolicy};
+use peer::anchor::{self, Reference};
+use peer::backends::{self, BackendKind};
+use peer::bench::median;
+use peer::run::{Executor, RunSettings, run};
+use std::collections::BTreeMap;
+use strum::IntoEnumIterator;
+
+/// The plain-engine anchor: ratios in one process, interleaved, medians.
+#[derive(clap::Parser)]
+struct Args {
+    /// Interleaved rounds; the figures are medians.
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+    /// Transactions per measurement of a heavy executor on wasmtime (÷ 2 on
+    /// wasmer, ÷ 8 on wasmi; × 20 for the default executor).
+    #[arg(long, default_value_t = 1_000)]
+    transactions: u64,
+    /// Only these executors (default, sigcheck, ecdsa, sortmap).
+    #[arg(long)]
+    executor: Vec<String>,
+    /// Only these backends.
+    #[arg(long)]
+    backend: Vec<BackendKind>,
+    /// Fuel per transaction (this project's units; native fuel gets 100×).
+    #[arg(long, default_value_t = Limits::default().fuel)]
+    fuel: u64,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+    /// Run one row once, with no warm-up and no output (for an instruction
+    /// counter such as `valgrind --tool=callgrind`): `plain-warm`,
+    /// `plain-warm-fuel`, `plain-fresh-fuel`, `until-crash`, `every-tx`.
+    #[arg(long)]
+    only: Option<String>,
+}
+
+const EXECUTORS: [(&str, &[u8]); 4] = [
+    ("default", peer::DEFAULT_EXECUTOR),
+    ("sigcheck", include_bytes!("../../../executors/bench/sigcheck.wasm")),
+    ("ecdsa", include_bytes!("../../../executors/bench/ecdsa.wasm")),
+    ("sortmap", include_bytes!("../../../executors/bench/sortmap.wasm")),
+];
+
+/// A row of the table: a plain reference or a driver policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Row {
+    Plain(Reference),
+    Driver(PersistencePolicy),
+}
+
+impl std::fmt::Display for Row {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Row::Plain(r) => write!(f, "{r}"),
+            Row::Driver(p) => write!(f, "driver {p}"),
+        }
+    }
+}
+
+/// Per row: the median throughput, and the medians of its per-round
+/// ratios to each plain reference of the same engine (a ratio of two runs
+/// of the same round: the machine's drift cancels).
+struct Figures(BTreeMap<Row, (Option<f64>, [Option<f64>; 3])>);
+
+impl Figures {
+    fn of(rates: &BTreeMap<Row, Vec<Option<f64>>>) -> Self {
+        let references: Vec<Option<&Vec<Option<f64>>>> = Reference::iter().map(|r| rates.get(&Row::Plain(r))).collect();
+        let figures = rates
+            .iter()
+            .map(|(row, runs)| {
+                let rate = runs.iter().copied().collect::<Option<Vec<f64>>>().map(median);
+                let ratio = |base: Option<&Vec<Option<f64>>>| {
+                    let base = base?;
+                    let ratios: Option<Vec<f64>> =
+                        runs.iter().zip(base).map(|(a, b)| Some(a.as_ref()? / b.as_ref()?)).collect();
+                    ratios.filter(|r| !r.is_empty()).map(median)
+                };
+                (*row, (rate, [ratio(references[0]), ratio(references[1]), ratio(references[2])]))
+            })
+            .collect();
+        Figures(figures)
+    }
+}
+
+fn main() {
+    let args: Args = clap::Parser::parse();
+    let mut out = Vec::new();
+    let policies = [PersistencePolicy::UntilCrash, PersistencePolicy::default()];
+    let rows: Vec<Row> = Reference::iter().map(Row::Plain).chain(policies.iter().map(|p| Row::Driver(*p))).collect();
+    for (name, bytes) in
+        EXECUTORS.iter().filter(|(n, _)| args.executor.is_empty() || args.executor.iter().any(|e| e == n))
+    {
+        for backend in
+            backends::compiled_in().into_iter().filter(|b| args.backend.is_empty() || args.backend.contains(b))
+        {
+            let mut n = match backend {
+                BackendKind::Wasmtime => args.transactions,
+                BackendKind::Wasmer => args.transactions / 2,
+                _ => args.transactions / 8,
+            };
+            if *name == "default" {
+                n *= 20;
+            }
+            let executor = Executor { name: name.to_string(), bytes: bytes.to_vec() };
+            let mut settings = RunSettings::new(backend, PersistencePolicy::default(), executor);
+            settings.transactions = n.max(50);
+            settings.limits.fuel = args.fuel;
+            let mut rates: BTreeMap<Row, Vec<Option<f64>>> = BTreeMap::new();
+            let mut bounded = true;
+            let (rounds, rows) = match args.only.as_deref() {
+                None => (args.rounds, rows.clone()),
+                Some(only) => {
+                    let row = match only {
+                        "plain-warm" => Row::Plain(Reference::WarmNoFuel),
+                        "plain-warm-fuel" => Row::Plain(Reference::WarmFuel),
+                        "plain-fresh-fuel" => Row::Plain(Reference::FreshFuel),
+                        "until-crash" => Row::Driver(PersistencePolicy::UntilCrash),
+                        "every-tx" => Row::Driver(PersistencePolicy::default()),
+                        other => panic!("--only {other}: not a row"),
+                    };
+                    (0, vec![row])
+                }
+            };
+            for round in 0..=rounds {
+                for row in &rows {
+                    let rate = match row {
+                        Row::Driver(policy) => {
+                            let s = RunSettings { policy: *policy, ..settings.clone() };
+                            let r = run(&s, &mut |_| {}).unwrap_or_else(|e| panic!("{name} {backend} {row}: {e}"));
+                            bounded &= r.stats.rejected.get(&executor_core::RejectionKind::OutOfFuel) == Some(&0);
+                            Some(r.tx_per_sec)
+                        }
+                        Row::Plain(reference) => {
+                            anchor::run(&settings, *reference, bounded)
+                                .unwrap_or_else(|e| panic!("{name} {backend} {row}: {e}"))
+                                .tx_per_sec
+                        }
+                    };
+                    // Round 0 warms caches and page tables; not counted.
+                    if round > 0 || args.only.is_some() {
+                        rates.entry(*row).or_default().push(rate);
+                    }
+                }
+            }
+            out.push((name.to_string(), backend, n, Figures::of(&rates)));
+        }
+    }
+    if args.only.is_some() {
+        return;
+    }
+    if args.json {
+        let json: Vec<_> = out
+            .iter()
+            .flat_map(|(name, backend, n, figures)| {
+                figures.0.iter().map(move |(row, (rate, ratios))| {
+                    let value = |v: Option<f64>| v.map_or(serde_json::Value::Null, Into::into);
+                    serde_json::json!({
+                        "executor": name, "backend": backend.to_string(), "transactions": n, "row": row.to_string(),
+                        "tx_per_sec": value(*rate), "vs_plain_warm": value(ratios[0]),
+                        "vs_plain_warm_fuel": value(ratios[1]), "vs_plain_fresh_fuel": value(ratios[2]),
+                    })
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string(&json).expect("serialises"));
+        return;
+    }
+    println!(
+        "median of {} interleaved rounds (after a warm-up round); ratios are medians of each round's ratio to the plain references of the same engine",
+        args.rounds
+    );
+    println!(
+        "{:<9} {:<9} {:<22} {:>10} {:>9} {:>9} {:>9}",
+        "executor", "backend", "row", "tx/s", "÷warm", "÷warm+f", "÷fresh+f"
+    );
+    let show = |v: Option<f64>, digits: usize| v.map_or("—".into(), |v| format!("{v:.digits$}"));
+    for (name, backend, _, figures) in &out {
+        for (row, (rate, ratios)) in &figures.0 {
+            println!(
+                "{:<9} {:<9} {:<22} {:>10} {:>9} {:>9} {:>9}",
+                name,
+                backend.to_string(),
+                row.to_string(),
+                show(*rate, 0),
+                show(ratios[0], 2),
+                show(ratios[1], 2),
+                show(ratios[2], 2),
+            );
+        }
+    }
+}
