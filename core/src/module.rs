@@ -98,6 +98,8 @@ pub struct ModuleInfo {
     pub imports: Vec<String>,
     /// Where the guest's memory starts in the instrumented module.
     pub layout: crate::instrument::Layout,
+    /// How the instrumented module tracks what a transaction writes.
+    pub tracking: crate::instrument::Tracking,
 }
 
 /// A checked module, ready for any backend to compile. Serialisable: the
@@ -198,16 +200,25 @@ pub enum Metering {
     OffForBenchmarks,
 }
 
-/// Checks `input` (binary or WAT) against abi.md and the limits, and
-/// prepares it for the engines.
-pub fn prepare(input: &[u8], limits: &Limits) -> Result<PreparedModule> {
-    prepare_with(input, limits, Metering::On)
+/// How a module is prepared, beyond the limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Options {
+    /// Whether fuel, stack and NaNs are metered.
+    pub metering: Metering,
+    /// How what a transaction writes is tracked.
+    pub tracking: crate::instrument::Tracking,
 }
 
-/// [`prepare`] with a choice of [`Metering`]: the named steps below, in
-/// order, each refusing what it checks with an error naming the limit,
-/// feature, export or import.
-pub fn prepare_with(input: &[u8], limits: &Limits, metering: Metering) -> Result<PreparedModule> {
+/// Checks `input` (binary or WAT) against abi.md and the limits, and
+/// prepares it for the engines (metered, with the write barrier).
+pub fn prepare(input: &[u8], limits: &Limits) -> Result<PreparedModule> {
+    prepare_with(input, limits, Options::default())
+}
+
+/// [`prepare`] with [`Options`]: the named steps below, in order, each
+/// refusing what it checks with an error naming the limit, feature, export
+/// or import.
+pub fn prepare_with(input: &[u8], limits: &Limits, options: Options) -> Result<PreparedModule> {
     check_settings(limits)?;
     let started = std::time::Instant::now();
     let wasm = to_binary(input, limits)?;
@@ -221,8 +232,9 @@ pub fn prepare_with(input: &[u8], limits: &Limits, metering: Metering) -> Result
     let types = validate_features(&wasm)?;
     let types = types.as_ref();
     check_memory_and_tables(types, limits)?;
-    let abi = read_abi(&wasm, types, limits)?;
-    let plan = abi.plan(types, limits, metering);
+    let mut abi = read_abi(&wasm, types, limits)?;
+    abi.info.tracking = options.tracking;
+    let plan = abi.plan(types, limits, options.metering);
     let checked = started.elapsed();
     let wasm = crate::instrument::rewrite(&wasm, &plan)?;
     let info = abi.info;
@@ -322,6 +334,7 @@ fn read_abi(wasm: &[u8], types: TypesRef<'_>, limits: &Limits) -> Result<Abi> {
         tables: (0..types.table_count()).map(|t| format!("{RESERVED_PREFIX}table_{t}")).collect(),
         imports: Vec::new(),
         layout: crate::instrument::Layout::for_limit(limits.memory_bytes),
+        tracking: crate::instrument::Tracking::default(),
     };
     let mut imported_funcs = 0u32;
     let mut exported_funcs = Vec::new();
@@ -451,6 +464,7 @@ impl Abi {
                 .chain(info.start.map(|f| (exports::START, wasm_encoder::ExportKind::Func, f)))
                 .collect(),
             metering: metering == Metering::On,
+            tracking: info.tracking,
             imported_funcs,
             globals: types.global_count(),
             entries: self

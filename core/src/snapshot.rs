@@ -5,16 +5,17 @@
 
 use crate::PreparedModule;
 use crate::backend::{CallError, ExecutorInstance, GlobalValue};
-use crate::instrument::{DIRTY_PAGE, Layout, SPILL, SUMMARY_SPAN};
+use crate::instrument::{DIRTY_PAGE, Layout, SPILL};
 use serde::{Deserialize, Serialize};
 
 /// The blank state's linear memory (guest part and an all-clear dirty map).
 ///
-/// [`MemoryImage::restore`] reads the summary — one byte per MiB of guest
-/// memory — then the dirty map of marked MiBs only, and copies back only
-/// the marked 4 KiB pages (plus the few bytes a store can spill into the
-/// next page). Its cost grows with what the transaction dirtied, not with
-/// the memory's size.
+/// [`MemoryImage::restore`] scans the dirty map up to the memory's current
+/// size — a 64-bit word covers 32 KiB, so 1 MiB is 32 words and 16 MiB 512
+/// — and copies back only the marked 4 KiB pages (plus the few bytes a
+/// store can spill into the next page). Its cost grows with what the
+/// transaction dirtied, the scan's with the memory's size (a few hundred
+/// nanoseconds at 16 MiB).
 #[derive(Debug, Clone)]
 pub struct MemoryImage {
     layout: Layout,
@@ -51,34 +52,25 @@ impl MemoryImage {
         }
         let tables_dirty = std::mem::take(&mut memory[self.layout.tables_flag()]) != 0;
         let reserved = self.layout.reserved;
-        let (dirty, guest) = self.layout.split(memory);
+        let (map, guest) = self.layout.split(memory);
         let image = &self.bytes[reserved..];
-        let pages = guest.len().div_ceil(DIRTY_PAGE).min(dirty.len());
+        let pages = guest.len().div_ceil(DIRTY_PAGE).min(self.layout.map);
         for (start, len) in host_writes {
             let (start, end) = (start as usize, (start as usize + len as usize).min(guest.len()));
             guest[start..end].copy_from_slice(&image[start..end]);
         }
         let mut copied = 0;
-        let per_summary = SUMMARY_SPAN / DIRTY_PAGE;
-        let (map, rest) = dirty.split_at_mut(self.layout.summary);
-        let summary = &mut rest[..pages.div_ceil(per_summary)];
-        for (s, marked) in summary.iter_mut().enumerate() {
-            if std::mem::take(marked) == 0 {
+        for (w, word) in map[..pages].chunks_mut(8).enumerate() {
+            // Clean words (32 KiB of memory) cost one compare.
+            if word.iter().all(|m| *m == 0) {
                 continue;
             }
-            let (first, last) = (s * per_summary, ((s + 1) * per_summary).min(pages));
-            for (w, word) in map[first..last].chunks_mut(8).enumerate() {
-                // Clean words (32 KiB of memory) cost one compare.
-                if word.len() == 8 && u64::from_ne_bytes(word[..8].try_into().expect("8 bytes")) == 0 {
-                    continue;
-                }
-                for (i, marked) in word.iter_mut().enumerate() {
-                    if std::mem::take(marked) != 0 {
-                        let start = (first + w * 8 + i) * DIRTY_PAGE;
-                        let end = (start + DIRTY_PAGE + SPILL).min(guest.len());
-                        guest[start..end].copy_from_slice(&image[start..end]);
-                        copied += 1;
-                    }
+            for (i, marked) in word.iter_mut().enumerate() {
+                if std::mem::take(marked) != 0 {
+                    let start = (w * 8 + i) * DIRTY_PAGE;
+                    let end = (start + DIRTY_PAGE + SPILL).min(guest.len());
+                    guest[start..end].copy_from_slice(&image[start..end]);
+                    copied += 1;
                 }
             }
         }
@@ -103,7 +95,7 @@ impl ImageCache {
     }
 
     /// The image of this (just initialised) instance's memory: the cached
-    /// one if it has the same size — after clearing the map, summary and
+    /// one if it has the same size — after clearing the map, cells and
     /// flags in `memory`, as [`MemoryImage::capture`] would — else a new
     /// capture (cached if none was).
     pub fn adopt(&self, layout: Layout, memory: &mut [u8]) -> std::sync::Arc<MemoryImage> {
@@ -181,8 +173,16 @@ pub enum Unportable {
 impl BlankSnapshot {
     /// Takes the snapshot of an instance that just ran `start` and
     /// `executor_init` — before [`ExecutorInstance::mark_blank`], which
-    /// clears the dirty map this reads.
-    pub fn take(instance: &mut dyn ExecutorInstance, layout: Layout) -> Result<Result<Self, Unportable>, CallError> {
+    /// clears the dirty map this reads. With the write barrier
+    /// ([`crate::instrument::Tracking::Barrier`]) what init wrote is what
+    /// the dirty map marks; without it, `pristine` must be a new instance
+    /// of the same module on which nothing ran, and what init wrote is
+    /// every page where the two memories differ.
+    pub fn take(
+        instance: &mut dyn ExecutorInstance,
+        pristine: Option<&mut dyn ExecutorInstance>,
+        layout: Layout,
+    ) -> Result<Result<Self, Unportable>, CallError> {
         let Some(globals) = instance.global_values()? else {
             return Ok(Err(Unportable::GlobalNotPortable));
         };
@@ -199,9 +199,24 @@ impl BlankSnapshot {
             return Ok(Err(Unportable::TableTouched));
         }
         let (region, guest) = layout.split(memory);
-        let pages = guest.len().div_ceil(DIRTY_PAGE).min(layout.summary);
-        let mut ranges: Vec<(usize, usize)> = (0..pages)
-            .filter(|&page| region[page] != 0)
+        let pages = guest.len().div_ceil(DIRTY_PAGE);
+        let written: Vec<usize> = match pristine {
+            None => (0..pages.min(layout.map)).filter(|&page| region[page] != 0).collect(),
+            Some(pristine) => {
+                // A page beyond the pristine memory is one init grew: zero
+                // in a new instance grown to the same size.
+                let before = layout.guest(pristine.memory());
+                let range = |p: usize| p * DIRTY_PAGE..((p + 1) * DIRTY_PAGE).min(guest.len());
+                (0..pages)
+                    .filter(|&p| match before.get(range(p)) {
+                        Some(was) => guest[range(p)] != *was,
+                        None => guest[range(p)].iter().any(|b| *b != 0),
+                    })
+                    .collect()
+            }
+        };
+        let mut ranges: Vec<(usize, usize)> = written
+            .into_iter()
             .map(|page| (page * DIRTY_PAGE, page * DIRTY_PAGE + DIRTY_PAGE + SPILL))
             .chain(writes.into_iter().map(|(start, len)| (start as usize, start as usize + len as usize)))
             .map(|(start, end)| (start.min(guest.len()), end.min(guest.len())))
@@ -250,111 +265,13 @@ impl BlankSnapshot {
     }
 
     /// `module` (prepared, instrumented) rewritten so that instantiating it
-    /// *is* the blank state, Wizer-style: memory's initial size is the
-    /// snapshot's, every mutable global starts at its snapshot value, and
-    /// the bytes init wrote follow the module's own data segments as active
-    /// segments of their own (applied in order, so they win). No `start`,
-    /// no `executor_init` to run. For engines that map data segments
-    /// copy-on-write (wasmtime's memory images) an instance then costs a
-    /// mapping, not a copy; others gain nothing over
+    /// *is* the blank state, Wizer-style (see [`crate::instrument::bake`]):
+    /// no `start`, no `executor_init` to run. For engines that map data
+    /// segments copy-on-write (wasmtime's memory images) an instance then
+    /// costs a mapping, not a copy; others gain nothing over
     /// [`BlankSnapshot::apply`] (see [`crate::ExecutorHost::bakes_snapshots`]).
     pub fn bake(&self, module: &PreparedModule) -> crate::Result<PreparedModule> {
-        use wasm_encoder::{ConstExpr, reencode::Reencode};
-        use wasmparser::{Parser, Payload};
-        let err = |e: &dyn std::fmt::Display| crate::Error::InvalidModule(format!("baking the blank snapshot: {e}"));
-        let layout = module.info.layout;
-        let page = crate::limits::PAGE_SIZE;
-        if !self.memory_bytes.is_multiple_of(page) || self.memory_bytes / page > 65536 {
-            return Err(err(&format!("a memory of {} bytes", self.memory_bytes)));
-        }
-        if self.globals.len() != module.info.globals.len() {
-            return Err(err(&"the snapshot's globals do not match the module's"));
-        }
-        let values: std::collections::HashMap<u32, GlobalValue> =
-            module.info.globals.iter().map(|g| g.index).zip(self.globals.iter().copied()).collect();
-        let segment = |(start, bytes): &(u64, Vec<u8>)| -> crate::Result<(i32, Vec<u8>)> {
-            let at = u32::try_from(layout.reserved as u64 + start).map_err(|_| err(&"a run past 4 GiB"))?;
-            Ok((at as i32, bytes.clone()))
-        };
-        let runs = self.runs.iter().map(segment).collect::<crate::Result<Vec<_>>>()?;
-        let mut re = wasm_encoder::reencode::RoundtripReencoder;
-        let mut out = wasm_encoder::Module::new();
-        let (mut global_index, mut data_seen) = (0u32, false);
-        let append_runs = |s: &mut wasm_encoder::DataSection| {
-            for (at, bytes) in &runs {
-                s.active(0, &ConstExpr::i32_const(*at), bytes.iter().copied());
-            }
-        };
-        let wasm = &module.wasm[..];
-        for payload in Parser::new(0).parse_all(wasm) {
-            let payload = payload.map_err(|e| err(&e))?;
-            let Some((id, range)) = payload.as_section() else { continue };
-            match payload {
-                Payload::ImportSection(reader) => {
-                    for import in reader.into_imports() {
-                        if matches!(import.map_err(|e| err(&e))?.ty, wasmparser::TypeRef::Global(_)) {
-                            global_index += 1;
-                        }
-                    }
-                    out.section(&wasm_encoder::RawSection { id, data: &wasm[range] });
-                }
-                Payload::MemorySection(reader) => {
-                    let mut s = wasm_encoder::MemorySection::new();
-                    for m in reader {
-                        let mut ty = re.memory_type(m.map_err(|e| err(&e))?).map_err(|e| err(&e))?;
-                        ty.minimum = self.memory_bytes / crate::limits::PAGE_SIZE;
-                        s.memory(ty);
-                    }
-                    out.section(&s);
-                }
-                Payload::GlobalSection(reader) => {
-                    let mut s = wasm_encoder::GlobalSection::new();
-                    for g in reader {
-                        let g = g.map_err(|e| err(&e))?;
-                        let ty = re.global_type(g.ty).map_err(|e| err(&e))?;
-                        let init = match values.get(&global_index) {
-                            Some(GlobalValue::I32(v)) => ConstExpr::i32_const(*v),
-                            Some(GlobalValue::I64(v)) => ConstExpr::i64_const(*v),
-                            Some(GlobalValue::F32(v)) => ConstExpr::f32_const(f32::from_bits(*v).into()),
-                            Some(GlobalValue::F64(v)) => ConstExpr::f64_const(f64::from_bits(*v).into()),
-                            None => re.const_expr(g.init_expr).map_err(|e| err(&e))?,
-                        };
-                        s.global(ty, &init);
-                        global_index += 1;
-                    }
-                    out.section(&s);
-                }
-                Payload::DataCountSection { count, .. } => {
-                    out.section(&wasm_encoder::DataCountSection { count: count + runs.len() as u32 });
-                }
-                Payload::DataSection(reader) => {
-                    let mut s = wasm_encoder::DataSection::new();
-                    re.parse_data_section(&mut s, reader).map_err(|e| err(&e))?;
-                    append_runs(&mut s);
-                    out.section(&s);
-                    data_seen = true;
-                }
-                _ => {
-                    out.section(&wasm_encoder::RawSection { id, data: &wasm[range] });
-                }
-            }
-        }
-        if !data_seen && !runs.is_empty() {
-            // No data section (and so no data count): one after the code.
-            let mut s = wasm_encoder::DataSection::new();
-            append_runs(&mut s);
-            out.section(&s);
-        }
-        let mut info = module.info.clone();
-        info.start = None;
-        info.has_init = false;
-        Ok(PreparedModule {
-            wasm: out.finish(),
-            info,
-            hash: module.hash,
-            check_time: std::time::Duration::ZERO,
-            instrument_time: std::time::Duration::ZERO,
-        })
+        crate::instrument::bake(module, self.memory_bytes, &self.runs, &self.globals)
     }
 
     /// Bytes of guest memory the snapshot writes.

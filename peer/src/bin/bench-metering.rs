@@ -7,7 +7,7 @@
 //! cargo run --release -p peer --bin bench-metering [-- --transactions N --rounds R]
 //! ```
 
-use executor_core::module::{Metering, prepare_with};
+use executor_core::module::{Metering, Options, prepare_with};
 use executor_core::{Driver, DriverConfig, Limits, PersistencePolicy, SharedState, Verdict};
 use peer::backends;
 use peer::run::Executor;
@@ -62,7 +62,8 @@ fn main() {
     for kind in backends::compiled_in() {
         for policy in [PersistencePolicy::UntilCrash, PersistencePolicy::default()] {
             let mut drivers = [Metering::On, Metering::OffForBenchmarks].map(|m| {
-                let module = Arc::new(prepare_with(&executor.bytes, &limits, m).expect("prepares"));
+                let options = Options { metering: m, ..Options::default() };
+                let module = Arc::new(prepare_with(&executor.bytes, &limits, options).expect("prepares"));
                 let host = backends::host(kind, limits.clone()).expect("backend");
                 let config = DriverConfig { policy, ..Default::default() };
                 (Driver::from_prepared(host, module.clone(), config).expect("loads"), module)

@@ -1,0 +1,549 @@
+//! The rewrite of one function body: the reserved region's shift, fuel
+//! and stack metering, NaN canonicalisation, growth guards and flags
+//! (dirty tracking is [`super::dirty`]'s).
+//!
+//! # Where the fuel counter lives
+//!
+//! While a function runs, its remaining fuel is a *local* of that function
+//! (a register for a compiler, a register slot for wasmi): a segment's
+//! charge is a subtraction, not a load and store of a global — what
+//! wasmtime does for its own fuel. The count crosses calls through the
+//! module's fuel global: written before every call, read after it, read at
+//! entry and written at every way out (one wrapping block). Host functions
+//! see the count in [`super::Layout::fuel_cell`]: written before a host
+//! call, read after it. A `call_indirect` may reach either, so both are
+//! written before it and the smaller read after it — a wasm callee only
+//! ever lowers the global, a host callee the cell. A trap leaves the count
+//! unwritten; that is safe because every trap discards the instance.
+
+use super::dirty::Grouping;
+use super::segments::{analyse, leaves};
+use super::{ADDED_LOCALS, Plan, cost, err};
+use crate::{Error, Result};
+use wasm_encoder::reencode::{Reencode, RoundtripReencoder};
+use wasm_encoder::{BlockType, Function, Instruction as I, MemArg, ValType};
+use wasmparser::Operator;
+
+/// Temporaries a rewritten body uses, allocated after its own locals.
+#[derive(Clone, Copy)]
+pub(super) struct Temps {
+    pub addr: u32,
+    pub i32v: u32,
+    pub i64v: u32,
+    pub f32v: u32,
+    pub f64v: u32,
+    pub len: u32,
+    pub src: u32,
+    pub amount: u32,
+    /// The function's fuel counter.
+    pub fuel: u32,
+    pub stack: u32,
+}
+
+/// What a fuel charge subtracts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Amount {
+    /// A static cost.
+    Const(u64),
+    /// The `i64` in the `amount` temporary.
+    Temp,
+}
+
+/// Whether a float instruction may produce a NaN (and so gets its result
+/// canonicalised): `Some(true)` for f64 results, `Some(false)` for f32.
+fn nan_producing(op: &Operator<'_>) -> Option<bool> {
+    use Operator as O;
+    match op {
+        O::F32Add
+        | O::F32Sub
+        | O::F32Mul
+        | O::F32Div
+        | O::F32Min
+        | O::F32Max
+        | O::F32Sqrt
+        | O::F32Ceil
+        | O::F32Floor
+        | O::F32Trunc
+        | O::F32Nearest
+        | O::F32DemoteF64 => Some(false),
+        O::F64Add
+        | O::F64Sub
+        | O::F64Mul
+        | O::F64Div
+        | O::F64Min
+        | O::F64Max
+        | O::F64Sqrt
+        | O::F64Ceil
+        | O::F64Floor
+        | O::F64Trunc
+        | O::F64Nearest
+        | O::F64PromoteF32 => Some(true),
+        _ => None,
+    }
+}
+
+/// One function body being rewritten.
+pub(super) struct Body<'p> {
+    pub f: Function,
+    pub t: Temps,
+    pub plan: &'p Plan<'p>,
+    /// The barrier's grouping of stores ([`super::dirty`]).
+    pub grouping: Grouping,
+}
+
+impl Body<'_> {
+    /// The rewritten body of a function with `params` parameters, whose
+    /// results make the wrapping block's type `block`; `entry` if the host
+    /// may call it.
+    pub fn rewrite<T: wasmparser::WasmModuleResources>(
+        body: &wasmparser::FunctionBody<'_>,
+        fv: &mut wasmparser::FuncValidator<T>,
+        params: u32,
+        block: BlockType,
+        entry: bool,
+        plan: &Plan<'_>,
+    ) -> Result<Function> {
+        let mut locals = Vec::new();
+        let mut declared = 0u32;
+        let mut reader = body.get_locals_reader().map_err(err)?;
+        for _ in 0..reader.get_count() {
+            let offset = reader.original_position();
+            let (n, ty) = reader.read().map_err(err)?;
+            fv.define_locals(offset, n, ty).map_err(err)?;
+            locals.push((n, RoundtripReencoder.val_type(ty).map_err(err)?));
+            declared += n;
+        }
+        let count = params + declared;
+        if u64::from(count) + u64::from(ADDED_LOCALS) > 50_000 {
+            return Err(Error::ModuleLimit {
+                what: "locals per function (parameters and the host's temporaries included)",
+                actual: u64::from(count + ADDED_LOCALS),
+                limit: 50_000,
+            });
+        }
+        let t = Temps {
+            addr: count,
+            i32v: count + 1,
+            i64v: count + 2,
+            f32v: count + 3,
+            f64v: count + 4,
+            len: count + 5,
+            src: count + 6,
+            amount: count + 7,
+            fuel: count + 8,
+            stack: count + 9,
+        };
+        locals.extend([
+            (2, ValType::I32),
+            (1, ValType::I64),
+            (1, ValType::F32),
+            (1, ValType::F64),
+            (2, ValType::I32),
+            (2, ValType::I64),
+            (1, ValType::I32),
+        ]);
+        let a = analyse(body, fv, plan.imported_funcs)?;
+        let frame = cost::frame(params, declared, a.max_stack) as i32;
+
+        let mut b = Body { f: Function::new(locals), t, plan, grouping: Grouping::default() };
+        if entry {
+            b.load_counters_if_armed();
+        }
+        b.fuel_from_global();
+        // A leaf (it calls no wasm function) only checks its frame: nothing
+        // can read the stack counter while it runs.
+        let leaf = !a.calls;
+        b.stack_enter(frame, leaf);
+        b.charge(Amount::Const(a.segments[0]), true);
+        b.f.instruction(&I::Block(block));
+        let last = a.ops.len() - 1;
+        let mut segment = 0;
+        let mut open = 0u32; // control frames open inside the wrapping block
+        for (i, op) in a.ops.into_iter().enumerate() {
+            b.before_op(&op);
+            if i == last {
+                // The function's own `end` closes the wrapping block; every
+                // way out of the function passes here.
+                b.f.instruction(&I::End);
+                if !leaf {
+                    b.stack_leave(frame);
+                }
+                if entry {
+                    b.check_fuel();
+                    b.fuel_to_cell();
+                }
+                b.fuel_to_global();
+                b.f.instruction(&I::End);
+                break;
+            }
+            match op {
+                Operator::Block { .. } | Operator::Loop { .. } | Operator::If { .. } => open += 1,
+                Operator::End => open -= 1,
+                _ => {}
+            }
+            let dead_after = leaves(&op);
+            let loop_header = matches!(op, Operator::Loop { .. });
+            let (effect, height) = (a.arity[i], a.heights[i]);
+            let op_copy = op.clone();
+            if let Operator::Return = op {
+                b.f.instruction(&I::Br(open));
+            } else {
+                b.op(op)?;
+            }
+            b.after_op(&op_copy, effect, height);
+            if a.boundaries[i] {
+                segment += 1;
+                if !dead_after {
+                    b.charge(Amount::Const(a.segments[segment]), loop_header);
+                }
+            }
+        }
+        Ok(b.f)
+    }
+
+    pub(super) fn ins(&mut self, i: I<'_>) -> &mut Self {
+        self.f.instruction(&i);
+        self
+    }
+
+    /// Sets a flag byte of the reserved region.
+    fn set_flag(&mut self, at: usize) {
+        self.ins(I::I32Const(at as i32)).ins(I::I32Const(1));
+        self.ins(I::I32Store8(MemArg { offset: 0, align: 0, memory_index: 0 }));
+    }
+
+    /// With a condition on the stack: if true, set the flag and trap.
+    fn end_if(&mut self, flag: usize) {
+        self.ins(I::If(BlockType::Empty));
+        self.set_flag(flag);
+        self.ins(I::Unreachable).ins(I::End);
+    }
+
+    fn fuel_global(&self) -> u32 {
+        self.plan.globals
+    }
+
+    fn stack_global(&self) -> u32 {
+        self.plan.globals + 1
+    }
+
+    fn metering(&self) -> bool {
+        self.plan.metering
+    }
+
+    /// At the entry of a function the host may call: if the host armed a
+    /// call, load the counters' globals from their cells and clear the
+    /// flag.
+    fn load_counters_if_armed(&mut self) {
+        if !self.metering() {
+            return;
+        }
+        let layout = self.plan.layout;
+        let flag = layout.entry_flag() as i32;
+        self.ins(I::I32Const(flag)).ins(I::I32Load8U(MemArg { offset: 0, align: 0, memory_index: 0 }));
+        self.ins(I::If(BlockType::Empty));
+        self.ins(I::I32Const(flag)).ins(I::I32Const(0));
+        self.ins(I::I32Store8(MemArg { offset: 0, align: 0, memory_index: 0 }));
+        self.ins(I::I32Const(layout.fuel_cell() as i32));
+        self.ins(I::I64Load(MemArg { offset: 0, align: 3, memory_index: 0 }));
+        self.ins(I::GlobalSet(self.fuel_global()));
+        self.ins(I::I32Const(layout.stack_cell() as i32));
+        self.ins(I::I32Load(MemArg { offset: 0, align: 2, memory_index: 0 }));
+        self.ins(I::GlobalSet(self.stack_global()));
+        self.ins(I::End);
+    }
+
+    /// The function's counter from the module's fuel global (at entry and
+    /// after a call).
+    fn fuel_from_global(&mut self) {
+        if self.metering() {
+            let (global, fuel) = (self.fuel_global(), self.t.fuel);
+            self.ins(I::GlobalGet(global)).ins(I::LocalSet(fuel));
+        }
+    }
+
+    /// The module's fuel global from the function's counter (before a call
+    /// and at every way out).
+    fn fuel_to_global(&mut self) {
+        if self.metering() {
+            let (global, fuel) = (self.fuel_global(), self.t.fuel);
+            self.ins(I::LocalGet(fuel)).ins(I::GlobalSet(global));
+        }
+    }
+
+    /// The fuel cell from the function's counter, so the host sees it
+    /// (before a host call, and when a host-called function returns).
+    fn fuel_to_cell(&mut self) {
+        if self.metering() {
+            let (cell, fuel) = (self.plan.layout.fuel_cell() as i32, self.t.fuel);
+            self.ins(I::I32Const(cell)).ins(I::LocalGet(fuel));
+            self.ins(I::I64Store(MemArg { offset: 0, align: 3, memory_index: 0 }));
+        }
+    }
+
+    /// The function's counter from the fuel cell (after a host call
+    /// charged it).
+    fn fuel_from_cell(&mut self) {
+        if self.metering() {
+            self.ins(I::I32Const(self.plan.layout.fuel_cell() as i32));
+            self.ins(I::I64Load(MemArg { offset: 0, align: 3, memory_index: 0 }));
+            self.ins(I::LocalSet(self.t.fuel));
+        }
+    }
+
+    /// Subtracts `amount` from the counter; with `check`, ends the
+    /// transaction as `out_of_fuel` if it is then negative.
+    fn charge(&mut self, amount: Amount, check: bool) {
+        if !self.metering() || amount == Amount::Const(0) {
+            return;
+        }
+        let fuel = self.t.fuel;
+        self.ins(I::LocalGet(fuel));
+        match amount {
+            Amount::Const(units) => self.ins(I::I64Const(units as i64)),
+            Amount::Temp => self.ins(I::LocalGet(self.t.amount)),
+        };
+        self.ins(I::I64Sub);
+        if !check {
+            self.ins(I::LocalSet(fuel));
+            return;
+        }
+        self.ins(I::LocalTee(fuel)).ins(I::I64Const(0)).ins(I::I64LtS);
+        self.end_if(self.plan.layout.fuel_flag());
+    }
+
+    /// Ends the transaction as `out_of_fuel` if the counter is negative.
+    fn check_fuel(&mut self) {
+        if !self.metering() {
+            return;
+        }
+        self.ins(I::LocalGet(self.t.fuel)).ins(I::I64Const(0)).ins(I::I64LtS);
+        self.end_if(self.plan.layout.fuel_flag());
+    }
+
+    /// Charges `per_unit` × the unsigned `i32` in local `n`.
+    fn charge_by(&mut self, n: u32, per_unit: u64) {
+        if !self.metering() {
+            return;
+        }
+        self.ins(I::LocalGet(n)).ins(I::I64ExtendI32U);
+        if per_unit != 1 {
+            self.ins(I::I64Const(per_unit as i64)).ins(I::I64Mul);
+        }
+        self.ins(I::LocalSet(self.t.amount));
+        // Checked before the work is done: the amount can be gigabytes.
+        self.charge(Amount::Temp, true);
+    }
+
+    /// Enters a frame of `frame` bytes: `stack_overflow` if the budget
+    /// left is smaller; unless `leaf`, the budget is lowered for callees.
+    fn stack_enter(&mut self, frame: i32, leaf: bool) {
+        if !self.metering() {
+            return;
+        }
+        let (counter, stack) = (self.stack_global(), self.t.stack);
+        if leaf {
+            self.ins(I::GlobalGet(counter)).ins(I::I32Const(frame)).ins(I::I32LtS);
+            self.end_if(self.plan.layout.stack_flag());
+            return;
+        }
+        self.ins(I::GlobalGet(counter)).ins(I::I32Const(frame)).ins(I::I32Sub).ins(I::LocalTee(stack));
+        self.ins(I::I32Const(0)).ins(I::I32LtS);
+        self.end_if(self.plan.layout.stack_flag());
+        self.ins(I::LocalGet(stack)).ins(I::GlobalSet(counter));
+    }
+
+    fn stack_leave(&mut self, frame: i32) {
+        if !self.metering() {
+            return;
+        }
+        let counter = self.stack_global();
+        self.ins(I::GlobalGet(counter)).ins(I::I32Const(frame)).ins(I::I32Add).ins(I::GlobalSet(counter));
+    }
+
+    /// Emits code that traps with `memory_out_of_bounds` on every engine,
+    /// then makes the stack polymorphic.
+    fn trap_oob(&mut self) {
+        self.ins(I::I32Const(0));
+        self.ins(I::I32Load8U(MemArg { offset: u32::MAX as u64, align: 0, memory_index: 0 }));
+        self.ins(I::Unreachable);
+    }
+
+    /// Replaces local `x` (a guest address) by `x + R` on the stack,
+    /// trapping out of bounds where the sum would wrap.
+    fn shift_addr(&mut self, x: u32) {
+        let r = self.plan.layout.reserved as u64;
+        self.ins(I::LocalGet(x)).ins(I::I32Const((u32::MAX as u64 - r) as u32 as i32)).ins(I::I32GtU);
+        self.ins(I::If(BlockType::Empty));
+        self.trap_oob();
+        self.ins(I::End);
+        self.ins(I::LocalGet(x)).ins(I::I32Const(r as u32 as i32)).ins(I::I32Add);
+    }
+
+    /// Emits one operator of the original body, rewritten.
+    fn op(&mut self, op: Operator<'_>) -> Result<()> {
+        let layout = self.plan.layout;
+        let r = layout.reserved as u64;
+        let t = self.t;
+        let nan = nan_producing(&op).filter(|_| self.metering());
+        let mut ins = RoundtripReencoder.instruction(op).map_err(err)?;
+        let fits = |m: &MemArg| m.offset + r <= u32::MAX as u64;
+        let value = match ins {
+            I::I32Store(_) | I::I32Store8(_) | I::I32Store16(_) => t.i32v,
+            I::I64Store(_) | I::I64Store8(_) | I::I64Store16(_) | I::I64Store32(_) => t.i64v,
+            I::F32Store(_) => t.f32v,
+            _ => t.f64v,
+        };
+        match &mut ins {
+            I::I32Load(m)
+            | I::I64Load(m)
+            | I::F32Load(m)
+            | I::F64Load(m)
+            | I::I32Load8S(m)
+            | I::I32Load8U(m)
+            | I::I32Load16S(m)
+            | I::I32Load16U(m)
+            | I::I64Load8S(m)
+            | I::I64Load8U(m)
+            | I::I64Load16S(m)
+            | I::I64Load16U(m)
+            | I::I64Load32S(m)
+            | I::I64Load32U(m) => {
+                if fits(m) {
+                    m.offset += r;
+                    self.f.instruction(&ins);
+                } else {
+                    self.ins(I::Drop);
+                    self.trap_oob();
+                }
+            }
+            I::I32Store(m)
+            | I::I64Store(m)
+            | I::F32Store(m)
+            | I::F64Store(m)
+            | I::I32Store8(m)
+            | I::I32Store16(m)
+            | I::I64Store8(m)
+            | I::I64Store16(m)
+            | I::I64Store32(m) => {
+                let offset = m.offset;
+                if !fits(m) {
+                    self.ins(I::Drop).ins(I::Drop);
+                    self.trap_oob();
+                    return Ok(());
+                }
+                m.offset += r;
+                self.store(&ins, value, offset);
+            }
+            I::MemorySize(_) => {
+                self.f.instruction(&ins);
+                self.ins(I::I32Const((r / 65536) as i32)).ins(I::I32Sub);
+            }
+            I::MemoryGrow(_) => {
+                // delta + size > limit (in i64: no wrap) ⇒ out_of_memory;
+                // then charge the pages, then grow.
+                let max_pages = (self.plan.memory_pages + layout.reserved_pages()) as i64;
+                self.ins(I::LocalTee(t.addr)).ins(I::I64ExtendI32U);
+                self.ins(I::MemorySize(0)).ins(I::I64ExtendI32U).ins(I::I64Add);
+                self.ins(I::I64Const(max_pages)).ins(I::I64GtU);
+                self.end_if(layout.oom_flag());
+                self.charge_by(t.addr, cost::GROW_PAGE);
+                self.ins(I::LocalGet(t.addr));
+                self.f.instruction(&ins);
+                self.ins(I::LocalTee(t.addr)).ins(I::I32Const(-1)).ins(I::I32Eq);
+                self.ins(I::If(BlockType::Result(ValType::I32)));
+                self.ins(I::I32Const(-1));
+                self.ins(I::Else);
+                self.ins(I::LocalGet(t.addr)).ins(I::I32Const((r / 65536) as i32)).ins(I::I32Sub);
+                self.ins(I::End);
+            }
+            I::MemoryFill(_) | I::MemoryInit { .. } => {
+                // fill: [d, value, n]; init: [d, segment offset, n]
+                self.ins(I::LocalSet(t.len)).ins(I::LocalSet(t.src)).ins(I::LocalSet(t.addr));
+                self.charge_by(t.len, cost::BULK_UNIT);
+                self.shift_addr(t.addr);
+                self.ins(I::LocalGet(t.src)).ins(I::LocalGet(t.len));
+                self.f.instruction(&ins);
+                self.mark_range(t.addr, t.len);
+            }
+            I::MemoryCopy { .. } => {
+                // [d, s, n]
+                self.ins(I::LocalSet(t.len)).ins(I::LocalSet(t.src)).ins(I::LocalSet(t.addr));
+                self.charge_by(t.len, cost::BULK_UNIT);
+                self.shift_addr(t.addr);
+                self.shift_addr(t.src);
+                self.ins(I::LocalGet(t.len));
+                self.f.instruction(&ins);
+                self.mark_range(t.addr, t.len);
+            }
+            I::TableGrow(table) => {
+                // [init, delta]: delta + size > limit ⇒ out_of_memory.
+                let table = *table;
+                self.ins(I::LocalTee(t.len)).ins(I::I64ExtendI32U);
+                self.ins(I::TableSize(table)).ins(I::I64ExtendI32U).ins(I::I64Add);
+                self.ins(I::I64Const(self.plan.table_elements as i64)).ins(I::I64GtU);
+                self.end_if(layout.oom_flag());
+                self.charge_by(t.len, cost::GROW_ELEMENT);
+                self.ins(I::LocalGet(t.len));
+                self.set_flag(layout.tables_flag());
+                self.f.instruction(&ins);
+            }
+            I::TableFill(_) | I::TableCopy { .. } | I::TableInit { .. } => {
+                // The element count is on top.
+                self.ins(I::LocalTee(t.len));
+                self.charge_by(t.len, cost::BULK_UNIT);
+                self.set_flag(layout.tables_flag());
+                self.f.instruction(&ins);
+            }
+            I::TableSet(_) => {
+                self.set_flag(layout.tables_flag());
+                self.f.instruction(&ins);
+            }
+            I::DataDrop(_) | I::ElemDrop(_) => {
+                self.set_flag(layout.rebuild_flag());
+                self.f.instruction(&ins);
+            }
+            // A host function charges fuel in the cell.
+            I::Call(f) if *f < self.plan.imported_funcs => {
+                self.fuel_to_cell();
+                self.f.instruction(&ins);
+                self.fuel_from_cell();
+            }
+            // A wasm function reads and writes the global.
+            I::Call(_) => {
+                self.fuel_to_global();
+                self.f.instruction(&ins);
+                self.fuel_from_global();
+            }
+            // Either, through a table: both, and the smaller after (each
+            // kind of callee only lowers its own).
+            I::CallIndirect { .. } => {
+                self.fuel_to_global();
+                self.fuel_to_cell();
+                self.f.instruction(&ins);
+                if self.metering() {
+                    self.fuel_from_cell();
+                    let (fuel, lower) = (self.t.fuel, self.t.amount);
+                    self.ins(I::GlobalGet(self.fuel_global())).ins(I::LocalTee(lower));
+                    self.ins(I::LocalGet(fuel)).ins(I::LocalGet(lower)).ins(I::LocalGet(fuel)).ins(I::I64LtS);
+                    self.ins(I::Select).ins(I::LocalSet(fuel));
+                }
+            }
+            _ => {
+                self.f.instruction(&ins);
+            }
+        }
+        match nan {
+            Some(false) => {
+                self.ins(I::LocalTee(t.f32v)).ins(I::F32Const(wasm_encoder::Ieee32::new(0x7fc0_0000)));
+                self.ins(I::LocalGet(t.f32v)).ins(I::LocalGet(t.f32v)).ins(I::F32Eq).ins(I::Select);
+            }
+            Some(true) => {
+                self.ins(I::LocalTee(t.f64v)).ins(I::F64Const(wasm_encoder::Ieee64::new(0x7ff8_0000_0000_0000)));
+                self.ins(I::LocalGet(t.f64v)).ins(I::LocalGet(t.f64v)).ins(I::F64Eq).ins(I::Select);
+            }
+            None => {}
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,248 @@
+//! Dirty tracking: how the rewritten module records what a transaction
+//! wrote, so a blank restores only that ([`Tracking::Barrier`]) — or
+//! records nothing, and blanks rebuild ([`Tracking::Off`]).
+//!
+//! # The write barrier
+//!
+//! After every store: `map[(addr + offset) >> 12] = 1`. After
+//! `memory.fill`/`memory.copy`/`memory.init`: the written range's map
+//! bytes, with one `memory.fill`. A store can spill at most [`super::SPILL`]
+//! bytes into the next page, so restoring a marked page copies its 4 KiB
+//! plus those bytes. The host remembers or marks what it writes itself
+//! (transaction payloads, `state_get` output). A blank scans the map up to
+//! the memory's current size (a 64-bit word covers 32 KiB) and copies back
+//! the marked pages.
+//!
+//! # Grouped marks
+//!
+//! Stores through the same base — `local.get L` with `L` unchanged — at
+//! constant offsets within a 4 KiB window, in one straight run of code
+//! (field arithmetic writing a result limb by limb, a struct filled field
+//! by field), share their marks: the pages of the lowest and the highest
+//! offset, marked once at the end of the run. Every store of the group
+//! starts in one of those two pages, because the window is smaller than a
+//! page. The run ends — and every pending group is marked — before any
+//! control instruction (so on every path out: fall-through, `br*`,
+//! `return`) and before `L` is written. A mark so deferred is computed from
+//! `L` after all the group's stores succeeded, so from addresses the
+//! engine checked; a store that traps never reaches it — which is safe only
+//! because every trap discards the instance (the driver recycles after
+//! every rejection, audits rebuild their instance, init and migration
+//! failures drop theirs).
+//!
+//! Invariants the barrier keeps (each a conformance case on every
+//! backend): every page in which a store *starts* is marked; a mark is
+//! computed from an address a store checked, so it never writes outside
+//! the map (an unchecked address could land in the cells or flags the
+//! driver reads); bulk operations mark after the operation succeeded.
+
+use super::DIRTY_PAGE;
+use super::body::Body;
+use std::collections::HashMap;
+use wasm_encoder::{BlockType, Instruction as I, MemArg};
+use wasmparser::Operator;
+
+/// How an instrumented module tracks what a transaction dirtied. Part of
+/// the prepared module (and of its cache key); verdicts and the blank
+/// state are the same under both — only what a blank costs differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize, strum::Display)]
+#[strum(serialize_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Tracking {
+    /// The write barrier: a blank restores the marked pages in place.
+    /// Cost: a few instructions per store executed (what a transaction
+    /// dirtied is then cheap to undo: ≈ 0.5 µs for a few pages).
+    #[default]
+    Barrier,
+    /// Nothing is tracked: a blank rebuilds the instance from the blank
+    /// snapshot (on hosts that bake, a copy-on-write mapping). Cost: a
+    /// rebuild per blank (≈ 20 µs on wasmtime), nothing per store — the
+    /// choice for executors whose transactions take far longer than that.
+    Off,
+}
+
+/// A value on the operand stack, as far as grouping cares: a local's value
+/// (and which write of it), or anything else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    Local(u32, u32),
+    Other,
+}
+
+/// Stores through one base awaiting their marks.
+#[derive(Debug, Clone, Copy)]
+struct Group {
+    local: u32,
+    lowest: u64,
+    highest: u64,
+}
+
+/// What grouping knows while a body is emitted: the operand stack's
+/// origins, each local's write count, the pending groups.
+#[derive(Debug, Default)]
+pub(super) struct Grouping {
+    stack: Vec<Origin>,
+    writes: HashMap<u32, u32>,
+    groups: Vec<Group>,
+}
+
+impl Grouping {
+    fn version(&self, local: u32) -> u32 {
+        self.writes.get(&local).copied().unwrap_or(0)
+    }
+}
+
+/// Whether an operator ends a straight run of code for grouping.
+fn ends_run(op: &Operator<'_>) -> bool {
+    matches!(
+        op,
+        Operator::Block { .. }
+            | Operator::Loop { .. }
+            | Operator::If { .. }
+            | Operator::Else
+            | Operator::End
+            | Operator::Br { .. }
+            | Operator::BrIf { .. }
+            | Operator::BrTable { .. }
+            | Operator::Return
+            | Operator::Unreachable
+    )
+}
+
+impl Body<'_> {
+    /// Before `op` is emitted: marks every pending group at the end of a
+    /// run, and a local's group before the local is written.
+    pub(super) fn before_op(&mut self, op: &Operator<'_>) {
+        if ends_run(op) {
+            self.flush(None);
+        }
+        if let Operator::LocalSet { local_index } | Operator::LocalTee { local_index } = *op {
+            self.flush(Some(local_index));
+            *self.grouping.writes.entry(local_index).or_default() += 1;
+        }
+    }
+
+    /// After `op` (taking `pops` operands, pushing `pushes` results,
+    /// leaving the stack `height` deep): what is on the operand stack.
+    pub(super) fn after_op(&mut self, op: &Operator<'_>, (pops, pushes): (u32, u32), height: u32) {
+        let g = &mut self.grouping;
+        let pushed = match *op {
+            Operator::LocalGet { local_index } | Operator::LocalTee { local_index } => {
+                Origin::Local(local_index, g.version(local_index))
+            }
+            _ => Origin::Other,
+        };
+        g.stack.truncate(g.stack.len().saturating_sub(pops as usize));
+        g.stack.extend(std::iter::repeat_n(pushed, pushes as usize));
+        g.stack.resize(height as usize, Origin::Other);
+    }
+
+    /// Marks the pending groups (all, or `local`'s): the pages of each
+    /// group's lowest and highest offset.
+    fn flush(&mut self, local: Option<u32>) {
+        if self.grouping.groups.is_empty() {
+            return;
+        }
+        let (flushed, kept): (Vec<Group>, Vec<Group>) =
+            self.grouping.groups.drain(..).partition(|g| local.is_none_or(|l| g.local == l));
+        self.grouping.groups = kept;
+        for group in flushed {
+            self.mark_at(group.local, group.lowest);
+            if group.highest != group.lowest {
+                self.mark_at(group.local, group.highest);
+            }
+        }
+    }
+
+    /// `map[(local + offset) >> 12] = 1`.
+    fn mark_at(&mut self, local: u32, offset: u64) {
+        self.ins(I::LocalGet(local));
+        if offset != 0 {
+            self.ins(I::I32Const(offset as u32 as i32)).ins(I::I32Add);
+        }
+        self.ins(I::I32Const(12)).ins(I::I32ShrU).ins(I::I32Const(1));
+        self.ins(I::I32Store8(MemArg { offset: 0, align: 0, memory_index: 0 }));
+    }
+
+    /// Joins a store at `offset` through `local` to its group (a new one
+    /// if it does not fit the window).
+    fn group(&mut self, local: u32, offset: u64) {
+        let window = DIRTY_PAGE as u64;
+        let g = &mut self.grouping;
+        match g.groups.iter_mut().find(|group| group.local == local) {
+            Some(group) => {
+                let (lowest, highest) = (group.lowest.min(offset), group.highest.max(offset));
+                if highest - lowest >= window {
+                    self.flush(Some(local));
+                    self.grouping.groups.push(Group { local, lowest: offset, highest: offset });
+                } else {
+                    (group.lowest, group.highest) = (lowest, highest);
+                }
+            }
+            None => g.groups.push(Group { local, lowest: offset, highest: offset }),
+        }
+    }
+
+    /// A store of the original module, rewritten: shifted by the reserved
+    /// region (its offset is an immediate: free) and, with the barrier,
+    /// grouped or followed by its own mark. `value` is the temporary of the
+    /// stored type; `offset` the store's own.
+    pub(super) fn store(&mut self, store: &I<'_>, value: u32, offset: u64) {
+        let g = &self.grouping;
+        let at = |depth: usize| g.stack.len().checked_sub(depth).map_or(Origin::Other, |i| g.stack[i]);
+        let (address, stored) = (at(2), at(1));
+        // wasmi 2.0.0 panics translating a store whose address and value
+        // are the same just-computed value (`local.tee L; local.get L;
+        // i32.store16` with a large offset): route the value through a
+        // temporary, as the per-store barrier does anyway.
+        let same = address == stored && address != Origin::Other;
+        if self.plan.tracking != Tracking::Barrier {
+            if same {
+                self.ins(I::LocalSet(value)).ins(I::LocalGet(value));
+            }
+            self.f.instruction(store);
+            return;
+        }
+        if let Origin::Local(local, version) = address
+            && version == g.version(local)
+            && !same
+        {
+            self.group(local, offset);
+            self.f.instruction(store);
+            return;
+        }
+        let addr = self.t.addr;
+        self.ins(I::LocalSet(value)).ins(I::LocalTee(addr)).ins(I::LocalGet(value));
+        self.f.instruction(store);
+        // map[(addr + offset) >> 12] = 1: the address the store checked
+        // (no wrap: the store succeeded).
+        self.ins(I::LocalGet(addr));
+        if offset != 0 {
+            self.ins(I::I32Const(offset as u32 as i32)).ins(I::I32Add);
+        }
+        self.ins(I::I32Const(12)).ins(I::I32ShrU).ins(I::I32Const(1));
+        self.ins(I::I32Store8(MemArg { offset: 0, align: 0, memory_index: 0 }));
+    }
+
+    /// Marks the guest range `[local d, local d + local n)` dirty, if
+    /// `n > 0` — after the bulk operation that wrote it succeeded.
+    pub(super) fn mark_range(&mut self, d: u32, n: u32) {
+        if self.plan.tracking != Tracking::Barrier {
+            return;
+        }
+        self.ins(I::LocalGet(n)).ins(I::If(BlockType::Empty));
+        // fill(map + (d >> 12), 1, ((d + n - 1) >> 12) - (d >> 12) + 1)
+        let first = |b: &mut Self| {
+            b.ins(I::LocalGet(d)).ins(I::I32Const(12)).ins(I::I32ShrU);
+        };
+        first(self);
+        self.ins(I::I32Const(1));
+        self.ins(I::LocalGet(d)).ins(I::LocalGet(n)).ins(I::I32Add).ins(I::I32Const(1)).ins(I::I32Sub);
+        self.ins(I::I32Const(12)).ins(I::I32ShrU);
+        first(self);
+        self.ins(I::I32Sub).ins(I::I32Const(1)).ins(I::I32Add);
+        self.ins(I::MemoryFill(0));
+        self.ins(I::End);
+    }
+}
