@@ -54,6 +54,9 @@ pub struct Config {
     /// Restore the blank snapshot instead of re-running `executor_init`
     /// (default true; `--no-snapshot`).
     pub snapshots: Option<bool>,
+    /// How a blank is done (`--blank`): `auto` (default), `restore`,
+    /// `rebuild`.
+    pub blank: Option<executor_core::BlankMethod>,
     /// Pre-validation threads (`--threads`).
     pub threads: Option<std::num::NonZeroUsize>,
     /// Prometheus metrics file (`--metrics`), relative to the config file.

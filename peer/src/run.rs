@@ -87,6 +87,8 @@ pub struct RunSettings {
     /// Build instances from the executor's blank snapshot instead of
     /// running `executor_init` again (in memory, and in the cache).
     pub snapshots: bool,
+    /// How a blank is done.
+    pub blank: executor_core::BlankMethod,
     /// Pre-validate each block on this many worker threads first.
     pub threads: Option<std::num::NonZeroUsize>,
 }
@@ -110,6 +112,7 @@ impl RunSettings {
             profile: false,
             cache: None,
             snapshots: true,
+            blank: executor_core::BlankMethod::default(),
             threads: None,
         }
     }
@@ -269,6 +272,7 @@ pub fn run_observed(
         timings: settings.profile,
         cache,
         snapshots: settings.snapshots,
+        blank: settings.blank,
         ..DriverConfig::default()
     };
     let versions = match settings.upgrade_every {

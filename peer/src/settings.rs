@@ -74,6 +74,10 @@ pub struct RunFlags {
     /// Also validate every K-th transaction on a blank instance; differences count as state leaks.
     #[arg(long, value_name = "K")]
     pub audit_every: Option<std::num::NonZeroU32>,
+    /// How a blank is done: auto (measured per executor), restore (in place, write barrier) or
+    /// rebuild (no barrier) [default: auto].
+    #[arg(long, value_name = "METHOD")]
+    pub blank: Option<executor_core::BlankMethod>,
     /// Pre-validate each block on N worker threads (each a warm instance blanked after every
     /// transaction, against the state at the block's start) before the in-order validation.
     #[arg(long, value_name = "N")]
@@ -151,6 +155,7 @@ pub fn resolve(flags: &RunFlags) -> Result<Resolved, Error> {
             (None, false) => config.cache(dir),
         },
         snapshots: !common.no_snapshot && config.snapshots.unwrap_or(true),
+        blank: flags.blank.or(config.blank).unwrap_or_default(),
         threads,
         ..defaults
     };

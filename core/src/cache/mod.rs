@@ -36,6 +36,7 @@ mod store;
 pub use store::{ArtifactCache, CacheConfig, CacheKey, DEFAULT_MAX_BYTES};
 
 use crate::backend::{CompiledExecutor, ExecutorHost};
+use crate::instrument::Tracking;
 use crate::{PreparedModule, Result};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -76,8 +77,20 @@ pub struct Loaded {
 /// that the engine refuses is deleted and the executor recompiled. Load
 /// errors of the executor itself surface as from [`crate::module::prepare`].
 pub fn load(host: &dyn ExecutorHost, executor: &[u8], cache: Option<&ArtifactCache>) -> Result<Loaded> {
-    let key = cache.and_then(|c| Some((c, CacheKey::of(host, executor)?)));
-    load_keyed(host, key, || crate::module::prepare(executor, host.limits()).map(Arc::new))
+    load_tracked(host, executor, Tracking::Barrier, cache)
+}
+
+/// [`load`] with the instrumentation's `tracking` mode (each mode is an
+/// entry of its own).
+pub fn load_tracked(
+    host: &dyn ExecutorHost,
+    executor: &[u8],
+    tracking: Tracking,
+    cache: Option<&ArtifactCache>,
+) -> Result<Loaded> {
+    let key = cache.and_then(|c| Some((c, CacheKey::tracked(host, executor, tracking)?)));
+    let options = crate::module::Options { tracking, ..Default::default() };
+    load_keyed(host, key, || crate::module::prepare_with(executor, host.limits(), options).map(Arc::new))
 }
 
 /// [`load`] for a module `core` prepared itself (a baked blank snapshot),

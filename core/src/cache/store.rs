@@ -2,6 +2,7 @@
 //! and checksum before anyone reads them, atomic writes, a size bound.
 
 use crate::backend::ExecutorHost;
+use crate::instrument::Tracking;
 use crate::{Error, PreparedModule, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -42,12 +43,20 @@ pub struct CacheKey([u8; 32]);
 
 impl CacheKey {
     /// The key of the executor `executor` (its bytes as given, binary or
-    /// WAT) loaded by `host`, or `None` if the host cannot serialise. The
-    /// instrumented module is a function of these bytes, the
-    /// instrumentation version and the limits, all in the key.
+    /// WAT) loaded by `host` with the write barrier, or `None` if the host
+    /// cannot serialise (see [`CacheKey::tracked`]).
     pub fn of(host: &dyn ExecutorHost, executor: &[u8]) -> Option<CacheKey> {
+        Self::tracked(host, executor, Tracking::Barrier)
+    }
+
+    /// The key of `executor` loaded by `host` and instrumented with
+    /// `tracking`, or `None` if the host cannot serialise. The instrumented
+    /// module is a function of these bytes, the instrumentation version,
+    /// the tracking mode and the limits, all in the key.
+    pub fn tracked(host: &dyn ExecutorHost, executor: &[u8], tracking: Tracking) -> Option<CacheKey> {
         let fingerprint = host.artifact_fingerprint()?;
-        Some(Self::digest(host, b"compiled", &fingerprint, &Sha256::digest(executor)))
+        let domain = format!("compiled, tracking {tracking}");
+        Some(Self::digest(host, domain.as_bytes(), &fingerprint, &Sha256::digest(executor)))
     }
 
     /// The key of the [`crate::snapshot::BlankSnapshot`] of `module` on

@@ -9,6 +9,7 @@ use super::{DriverConfig, SnapshotOutcome, Stats};
 use crate::backend::{CompiledExecutor, ExecutorHost, ExecutorInstance, Export, InstanceMode};
 use crate::cache::{self, Loaded};
 use crate::host::{HostEnv, Phase};
+use crate::instrument::Tracking;
 use crate::module::PreparedModule;
 use crate::snapshot::BlankSnapshot;
 use crate::{Error, PersistencePolicy, Result};
@@ -111,9 +112,46 @@ impl Executor {
         Executor { module, compiled: loaded.compiled, snapshot }
     }
 
+    /// The same executor instrumented otherwise (`loaded`, e.g. without
+    /// the write barrier), its builds starting from `snapshot` — this one's
+    /// blank snapshot: the same blank state — and, if given, from `baked`,
+    /// that snapshot baked into `loaded`'s module and compiled.
+    pub fn variant(
+        &self,
+        loaded: Loaded,
+        snapshot: Option<Arc<BlankSnapshot>>,
+        baked: Option<Arc<dyn CompiledExecutor>>,
+    ) -> Self {
+        let from_disk = matches!(self.snapshot, SnapshotSlot::Ready { from_disk: true, .. });
+        let snapshot = match (snapshot, &self.snapshot) {
+            (Some(snapshot), _) => {
+                let (builds, baked) = baked.map_or((0, Baked::NotYet), |b| (1, Baked::Ready(b)));
+                SnapshotSlot::Ready { snapshot, from_disk, builds, baked }
+            }
+            (None, SnapshotSlot::Unportable) => SnapshotSlot::Unportable,
+            (None, SnapshotSlot::Off) => SnapshotSlot::Off,
+            (None, _) => SnapshotSlot::Pending,
+        };
+        Executor { module: loaded.module, compiled: loaded.compiled, snapshot }
+    }
+
+    /// This executor's blank snapshot, if it has a usable one (not yet
+    /// emptied by baking).
+    pub fn snapshot(&self) -> Option<Arc<BlankSnapshot>> {
+        match &self.snapshot {
+            SnapshotSlot::Ready { snapshot, baked, .. } if !matches!(baked, Baked::Ready(_)) => Some(snapshot.clone()),
+            _ => None,
+        }
+    }
+
     /// Where this executor's instances come from.
     pub fn snapshot_outcome(&self) -> SnapshotOutcome {
         self.snapshot.outcome()
+    }
+
+    /// How this executor's module tracks what a transaction writes.
+    pub fn tracking(&self) -> Tracking {
+        self.module.info.tracking
     }
 
     /// Builds an instance: instantiate, then adopt the snapshot (or
@@ -160,12 +198,18 @@ impl Executor {
         if let SnapshotSlot::Ready { builds, .. } = &mut self.snapshot {
             *builds += 1;
         }
+        let tracked = self.module.info.tracking == Tracking::Barrier;
         if adopted {
             ctx.stats.restored_builds += 1;
         } else {
             self.initialise(ctx, &mut *instance)?;
             if reusable && matches!(self.snapshot, SnapshotSlot::Pending) {
-                self.snapshot = match BlankSnapshot::take(&mut *instance, self.module.info.layout) {
+                // Without the barrier, what init wrote is what differs from
+                // a new instance on which nothing ran.
+                let mut pristine = if tracked { None } else { Some(self.instantiate(ctx, &self.compiled, mode)?) };
+                let pristine = pristine.as_mut().map(|p| &mut **p as &mut dyn ExecutorInstance);
+                let taken = BlankSnapshot::take(&mut *instance, pristine, self.module.info.layout);
+                self.snapshot = match taken {
                     Ok(Ok(snapshot)) => {
                         if let Some(cache) = ctx.config.cache.as_deref() {
                             cache::store_snapshot(cache, &**ctx.host, &self.module, &snapshot);
@@ -181,7 +225,9 @@ impl Executor {
             }
         }
         instance.env().end();
-        if reusable {
+        // Only a tracked instance is ever restored in place: an untracked
+        // one is rebuilt instead of blanked.
+        if reusable && tracked {
             instance.mark_blank().map_err(|e| host_failure(format!("blank-state snapshot failed: {e:?}")))?;
         }
         ctx.stats.instances_built += 1;

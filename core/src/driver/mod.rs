@@ -12,19 +12,23 @@
 //! [`stats`] (what it counts).
 
 mod build;
+mod choice;
 mod outcome;
 mod stats;
 
+pub use choice::BlankMethod;
 pub use stats::{RecycleCause, SnapshotOutcome, Stats};
 
 use crate::backend::{Blanked, CallError, ExecutorHost, ExecutorInstance, Export, InstanceMode};
 use crate::cache::Loaded;
 use crate::host::{Phase, SharedState};
+use crate::instrument::Tracking;
 use crate::module::PreparedModule;
 use crate::policy::Schedule;
 use crate::verdict::{Rejection, Verdict};
 use crate::{Error, PersistencePolicy, Result};
 use build::{Ctx, Executor};
+use choice::Choice;
 use outcome::{HostFailed, attempt, guarded};
 use stats::elapsed;
 use std::sync::Arc;
@@ -67,25 +71,6 @@ pub struct DriverConfig {
     pub blank: BlankMethod,
 }
 
-/// How a scheduled blank is done. Both leave the exact blank state; they
-/// differ in cost, which `bench-blank` measures side by side.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum BlankMethod {
-    /// Restore in place what the transaction dirtied — the pages the dirty
-    /// map marks, the exact host writes, every mutable global, the tables
-    /// if touched (the default). Cost: what the transaction dirtied
-    /// (≈ 0.5 µs measured); a memory that grew is rebuilt instead.
-    #[default]
-    Restore,
-    /// Drop the instance and build a new one, as a recycle does: on hosts
-    /// that [bake](ExecutorHost::bakes_snapshots), instantiating the baked
-    /// executor in a pooled copy-on-write slot (≈ 18–20 µs measured on
-    /// wasmtime: the slot reset plus a mapping); elsewhere instantiation
-    /// and a copy of the blank state. A measured alternative.
-    Rebuild,
-}
-
 impl Default for DriverConfig {
     fn default() -> Self {
         DriverConfig {
@@ -96,7 +81,7 @@ impl Default for DriverConfig {
             cache: None,
             verdicts_only: false,
             snapshots: true,
-            blank: BlankMethod::Restore,
+            blank: BlankMethod::Auto,
         }
     }
 }
@@ -113,6 +98,10 @@ pub struct Driver {
     due: Option<RecycleCause>,
     schedule: Schedule,
     stats: Stats,
+    /// The current executor's bytes as given (to prepare a variant).
+    source: Option<Arc<[u8]>>,
+    /// How blanks are being chosen ([`BlankMethod::Auto`]).
+    choice: Choice,
 }
 
 impl std::fmt::Debug for Driver {
@@ -140,8 +129,8 @@ impl Driver {
     /// builds the first instance (instantiation, `start`, `executor_init`,
     /// blank-state snapshot). Every load error surfaces here.
     pub fn new(host: Arc<dyn ExecutorHost>, executor: &[u8], config: DriverConfig) -> Result<Self> {
-        let loaded = crate::cache::load(&*host, executor, config.cache.as_deref())?;
-        Self::from_loaded(host, loaded, config)
+        let loaded = load(&*host, executor, &config)?;
+        Self::from_loaded(host, loaded, config, Some(executor.into()))
     }
 
     /// [`Driver::new`] for a module already prepared (with the same limits
@@ -152,10 +141,15 @@ impl Driver {
         config: DriverConfig,
     ) -> Result<Self> {
         let loaded = crate::cache::compile(&*host, module)?;
-        Self::from_loaded(host, loaded, config)
+        Self::from_loaded(host, loaded, config, None)
     }
 
-    fn from_loaded(host: Arc<dyn ExecutorHost>, loaded: Loaded, config: DriverConfig) -> Result<Self> {
+    fn from_loaded(
+        host: Arc<dyn ExecutorHost>,
+        loaded: Loaded,
+        config: DriverConfig,
+        source: Option<Arc<[u8]>>,
+    ) -> Result<Self> {
         let stats = Stats::new(loaded.outcome, loaded.compile_time);
         tracing::info!(
             backend = host.name(),
@@ -167,8 +161,21 @@ impl Driver {
         );
         let executor = Executor::new(&*host, &config, loaded);
         let schedule = Schedule::new(config.policy);
-        let mut driver = Driver { host, config, executor, instance: None, auditor: None, due: None, schedule, stats };
+        let choice = Choice::Settled;
+        let mut driver = Driver {
+            host,
+            config,
+            executor,
+            instance: None,
+            auditor: None,
+            due: None,
+            schedule,
+            stats,
+            source,
+            choice,
+        };
         driver.instance = Some(driver.build(driver.mode())?);
+        driver.choice = Choice::start(driver.config.blank, &driver.executor, driver.can_choose(), driver.blanks());
         Ok(driver)
     }
 
@@ -231,6 +238,28 @@ impl Driver {
     /// `Err` only for host failures (after one rebuild and retry) — never
     /// for anything the executor does.
     pub fn validate(&mut self, tx: &[u8], state: SharedState) -> Result<Verdict> {
+        if self.choice.settled() {
+            return self.validate_once(tx, state);
+        }
+        let started = self.choice.timing().then(Instant::now);
+        let verdict = self.validate_once(tx, state)?;
+        if let Some(started) = started
+            && self.choice.transacted(started.elapsed())
+        {
+            self.prepare_untracked();
+        }
+        if let Some(variant) = self.choice.ready(&self.executor) {
+            // Builds come from the variant from now on; the warm instance
+            // (tracked) is replaced at once, so no blank restores in place.
+            self.executor = variant;
+            self.auditor = None;
+            self.rebuild()?;
+        }
+        Ok(verdict)
+    }
+
+    /// [`Driver::validate`] without the blank method's choice.
+    fn validate_once(&mut self, tx: &[u8], state: SharedState) -> Result<Verdict> {
         self.ready()?;
         let mut verdict = match self.run(tx, state.clone()) {
             Ok(v) => v,
@@ -321,7 +350,27 @@ impl Driver {
         let mut ctx = Ctx { host: &self.host, config: &self.config, stats: &mut self.stats };
         let built = self.executor.build(&mut ctx, mode);
         self.stats.snapshot = self.executor.snapshot_outcome();
+        self.stats.tracking = self.executor.tracking();
         built
+    }
+
+    /// Whether the blank method can be chosen: the bytes to prepare a
+    /// variant from are known, and instances are reused.
+    fn can_choose(&self) -> bool {
+        self.source.is_some() && self.mode() == InstanceMode::Reusable
+    }
+
+    /// Whether the policy schedules blanks.
+    fn blanks(&self) -> bool {
+        self.config.policy != PersistencePolicy::UntilCrash
+    }
+
+    /// Starts preparing the current executor without the write barrier,
+    /// in the background ([`BlankMethod::Auto`]).
+    fn prepare_untracked(&mut self) {
+        let (host, cache, source) = (self.host.clone(), self.config.cache.clone(), self.source.clone());
+        self.choice
+            .prepare(|snapshot| choice::prepare(host, source.expect("chosen only with source bytes"), cache, snapshot));
     }
 
     /// Replaces the warm instance by a newly built blank one (the old
@@ -367,20 +416,31 @@ impl Driver {
         let started = self.config.timings.then(Instant::now);
         self.stats.blanks += 1;
         tracing::trace!("blank");
-        let restored = match (mode, self.config.blank) {
-            (InstanceMode::Reusable, BlankMethod::Restore) => guarded(|| instance.blank().map_err(HostFailed::from)),
+        // An untracked instance is rebuilt: nothing says what it dirtied.
+        let restored = match (mode, self.executor.tracking()) {
+            (InstanceMode::Reusable, Tracking::Barrier) => guarded(|| instance.blank().map_err(HostFailed::from)),
             _ => Ok(Blanked::NeedsRebuild),
         };
-        match restored {
-            Ok(Blanked::Restored) => self.schedule.restart(),
-            Ok(_) => self.rebuild()?,
+        let rebuilt = match restored {
+            Ok(Blanked::Restored) => {
+                self.schedule.restart();
+                false
+            }
+            Ok(_) => {
+                self.rebuild()?;
+                true
+            }
             Err(HostFailed(message)) => {
                 tracing::warn!(%message, "blank failed; rebuilding");
                 self.stats.host_failures += 1;
                 self.rebuild()?;
+                true
             }
-        }
+        };
         self.stats.blank_histogram.record_since(started);
+        if self.choice.blanked(rebuilt) {
+            self.prepare_untracked();
+        }
         Ok(())
     }
 
@@ -422,8 +482,10 @@ impl Driver {
             }
         };
         self.stats.audits += 1;
-        // Keep the auditor blank for next time; after a rejection rebuild it.
+        // Keep the auditor blank for next time; after a rejection (or if it
+        // cannot be restored in place) rebuild it.
         if blank.rejection().is_none()
+            && self.executor.tracking() == Tracking::Barrier
             && matches!(guarded(|| auditor.blank().map_err(HostFailed::from)), Ok(Blanked::Restored))
         {
             self.auditor = Some(auditor);
@@ -442,7 +504,7 @@ impl Driver {
     /// in place: a load error means `rejected(upgrade_failed)`, a host
     /// failure goes to the embedder.
     fn install(&mut self, executor: &[u8], state: SharedState) -> Result<()> {
-        let loaded = crate::cache::load(&*self.host, executor, self.config.cache.as_deref())?;
+        let loaded = load(&*self.host, executor, &self.config)?;
         let mut next = Executor::new(&*self.host, &self.config, loaded);
         let mode = self.mode();
         let mut ctx = Ctx { host: &self.host, config: &self.config, stats: &mut self.stats };
@@ -460,6 +522,9 @@ impl Driver {
         self.stats.snapshot = self.executor.snapshot_outcome();
         self.instance = Some(instance);
         self.schedule.restart();
+        self.source = Some(executor.into());
+        self.choice = Choice::start(self.config.blank, &self.executor, self.can_choose(), self.blanks());
+        self.stats.tracking = self.executor.tracking();
         self.stats.upgrades += 1;
         self.stats.recycled(RecycleCause::Upgrade);
         tracing::info!(executor = %self.executor.module.hash_hex(), "executor upgraded");
@@ -489,4 +554,14 @@ fn migrate(
             Err(Error::HostFailure { backend: host.name(), message })
         }
     }
+}
+
+/// Loads `executor` instrumented for `config`'s blank method: without the
+/// write barrier if blanks always rebuild.
+fn load(host: &dyn ExecutorHost, executor: &[u8], config: &DriverConfig) -> Result<Loaded> {
+    let tracking = match config.blank {
+        BlankMethod::Rebuild => Tracking::Off,
+        _ => Tracking::Barrier,
+    };
+    crate::cache::load_tracked(host, executor, tracking, config.cache.as_deref())
 }

@@ -115,6 +115,9 @@ pub struct Stats {
     pub restored_builds: u64,
     /// Whether the current executor's instances come from a snapshot.
     pub snapshot: SnapshotOutcome,
+    /// How the current executor tracks what a transaction writes: the
+    /// write barrier (blanks restore in place) or nothing (blanks rebuild).
+    pub tracking: crate::instrument::Tracking,
     /// Whether the first executor's compiled code came from the cache
     /// (upgrades' loads are logged).
     pub cache: crate::CacheOutcome,
@@ -169,6 +172,7 @@ impl Stats {
             instances_built: 0,
             restored_builds: 0,
             snapshot: SnapshotOutcome::Off,
+            tracking: crate::instrument::Tracking::Barrier,
             cache,
             compile_time,
             baked_executors: 0,

@@ -41,6 +41,9 @@ struct Args {
     /// Fuel per transaction (this project's units; native fuel gets 100×).
     #[arg(long, default_value_t = Limits::default().fuel)]
     fuel: u64,
+    /// How the driver blanks (auto, restore, rebuild).
+    #[arg(long, default_value_t = executor_core::BlankMethod::Auto)]
+    blank: executor_core::BlankMethod,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -122,6 +125,7 @@ fn main() {
             let mut settings = RunSettings::new(backend, PersistencePolicy::default(), executor);
             settings.transactions = n.max(50);
             settings.limits.fuel = args.fuel;
+            settings.blank = args.blank;
             let mut rates: BTreeMap<Row, Vec<Option<f64>>> = BTreeMap::new();
             let mut bounded = true;
             let (rounds, rows) = match args.only.as_deref() {
@@ -163,6 +167,11 @@ fn main() {
         }
     }
     if args.only.is_some() {
+        for (_, _, _, figures) in &out {
+            for (rate, _) in figures.0.values() {
+                println!("{}", rate.map_or("—".into(), |r| format!("{r:.1}")));
+            }
+        }
         return;
     }
     if args.json {
