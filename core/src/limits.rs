@@ -39,8 +39,11 @@ pub struct Limits {
     /// blank state (the restore image and the blank snapshot; where the
     /// host bakes snapshots, the restore image, the baked executor's memory
     /// image and its own restore image, the snapshot itself then being
-    /// dropped), and 32 bytes of compiled code and metadata per byte of
-    /// module (the executor, and the baked one). Default 1 GiB.
+    /// dropped; while the blank method switches, the untracked variant's
+    /// baked image too), and for each of the [`COMPILED_VARIANTS`] that may
+    /// exist at once (the executor with and without the write barrier, each
+    /// baked) a copy of the module and [`COMPILED_BYTES`] of machine code
+    /// and metadata per byte of its code section. Default 1 GiB.
     pub memory_cap: u64,
     /// Size limits of the module itself.
     pub module: ModuleLimits,
@@ -52,7 +55,15 @@ pub const LIVE_INSTANCES: u64 = 4;
 
 /// Copies of the blank state one executor may keep, each at most one
 /// memory (see [`Limits::memory_cap`]).
-pub const BLANK_COPIES: u64 = 3;
+pub const BLANK_COPIES: u64 = 4;
+
+/// Compiled variants of one executor that may exist at once (see
+/// [`Limits::memory_cap`]).
+pub const COMPILED_VARIANTS: u64 = 4;
+
+/// Bytes of machine code and metadata counted per byte of code section in
+/// each compiled variant (see [`Limits::memory_cap`]).
+pub const COMPILED_BYTES: u64 = 16;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -87,10 +98,11 @@ impl Limits {
         self.engine_memory_pages() * PAGE_SIZE
     }
 
-    /// The memory an executor of `module_bytes` may tie up, as
-    /// [`Limits::memory_cap`] estimates it.
-    pub fn memory_estimate(&self, module_bytes: u64) -> u64 {
-        (LIVE_INSTANCES + BLANK_COPIES) * self.engine_memory_bytes() + 32 * module_bytes
+    /// The memory an executor of `module_bytes`, `code_bytes` of them its
+    /// code section, may tie up, as [`Limits::memory_cap`] estimates it.
+    pub fn memory_estimate(&self, module_bytes: u64, code_bytes: u64) -> u64 {
+        (LIVE_INSTANCES + BLANK_COPIES) * self.engine_memory_bytes()
+            + COMPILED_VARIANTS * (module_bytes + COMPILED_BYTES * code_bytes)
     }
 }
 

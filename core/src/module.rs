@@ -222,12 +222,12 @@ pub fn prepare_with(input: &[u8], limits: &Limits, options: Options) -> Result<P
     check_settings(limits)?;
     let started = std::time::Instant::now();
     let wasm = to_binary(input, limits)?;
-    let estimate = limits.memory_estimate(wasm.len() as u64);
+    check_header(&wasm)?;
+    let estimate = limits.memory_estimate(wasm.len() as u64, code_bytes(&wasm));
     if estimate > limits.memory_cap {
         return Err(Error::MemoryCap { estimate, cap: limits.memory_cap });
     }
     let hash: [u8; 32] = Sha256::digest(&wasm).into();
-    check_header(&wasm)?;
     check_counts(&wasm, &limits.module)?;
     let types = validate_features(&wasm)?;
     let types = types.as_ref();
@@ -259,6 +259,27 @@ fn check_header(wasm: &[u8]) -> Result<()> {
         return Err(Error::NotWasm("not a core module of binary version 1 (a component?)".into()));
     }
     Ok(())
+}
+
+/// The size of the code section as its header declares it (0 where the
+/// sections cannot be read: the validator refuses those later). Reads
+/// section headers only.
+fn code_bytes(wasm: &[u8]) -> u64 {
+    let mut parser = Parser::new(0);
+    let mut at = 0;
+    loop {
+        match parser.parse(&wasm[at..], true) {
+            Ok(wasmparser::Chunk::Parsed { consumed, payload }) => {
+                at += consumed;
+                match payload {
+                    Payload::CodeSectionStart { size, .. } => return u64::from(size),
+                    Payload::End(_) => return 0,
+                    _ => {}
+                }
+            }
+            Ok(wasmparser::Chunk::NeedMoreData(_)) | Err(_) => return 0,
+        }
+    }
 }
 
 /// The size limits that need only counts, checked first, cheaply, so an
