@@ -14,6 +14,9 @@ pub const STATEFUL: &str = include_str!("../../executors/fixtures/stateful.wat")
 pub const INIT_READS_STATE: &str = include_str!("../../executors/fixtures/init_reads_state.wat");
 /// Memory semantics the instrumentation must preserve.
 pub const MEMORY_OPS: &str = include_str!("../../executors/fixtures/memory_ops.wat");
+/// Write patterns dirty tracking must cover, one per payload byte; payload
+/// 0 checks that guest memory is blank.
+pub const DIRTY: &str = include_str!("../../executors/fixtures/dirty.wat");
 /// Reads world state under the payload as key.
 pub const READS_STATE: &str = include_str!("../../executors/fixtures/reads_state.wat");
 

@@ -11,7 +11,7 @@
 
 use crate::HostFactory;
 use crate::determinism::Backends;
-use executor_core::{Driver, DriverConfig, Limits, PersistencePolicy, Rejection, Verdict};
+use executor_core::{BlankMethod, Driver, DriverConfig, Limits, PersistencePolicy, Rejection, Verdict};
 use std::collections::BTreeMap;
 use wasm_encoder::reencode::{Reencode, RoundtripReencoder};
 use wasmparser::{Parser, Payload};
@@ -78,10 +78,26 @@ fn bytes(seed: u64, n: usize) -> Vec<u8> {
 /// The executor for `seed`: a `wasm-smith` module with `executor_alloc`'s
 /// body replaced by `i32.const ALLOC_PTR`.
 pub fn executor(seed: u64) -> Vec<u8> {
+    executor_with(seed, config())
+}
+
+/// [`executor`] generated under `config` (e.g. [`config`] without floats,
+/// for comparisons with an engine that does not canonicalise NaNs).
+pub fn executor_with(seed: u64, config: wasm_smith::Config) -> Vec<u8> {
     let data = bytes(seed, 16 << 10);
     let mut u = arbitrary::Unstructured::new(&data);
-    let module = wasm_smith::Module::new(config(), &mut u).expect("wasm-smith builds a module from any bytes");
+    let module = wasm_smith::Module::new(config, &mut u).expect("wasm-smith builds a module from any bytes");
     replace_alloc(&module.to_bytes())
+}
+
+/// The payloads each fuzz executor validates.
+pub fn payloads() -> Vec<Vec<u8>> {
+    vec![vec![], vec![0], vec![1, 2, 3, 4], bytes(7, 40)]
+}
+
+/// The limits the fuzz executors run under.
+pub fn limits() -> Limits {
+    Limits { fuel: 100_000, init_fuel: 1_000_000, ..Limits::default() }
 }
 
 fn replace_alloc(wasm: &[u8]) -> Vec<u8> {
@@ -148,9 +164,16 @@ fn replace_alloc(wasm: &[u8]) -> Vec<u8> {
 /// How one executor fared on one backend: its load error, or its verdicts.
 pub type Outcome = Result<Vec<Verdict>, String>;
 
-/// Runs `executor` on `factory` over `payloads` under `limits`.
-pub fn outcome(factory: HostFactory, executor: &[u8], limits: &Limits, payloads: &[Vec<u8>]) -> Outcome {
-    let config = DriverConfig { policy: PersistencePolicy::UntilCrash, ..Default::default() };
+/// Runs `executor` on `factory` over `payloads` under `limits`, blanking
+/// by `blank` (under `until-crash`, so only recycles blank).
+pub fn outcome(
+    factory: HostFactory,
+    executor: &[u8],
+    limits: &Limits,
+    payloads: &[Vec<u8>],
+    blank: BlankMethod,
+) -> Outcome {
+    let config = DriverConfig { policy: PersistencePolicy::UntilCrash, blank, ..Default::default() };
     let mut d = Driver::new(factory(limits.clone()), executor, config).map_err(|e| e.to_string())?;
     let state = crate::state(&[(b"k", b"value")]);
     let verdicts = payloads.iter().map(|p| d.validate(p, state.clone()).map_err(|e| e.to_string())).collect();
@@ -169,23 +192,26 @@ pub struct Summary {
     pub verdicts: BTreeMap<String, u64>,
 }
 
-/// Runs seeds `seeds` on every backend, requiring identical outcomes.
+/// Runs seeds `seeds` on every backend, with the write barrier and
+/// without it (each instrumentation of the executor), requiring identical
+/// outcomes.
 pub fn slice(backends: Backends<'_>, seeds: std::ops::Range<u64>) -> Summary {
-    let limits = Limits { fuel: 100_000, init_fuel: 1_000_000, ..Limits::default() };
-    let payloads = [vec![], vec![0], vec![1, 2, 3, 4], bytes(7, 40)];
+    let (limits, payloads) = (limits(), payloads());
     let mut summary = Summary::default();
     for seed in seeds {
         let exec = executor(seed);
-        let mut first: Option<(&str, Outcome)> = None;
+        let mut first: Option<(String, Outcome)> = None;
         for (name, factory) in backends {
-            let got = outcome(*factory, &exec, &limits, &payloads);
-            match &first {
-                None => first = Some((name, got)),
-                Some((base, expected)) => {
-                    assert_eq!(
-                        expected, &got,
-                        "inconsistent output for wasm-smith seed {seed}: {base} (left) vs {name} (right)"
-                    );
+            for blank in [BlankMethod::Restore, BlankMethod::Rebuild] {
+                let got = outcome(*factory, &exec, &limits, &payloads, blank);
+                match &first {
+                    None => first = Some((format!("{name} ({blank})"), got)),
+                    Some((base, expected)) => {
+                        assert_eq!(
+                            expected, &got,
+                            "inconsistent output for wasm-smith seed {seed}: {base} (left) vs {name} ({blank}) (right)"
+                        );
+                    }
                 }
             }
         }

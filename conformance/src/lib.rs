@@ -72,6 +72,9 @@ macro_rules! suite {
             upgrades_install_or_fail_cleanly,
             audit_finds_state_leaks,
             memory_cap_is_checked_at_load,
+            every_write_is_undone_by_the_next_blank,
+            a_trap_in_a_group_of_stores_leaves_no_wild_mark,
+            auto_drops_the_barrier_when_blanks_rebuild_anyway,
         );
         $crate::case_tests!(snapshot, $factory;
             snapshots_restore_exactly_what_init_makes,

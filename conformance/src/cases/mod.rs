@@ -16,6 +16,7 @@ mod memory;
 mod policies;
 mod rejections;
 mod resources;
+mod tracking;
 
 pub use host_calls::*;
 pub use lifecycle::*;
@@ -24,6 +25,7 @@ pub use memory::*;
 pub use policies::*;
 pub use rejections::*;
 pub use resources::*;
+pub use tracking::*;
 
 pub(crate) const A: Verdict = Verdict::Approved;
 

@@ -327,6 +327,14 @@ impl Driver {
         self.due = Some(RecycleCause::Purge);
     }
 
+    /// A copy of the warm instance's linear memory as the guest sees it
+    /// (without the host's reserved region), if there is a warm instance:
+    /// for tests and tools that compare it with another run's.
+    pub fn guest_memory(&mut self) -> Option<Vec<u8>> {
+        let layout = self.executor.module.info.layout;
+        self.instance.as_mut().map(|i| layout.guest(i.memory()).to_vec())
+    }
+
     /// Current linear memory of the warm instance as the guest sees it
     /// (without the host's dirty map), in bytes.
     pub fn memory_in_use(&mut self) -> u64 {

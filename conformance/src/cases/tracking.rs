@@ -1,0 +1,80 @@
+//! What a transaction wrote, tracked exactly: under every blank method,
+//! every write pattern of [`fixtures::DIRTY`] is undone by the next blank,
+//! and a store that traps never leaves a mark from an unchecked address.
+
+use super::*;
+use executor_core::{BlankMethod, Driver, TrapCode};
+
+/// [`fixtures::DIRTY`] on the backend under `policy`, blanking by `blank`.
+fn dirty(factory: HostFactory, policy: PersistencePolicy, blank: BlankMethod) -> Driver {
+    let config = DriverConfig { policy, blank, ..DriverConfig::default() };
+    Driver::new(factory(Limits::default()), fixtures::DIRTY.as_bytes(), config)
+        .unwrap_or_else(|e| panic!("load failed: {e}"))
+}
+
+/// The patterns: grouped stores spanning two pages, a store spilling into
+/// the next page, a fill over three pages, a base rewritten mid-run, a
+/// loop advancing its base, a branch out mid-run, a narrow store whose
+/// address and value are one value. Each is undone by the next blank
+/// (restored in place or rebuilt), and each really writes (under
+/// `until-crash` the check that follows finds it).
+pub fn every_write_is_undone_by_the_next_blank(factory: HostFactory) {
+    let patterns = [1u8, 2, 3, 4, 5, 6, 8];
+    for blank in [BlankMethod::Restore, BlankMethod::Rebuild, BlankMethod::Auto] {
+        let mut d = dirty(factory, every_tx(1), blank);
+        assert_eq!(run_bytes(&mut d, &[0]), vec![A], "{blank}: blank memory to start with");
+        for k in patterns {
+            assert_eq!(run_bytes(&mut d, &[k, 0]), vec![A, A], "{blank}: pattern {k} left a byte behind");
+        }
+        for k in patterns {
+            let mut warm = dirty(factory, PersistencePolicy::UntilCrash, blank);
+            assert_eq!(run_bytes(&mut warm, &[k, 0]), vec![A, denied("dirty")], "{blank}: pattern {k} writes");
+        }
+    }
+}
+
+/// A group of stores whose last one traps: `memory_out_of_bounds` (a
+/// mark from the unchecked address would have landed in the host's cells
+/// or flags and changed the verdict), and the recycled instance is blank.
+pub fn a_trap_in_a_group_of_stores_leaves_no_wild_mark(factory: HostFactory) {
+    let oob = rejected(Rejection::Trap(TrapCode::MemoryOutOfBounds));
+    for blank in [BlankMethod::Restore, BlankMethod::Rebuild] {
+        for policy in [every_tx(1), PersistencePolicy::UntilCrash] {
+            let mut d = dirty(factory, policy, blank);
+            assert_eq!(run_bytes(&mut d, &[7, 0, 7, 0]), vec![oob.clone(), A, oob.clone(), A], "{blank} {policy}");
+            assert_eq!(d.stats().recycles_by_cause.get(&RecycleCause::Trap), Some(&2), "{blank} {policy}");
+        }
+    }
+}
+
+/// A store-heavy executor whose memory grows in every transaction makes
+/// every blank a rebuild: `auto` then drops the write barrier (nothing it
+/// marks is ever restored in place), and verdicts stay the same.
+pub fn auto_drops_the_barrier_when_blanks_rebuild_anyway(factory: HostFactory) {
+    // Grows memory by a page and writes to it, every transaction.
+    let wat = r#"(module
+      (memory (export "memory") 1)
+      (func (export "executor_alloc") (param i32) (result i32) (i32.const 1024))
+      (func (export "executor_validate") (param i32 i32) (result i32)
+        (i32.store (i32.mul (memory.grow (i32.const 1)) (i32.const 65536)) (i32.const 1))
+        (i32.const 0)))"#;
+    let limits = Limits::default();
+    let mut d = Driver::new(factory(limits), wat.as_bytes(), DriverConfig::default()).expect("loads");
+    let payloads: Vec<[u8; 1]> = vec![[0]; 64];
+    let verdicts = run(&mut d, &payloads.iter().map(|p| &p[..]).collect::<Vec<_>>());
+    assert!(verdicts.iter().all(|v| *v == A), "{verdicts:?}");
+    // The untracked variant is prepared in the background: wait for it.
+    for _ in 0..200 {
+        if d.stats().tracking == executor_core::instrument::Tracking::Off {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        run(&mut d, &[&[0]]);
+    }
+    assert_eq!(d.stats().tracking, executor_core::instrument::Tracking::Off, "{:?}", d.stats());
+    assert_eq!(run_bytes(&mut d, &[0, 0, 0]), vec![A; 3]);
+    // A light executor whose blanks restore keeps the barrier.
+    let mut light = load(factory, STATEFUL.as_bytes(), every_tx(1), Limits::default());
+    run_bytes(&mut light, &[2; 32]);
+    assert_eq!(light.stats().tracking, executor_core::instrument::Tracking::Barrier);
+}
