@@ -1,8 +1,12 @@
 //! `peer compare`: the same workload on every compiled-in backend under
 //! every compared policy, in one process — a warm-up, then interleaved
 //! repetitions, medians — with ratios keyed by backend and policy, the
-//! load times, and the table and chart.
+//! load times, and the table and chart. Beside them, in the table and the
+//! chart only, each engine's plain references ([`crate::anchor`]): the
+//! unmodified executor as a team without this project would embed it —
+//! never in `--json`'s array, never in the digest check.
 
+use crate::anchor::{self, Reference};
 use crate::backends::{self, BackendKind};
 use crate::report::RunReport;
 use crate::run::{LoadTimes, RunSettings, load_times, run};
@@ -11,6 +15,7 @@ use executor_core::PersistencePolicy;
 use indicatif::ProgressBar;
 use serde::Serialize;
 use std::collections::BTreeMap;
+use strum::IntoEnumIterator;
 
 /// The policies compared, in table order: the reference first.
 pub fn policies() -> [PersistencePolicy; 4] {
@@ -46,11 +51,25 @@ impl CompareRow {
     }
 }
 
+/// A plain-engine reference of one backend: its median throughput
+/// (`None` if not measured: see [`anchor::run`]).
+#[derive(Debug, Clone)]
+pub struct ReferenceRow {
+    /// The engine.
+    pub backend: BackendKind,
+    /// Which reference.
+    pub reference: Reference,
+    /// Median throughput of the repetitions, tx/s.
+    pub tx_per_sec: Option<f64>,
+}
+
 /// A whole comparison.
 #[derive(Debug)]
 pub struct Comparison {
     /// One row per backend × policy, policies in [`policies`] order.
     pub rows: Vec<CompareRow>,
+    /// Each backend's plain references (table and chart only).
+    pub references: Vec<ReferenceRow>,
     /// Each backend's load times.
     pub loads: BTreeMap<BackendKind, LoadTimes>,
     /// Measured repetitions per row.
@@ -82,8 +101,12 @@ pub fn compare(base: &RunSettings, repeat: u32, bar: &ProgressBar) -> Result<Com
     let configs: Vec<(BackendKind, PersistencePolicy)> =
         policies().into_iter().flat_map(|p| backends.iter().map(move |b| (*b, p))).collect();
     let warm_up = base.transactions.min(500);
-    bar.set_length(configs.len() as u64 * (warm_up + u64::from(repeat) * base.transactions));
+    let references: Vec<(BackendKind, Reference)> =
+        backends.iter().flat_map(|b| Reference::iter().map(move |r| (*b, r))).collect();
+    let per_round = (configs.len() + references.len()) as u64;
+    bar.set_length(per_round * (warm_up + u64::from(repeat) * base.transactions));
     let mut runs: Vec<Vec<RunReport>> = vec![Vec::new(); configs.len()];
+    let mut reference_runs: Vec<Vec<Option<f64>>> = vec![Vec::new(); references.len()];
     let mut profiles = vec![None; configs.len()];
     for round in 0..=repeat {
         for (i, (backend, policy)) in configs.iter().enumerate() {
@@ -107,7 +130,42 @@ pub fn compare(base: &RunSettings, repeat: u32, bar: &ProgressBar) -> Result<Com
                 runs[i].push(report);
             }
         }
+        // Per backend, whether this round's warm+fuel reference ran out of
+        // fuel or stack: it bounds the unmetered one (declared after it).
+        let mut exhausted = std::collections::HashMap::new();
+        for (i, (backend, reference)) in references.iter().enumerate() {
+            let mut s = base.clone();
+            s.backend = *backend;
+            if round == 0 {
+                s.transactions = warm_up;
+            }
+            bar.set_message(format!("{backend} {reference} (reference)"));
+            // A looping executor runs out of fuel in the metered run; the
+            // unmetered reference is then not attempted.
+            let bounded = exhausted.get(backend) == Some(&false);
+            let measured = anchor::run(&s, *reference, bounded)?;
+            if *reference == Reference::WarmFuel {
+                exhausted.insert(*backend, measured.exhausted);
+            }
+            bar.inc(s.transactions);
+            if round > 0 {
+                reference_runs[i].push(measured.tx_per_sec);
+            }
+        }
     }
+    let references = references
+        .into_iter()
+        .zip(reference_runs)
+        .map(|((backend, reference), runs)| ReferenceRow {
+            backend,
+            reference,
+            tx_per_sec: runs
+                .into_iter()
+                .collect::<Option<Vec<f64>>>()
+                .filter(|r| !r.is_empty())
+                .map(crate::bench::median),
+        })
+        .collect();
     let mut loads = BTreeMap::new();
     for backend in &backends {
         loads.insert(*backend, load_times(*backend, &base.executor, &base.limits, 5)?);
@@ -117,7 +175,7 @@ pub fn compare(base: &RunSettings, repeat: u32, bar: &ProgressBar) -> Result<Com
         row.report.profile = profile;
         row.load = loads.get(&row.report.backend).copied();
     }
-    Ok(Comparison { rows, loads, repeat })
+    Ok(Comparison { rows, references, loads, repeat })
 }
 
 /// The median repetition of each configuration, with its ratios and
@@ -223,6 +281,7 @@ pub fn print(c: &Comparison) {
             if row.digests_agree { "agree" } else { "DIFFER" }
         );
     }
+    print_references(c);
     println!();
     println!(
         "starting the executor (median of 5): cold = checks + instrumentation + compile; warm = from the cache; \
@@ -249,17 +308,58 @@ pub fn print(c: &Comparison) {
     }
 }
 
+/// The plain references of each engine, and how the driver's `every-tx:1`
+/// and `until-crash` compare with them.
+fn print_references(c: &Comparison) {
+    if c.references.is_empty() {
+        return;
+    }
+    println!();
+    println!(
+        "plain-engine references: the unmodified executor embedded as without this project (table and chart only; \
+         not in --json, not in the digest check; — = not measured: plain warm+fuel ran out of fuel or stack, so the unmetered run might not end)"
+    );
+    println!(
+        "{:<9} {:<18} {:>10} {:>16} {:>16}",
+        "backend", "reference", "tx/s", "every-tx:1 ÷ it", "until-crash ÷ it"
+    );
+    let rate = |backend, policy: &str| {
+        c.rows
+            .iter()
+            .find(|r| r.report.backend == backend && r.report.policy.to_string() == policy)
+            .map(|r| r.report.tx_per_sec)
+    };
+    for r in &c.references {
+        let ratio = |policy| match (rate(r.backend, policy), r.tx_per_sec) {
+            (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
+            _ => "—".into(),
+        };
+        println!(
+            "{:<9} {:<18} {:>10} {:>16} {:>16}",
+            r.backend.to_string(),
+            r.reference.to_string(),
+            r.tx_per_sec.map_or("—".into(), |t| format!("{t:.0}")),
+            ratio("every-tx:1"),
+            ratio("until-crash"),
+        );
+    }
+}
+
 /// The chart's bars: median throughput per policy (group) and backend
-/// (series).
+/// (series), then each plain reference (a group each, marked as such).
 pub fn chart(c: &Comparison, title: &str) -> String {
-    let names: Vec<(String, String)> =
-        c.rows.iter().map(|r| (r.report.policy.to_string(), r.report.backend.to_string())).collect();
-    let bars: Vec<crate::chart::Bar<'_>> = c
+    let mut names: Vec<(String, String, f64)> = c
         .rows
         .iter()
-        .zip(&names)
-        .map(|(r, (policy, backend))| crate::chart::Bar { group: policy, series: backend, value: r.report.tx_per_sec })
+        .map(|r| (r.report.policy.to_string(), r.report.backend.to_string(), r.report.tx_per_sec))
         .collect();
+    names.extend(
+        c.references
+            .iter()
+            .filter_map(|r| Some((format!("ref: {}", r.reference), r.backend.to_string(), r.tx_per_sec?))),
+    );
+    let bars: Vec<crate::chart::Bar<'_>> =
+        names.iter().map(|(group, series, value)| crate::chart::Bar { group, series, value: *value }).collect();
     crate::chart::grouped_bars(title, "tx/s", &bars)
 }
 
@@ -328,7 +428,7 @@ mod tests {
             vec![report(Wasmtime, "until-crash", 1.0, "a"), report(Wasmtime, "until-crash", 1.0, "a")],
             vec![report(Wasmi, "until-crash", 1.0, "a")],
         ];
-        let c = Comparison { rows: rows(runs), loads: BTreeMap::new(), repeat: 1 };
+        let c = Comparison { rows: rows(runs), references: Vec::new(), loads: BTreeMap::new(), repeat: 1 };
         let agree: Vec<bool> = c.rows.iter().map(|r| r.digests_agree).collect();
         assert_eq!(agree, vec![false, false, true, true]);
         assert!(c.disagreement().unwrap().contains("every-tx:1"));

@@ -348,6 +348,52 @@ fn compare_runs_every_backend_under_four_policies() {
     }
 }
 
+/// The table's plain-engine reference rows: `(backend, reference, tx/s)`.
+fn reference_rows(stdout: &str) -> Vec<(String, String, String)> {
+    stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("plain-engine references"))
+        .skip(2)
+        .take_while(|l| !l.trim().is_empty())
+        .map(|l| {
+            let (backend, rest) = l.split_once(' ').unwrap();
+            let rest = rest.trim_start();
+            let reference = ["plain warm+fuel", "plain fresh+fuel", "plain warm"]
+                .into_iter()
+                .find(|r| rest.starts_with(r))
+                .unwrap_or_else(|| panic!("a reference row: {l}"));
+            let rate = rest[reference.len()..].split_whitespace().next().unwrap().to_string();
+            (backend.to_string(), reference.to_string(), rate)
+        })
+        .collect()
+}
+
+#[test]
+fn compare_shows_plain_references_and_never_runs_an_unbounded_one() {
+    let table = |executor: &str| {
+        let out =
+            peer(&["compare", "--executor", executor, "--transactions", "100", "--repeat", "1", "--fuel", "100000"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        reference_rows(&String::from_utf8(out.stdout).unwrap())
+    };
+    let rows = table("executors/default.wasm");
+    assert_eq!(rows.len(), 3 * 3, "three references per backend: {rows:?}");
+    for (backend, reference, rate) in &rows {
+        assert!(rate.parse::<f64>().is_ok_and(|r| r > 0.0), "{backend} {reference}: {rate}");
+    }
+    // The metered warm reference runs out of fuel on every tenth
+    // transaction: the unmetered one would never end, so it is not run.
+    let rows = table("executors/fixtures/loops_sometimes.wat");
+    assert_eq!(rows.len(), 3 * 3, "{rows:?}");
+    for (backend, reference, rate) in &rows {
+        if reference == "plain warm" {
+            assert_eq!(rate, "—", "{backend}");
+        } else {
+            assert!(rate.parse::<f64>().is_ok_and(|r| r > 0.0), "{backend} {reference}: {rate}");
+        }
+    }
+}
+
 #[test]
 fn upgrades_load_the_other_executor_and_audits_count() {
     for backend in ["wasmi", "wasmtime", "wasmer"] {

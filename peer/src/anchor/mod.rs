@@ -7,13 +7,15 @@
 //!
 //! - **plain warm**: one instance, no fuel — the engine's own speed for
 //!   that code, the limit. It is bounded so a looping executor never hangs
-//!   a comparison: it runs only if the metered run of the same workload
-//!   (the driver's) finished every transaction within its fuel budget — the
-//!   same code on the same inputs, so it finishes unmetered too; otherwise
-//!   the reference reports no figure (`—`). Deterministic, and free: a
-//!   wall-clock bound such as wasmtime's epoch interruption checks at every
-//!   loop and call, which measured 8–15 % on the benchmark executors and
-//!   would understate the limit.
+//!   a comparison, by a deterministic argument instead of a clock: it runs
+//!   only after **plain warm+fuel** ran the same workload on the same
+//!   module without running out of fuel or stack — the same code on the
+//!   same inputs from the same state, so the unmetered run takes the same
+//!   path and finishes too — and it stops, reporting no figure (`—`), at
+//!   its own first stack exhaustion (its frames differ, so that one point
+//!   could diverge). Free, unlike a wall-clock bound such as wasmtime's
+//!   epoch interruption, which checks at every loop and call: measured
+//!   8–15 % on the benchmark executors, it would understate the limit.
 //! - **plain warm+fuel**: the same with the engine's native metering —
 //!   wasmtime's `consume_fuel`, wasmer's metering middleware, wasmi's fuel
 //!   — the like-for-like comparison with this project's deterministic fuel.
@@ -42,16 +44,18 @@ mod wasmi;
 #[cfg(feature = "wasmtime")]
 mod wasmtime;
 
-/// A plain-engine reference (see the module docs).
+/// A plain-engine reference (see the module docs), declared in the order
+/// they run: [`Reference::WarmNoFuel`] is bounded by
+/// [`Reference::WarmFuel`]'s run just before it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, strum::Display, strum::EnumIter)]
 #[non_exhaustive]
 pub enum Reference {
-    /// One warm instance, no fuel: the engine's limit.
-    #[strum(serialize = "plain warm")]
-    WarmNoFuel,
     /// One warm instance with the engine's native fuel.
     #[strum(serialize = "plain warm+fuel")]
     WarmFuel,
+    /// One warm instance, no fuel: the engine's limit.
+    #[strum(serialize = "plain warm")]
+    WarmNoFuel,
     /// A new instance and `executor_init` per transaction, native fuel.
     #[strum(serialize = "plain fresh+fuel")]
     FreshFuel,
@@ -64,18 +68,33 @@ impl Reference {
     }
 }
 
-/// Native fuel per transaction (and per `executor_init`): the engines'
-/// units differ from this project's, so a generous multiple of the
-/// configured budget — what metering costs does not depend on it.
-pub fn native_fuel(limits: &Limits) -> u64 {
-    limits.fuel.saturating_mul(100).max(limits.init_fuel.saturating_mul(10))
+/// Native fuel per transaction and per `start` + `executor_init`: the
+/// engines' units differ from this project's (both count about one per
+/// instruction; this project's cost table never charges less), so ten
+/// times the configured budgets — what metering costs does not depend on
+/// the amount, and a looping executor still ends soon.
+#[derive(Debug, Clone, Copy)]
+pub struct NativeFuel {
+    /// Before `start` and `executor_init`.
+    pub init: u64,
+    /// Before each transaction.
+    pub tx: u64,
+}
+
+/// See [`NativeFuel`].
+pub fn native_fuel(limits: &Limits) -> NativeFuel {
+    NativeFuel { init: limits.init_fuel.saturating_mul(10), tx: limits.fuel.saturating_mul(10) }
 }
 
 /// How a plain call ended without returning.
 #[derive(Debug)]
 pub(crate) enum Stop {
-    /// The guest trapped (native fuel included).
+    /// The guest trapped, or a host import ended the call: the same on the
+    /// same path with or without fuel.
     Trap,
+    /// Native fuel or the stack ran out: where this happens depends on the
+    /// embedding, not only on the code.
+    Exhausted,
     /// The engine failed.
     Failed(String),
 }
@@ -124,7 +143,8 @@ fn plain_engine(
 }
 
 /// `executor_alloc`, the payload copy and `executor_validate` on a plain
-/// instance, as an embedder writes it.
+/// instance, as an embedder writes it; `Err(Stop::Exhausted)` when fuel or
+/// stack ran out (see [`exhausted`]).
 fn transaction(instance: &mut dyn PlainInstance, tx: &[u8], state: SharedState) -> Result<Verdict, Stop> {
     instance.refuel();
     instance.memory_and_env().1.begin(Phase::Validate, Some(state));
@@ -156,18 +176,30 @@ fn transaction(instance: &mut dyn PlainInstance, tx: &[u8], state: SharedState) 
     verdict
 }
 
+/// The verdict a reference gives when fuel or stack ran out (coarse, like
+/// every reference's trap).
+fn exhausted() -> Verdict {
+    Verdict::rejected(Rejection::OutOfFuel)
+}
+
 /// A reference as the workload loop's [`Validator`].
 struct Plain {
     engine: Box<dyn PlainEngine>,
     /// The warm instance (`None` under [`Reference::FreshFuel`]).
     warm: Option<Box<dyn PlainInstance>>,
     name: String,
+    /// Whether fuel or stack ran out in some transaction.
+    exhausted: bool,
+    /// Stop at the first exhaustion (the unmetered reference: see the
+    /// module docs).
+    stop_when_exhausted: bool,
 }
 
 impl Plain {
     fn stop(&self, stop: Stop) -> Error {
         match stop {
             Stop::Trap => Error::Reference(format!("{}: executor_init trapped", self.name)),
+            Stop::Exhausted => Error::Reference(format!("{}: fuel or stack ran out", self.name)),
             Stop::Failed(message) => Error::Reference(format!("{}: {message}", self.name)),
         }
     }
@@ -182,11 +214,54 @@ impl Validator for Plain {
                 transaction(&mut *fresh, tx, state)
             }
         };
-        verdict.map_err(|e| self.stop(e))
+        match verdict {
+            Err(Stop::Exhausted) => {
+                self.exhausted = true;
+                if self.stop_when_exhausted { Err(self.stop(Stop::Exhausted)) } else { Ok(exhausted()) }
+            }
+            verdict => verdict.map_err(|e| self.stop(e)),
+        }
     }
 
     fn end_block(&mut self, _: &[Vec<u8>], _: Option<&SharedState>) -> Result<(), Error> {
         Ok(())
+    }
+}
+
+/// One warm plain instance of an executor, driven one transaction at a
+/// time: the uninstrumented side of the differential test (the same module
+/// through the driver, rewritten, must give the same verdicts and leave the
+/// same memory).
+pub struct PlainExecutor {
+    _engine: Box<dyn PlainEngine>,
+    instance: Box<dyn PlainInstance>,
+}
+
+impl PlainExecutor {
+    /// `wasm` (binary or WAT), unmodified, on `backend`'s plain engine as
+    /// `reference` embeds it (warm), `start` and `executor_init` run.
+    pub fn new(backend: BackendKind, reference: Reference, wasm: &[u8], limits: &Limits) -> Result<Self, Error> {
+        let failed = |e: String| Error::Reference(format!("{backend} {reference}: {e}"));
+        let wasm = wat::parse_bytes(wasm).map_err(|e| failed(e.to_string()))?;
+        let engine = plain_engine(backend, reference, &wasm, limits).map_err(failed)?;
+        let instance = engine.instance().map_err(|e| failed(format!("{e:?}")))?;
+        Ok(PlainExecutor { _engine: engine, instance })
+    }
+
+    /// The verdict on `tx` against `state`; every trap is
+    /// `rejected(trap: unreachable)` and running out of fuel or stack
+    /// `rejected(out_of_fuel)` (references do not name trap codes); `Err`
+    /// for a failure of the engine.
+    pub fn validate(&mut self, tx: &[u8], state: SharedState) -> Result<Verdict, String> {
+        match transaction(&mut *self.instance, tx, state) {
+            Err(Stop::Exhausted) => Ok(exhausted()),
+            verdict => verdict.map_err(|e| format!("{e:?}")),
+        }
+    }
+
+    /// A copy of the instance's linear memory.
+    pub fn memory(&mut self) -> Vec<u8> {
+        self.instance.memory_and_env().0.to_vec()
     }
 }
 
@@ -205,34 +280,51 @@ pub struct ReferenceReport {
     pub verdict_digest: Option<String>,
     /// Peak resident memory of the process, bytes.
     pub peak_rss_bytes: u64,
+    /// Whether some transaction ran out of fuel or stack (or the run was
+    /// not attempted): under [`Reference::WarmFuel`], what keeps
+    /// [`Reference::WarmNoFuel`] from running.
+    pub exhausted: bool,
 }
 
 /// Runs `reference` of `settings.backend` over the workload of `settings`
-/// (upgrades are not part of a reference). `bounded`: whether the metered
-/// run of the same workload finished every transaction within its fuel —
-/// without it, [`Reference::WarmNoFuel`] is not attempted (an executor
-/// that may loop) and reports no figure.
+/// (upgrades are not part of a reference). `bounded`: whether
+/// [`Reference::WarmFuel`] ran the same workload without exhausting fuel
+/// or stack ([`ReferenceReport::exhausted`]) — without it,
+/// [`Reference::WarmNoFuel`] is not attempted (an executor that may loop)
+/// and reports no figure; it also reports none when it exhausts the stack.
 pub fn run(settings: &RunSettings, reference: Reference, bounded: bool) -> Result<ReferenceReport, Error> {
     let backend = settings.backend;
     let name = format!("{backend} {reference}");
-    let unmeasured = ReferenceReport { backend, reference, tx_per_sec: None, verdict_digest: None, peak_rss_bytes: 0 };
-    if reference == Reference::WarmNoFuel && !bounded {
+    let unmeasured = ReferenceReport {
+        backend,
+        reference,
+        tx_per_sec: None,
+        verdict_digest: None,
+        peak_rss_bytes: 0,
+        exhausted: true,
+    };
+    let no_fuel = reference == Reference::WarmNoFuel;
+    if no_fuel && !bounded {
         return Ok(unmeasured);
     }
     let wasm = wat::parse_bytes(&settings.executor.bytes).map_err(|e| Error::Reference(format!("{name}: {e}")))?;
     let engine = plain_engine(backend, reference, &wasm, &settings.limits)
         .map_err(|e| Error::Reference(format!("{name}: {e}")))?;
-    let mut plain = Plain { engine, warm: None, name };
+    let mut plain = Plain { engine, warm: None, name, exhausted: false, stop_when_exhausted: no_fuel };
     if reference != Reference::FreshFuel {
         plain.warm = Some(plain.engine.instance().map_err(|e| plain.stop(e))?);
     }
     let settings = RunSettings { upgrade_every: None, ..settings.clone() };
-    let driven = drive(&settings, None, &mut plain, &mut |_| {}, &mut |_| {})?;
+    let driven = match drive(&settings, None, &mut plain, &mut |_| {}, &mut |_| {}) {
+        Err(_) if no_fuel && plain.exhausted => return Ok(unmeasured),
+        driven => driven?,
+    };
     let secs = driven.validation.as_secs_f64();
     Ok(ReferenceReport {
         tx_per_sec: Some(if secs > 0.0 { settings.transactions as f64 / secs } else { 0.0 }),
         verdict_digest: Some(driven.digest.hex()),
         peak_rss_bytes: rss::peak_rss_bytes(),
+        exhausted: plain.exhausted,
         ..unmeasured
     })
 }

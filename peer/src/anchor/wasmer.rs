@@ -12,7 +12,7 @@ use wasmer::{
     TypedFunction,
 };
 use wasmer_middlewares::Metering;
-use wasmer_middlewares::metering::set_remaining_points;
+use wasmer_middlewares::metering::{MeteringPoints, get_remaining_points, set_remaining_points};
 
 struct Plain {
     engine: wasmer::Engine,
@@ -24,7 +24,8 @@ struct Plain {
 pub(super) fn engine(reference: Reference, wasm: &[u8], limits: &Limits) -> Result<Box<dyn PlainEngine>, String> {
     let mut compiler = Singlepass::new();
     if reference.fuel() {
-        compiler.push_middleware(Arc::new(Metering::new(native_fuel(limits), |_: &wasmer::wasmparser::Operator| 1)));
+        compiler
+            .push_middleware(Arc::new(Metering::new(native_fuel(limits).init, |_: &wasmer::wasmparser::Operator| 1)));
     }
     let engine: wasmer::Engine = EngineBuilder::new(compiler).engine().into();
     let module = Module::new(&engine, wasm).map_err(|e| e.to_string())?;
@@ -47,10 +48,13 @@ struct Instance {
     fuel: Option<u64>,
 }
 
-/// A call that did not return: a trap, native fuel (the middleware traps)
-/// or a host abort alike, for a reference.
-fn stop(_: RuntimeError) -> Stop {
-    Stop::Trap
+/// A call that did not return: out of stack, or any other trap or host
+/// abort (the middleware's fuel trap is told apart by [`Instance::stop`]).
+fn stop(e: RuntimeError) -> Stop {
+    match e.to_trap() {
+        Some(wasmer_types::TrapCode::StackOverflow) => Stop::Exhausted,
+        _ => Stop::Trap,
+    }
 }
 
 impl PlainEngine for Plain {
@@ -83,22 +87,35 @@ impl PlainEngine for Plain {
         let alloc = instance.exports.get_typed_function(&store, Export::Alloc.name()).map_err(|_| missing("alloc"))?;
         let validate =
             instance.exports.get_typed_function(&store, Export::Validate.name()).map_err(|_| missing("validate"))?;
-        let fuel = self.fuel.then(|| native_fuel(&self.limits));
+        // The middleware starts every instance with the init budget.
+        let fuel = self.fuel.then(|| native_fuel(&self.limits).tx);
         let mut plain = Instance { store, data, instance, memory, alloc, validate, fuel };
-        plain.refuel();
         let init = plain.instance.exports.get_typed_function::<(), ()>(&plain.store, Export::Init.name());
         if let Ok(init) = init {
-            init.call(&mut plain.store).map_err(stop)?;
+            init.call(&mut plain.store).map_err(|e| plain.stop(e))?;
         }
         Ok(Box::new(plain))
+    }
+}
+
+impl Instance {
+    /// [`stop`], with the metering middleware's exhaustion (an
+    /// `unreachable` trap) told apart by the points it left.
+    fn stop(&mut self, e: RuntimeError) -> Stop {
+        match get_remaining_points(&mut self.store, &self.instance) {
+            MeteringPoints::Exhausted if self.fuel.is_some() => Stop::Exhausted,
+            _ => stop(e),
+        }
     }
 }
 
 impl PlainInstance for Instance {
     fn call(&mut self, export: Export, args: &[i32]) -> Result<Option<i32>, Stop> {
         match (export, args) {
-            (Export::Alloc, &[len]) => self.alloc.call(&mut self.store, len).map(Some).map_err(stop),
-            (Export::Validate, &[ptr, len]) => self.validate.call(&mut self.store, ptr, len).map(Some).map_err(stop),
+            (Export::Alloc, &[len]) => self.alloc.call(&mut self.store, len).map(Some).map_err(|e| self.stop(e)),
+            (Export::Validate, &[ptr, len]) => {
+                self.validate.call(&mut self.store, ptr, len).map(Some).map_err(|e| self.stop(e))
+            }
             _ => Err(Stop::Failed(format!("no call of {}", export.name()))),
         }
     }

@@ -45,19 +45,23 @@ struct Instance {
     fuel: Option<u64>,
 }
 
-/// A call that did not return: a trap, fuel or a host abort alike, for a
-/// reference.
-fn stop(_: wasmi::Error) -> Stop {
-    Stop::Trap
+/// A call that did not return: out of fuel or stack, or any other trap or
+/// host abort.
+fn stop(e: wasmi::Error) -> Stop {
+    match e.as_trap_code() {
+        Some(wasmi::TrapCode::OutOfFuel | wasmi::TrapCode::StackOverflow) => Stop::Exhausted,
+        _ => Stop::Trap,
+    }
 }
 
 impl PlainEngine for Plain {
     fn instance(&self) -> Result<Box<dyn PlainInstance>, Stop> {
         let mut store = Store::new(self.module.engine(), env(&self.limits));
-        let fuel = self.fuel.then(|| native_fuel(&self.limits));
-        if let Some(fuel) = fuel {
-            store.set_fuel(fuel).expect("fuel is configured");
+        let native = native_fuel(&self.limits);
+        if self.fuel {
+            store.set_fuel(native.init).expect("fuel is configured");
         }
+        let fuel = self.fuel.then_some(native.tx);
         let instance = self.linker.instantiate_and_start(&mut store, &self.module).map_err(stop)?;
         let missing = |what: &str| Stop::Failed(format!("no {what}"));
         let memory = instance.get_memory(&store, "memory").ok_or_else(|| missing("memory"))?;

@@ -55,7 +55,10 @@ struct Instance {
 
 fn stop(e: wasmtime::Error) -> Stop {
     match e.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::OutOfFuel | wasmtime::Trap::StackOverflow) => Stop::Exhausted,
         Some(_) => Stop::Trap,
+        // A host import ended the call (its reason is in the env).
+        None if e.downcast_ref::<host::Aborted>().is_some() => Stop::Trap,
         None => Stop::Failed(format!("{e:#}")),
     }
 }
@@ -70,8 +73,9 @@ fn refuel(store: &mut Store<HostEnv>, fuel: Option<u64>) {
 impl PlainEngine for Plain {
     fn instance(&self) -> Result<Box<dyn PlainInstance>, Stop> {
         let mut store = Store::new(self.pre.module().engine(), env(&self.limits));
-        let fuel = self.fuel.then(|| native_fuel(&self.limits));
-        refuel(&mut store, fuel);
+        let native = native_fuel(&self.limits);
+        refuel(&mut store, self.fuel.then_some(native.init));
+        let fuel = self.fuel.then_some(native.tx);
         let wasm = self.pre.instantiate(&mut store).map_err(stop)?;
         let missing = |what: &str| Stop::Failed(format!("no {what}"));
         let memory = wasm.get_memory(&mut store, "memory").ok_or_else(|| missing("memory"))?;
