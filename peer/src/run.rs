@@ -258,29 +258,14 @@ pub fn run_observed(
     progress: &mut dyn FnMut(u64),
     observe: &mut dyn FnMut(&Verdict),
 ) -> Result<RunReport, Error> {
-    let host = backends::host(settings.backend, settings.limits.clone())?;
     let executor_error = |source| Error::Executor { executor: settings.executor.name.clone(), source };
     let started = Instant::now();
-    let cache = match &settings.cache {
-        Some(c) => Some(Arc::new(ArtifactCache::open(c).map_err(Error::Cache)?)),
-        None => None,
-    };
-    let config = DriverConfig {
-        policy: settings.policy,
-        recycle_watermark: settings.recycle_watermark,
-        audit_every: settings.audit_every,
-        timings: settings.profile,
-        cache,
-        snapshots: settings.snapshots,
-        blank: settings.blank,
-        ..DriverConfig::default()
-    };
+    let (driver, config) = driver(settings)?;
+    let load = started.elapsed();
     let versions = match settings.upgrade_every {
         Some(_) => Some([settings.executor.variant()?, settings.executor.bytes.clone()]),
         None => None,
     };
-    let driver = Driver::new(host, &settings.executor.bytes, config.clone()).map_err(executor_error)?;
-    let load = started.elapsed();
     let pool = match settings.threads {
         Some(n) => {
             let hosts = (0..n.get())
@@ -321,6 +306,29 @@ pub fn run_observed(
         profile: settings.profile.then(|| Profile::of(&stats, secs, driven.workload.as_secs_f64())),
         stats,
     })
+}
+
+/// The driver `settings` describe, loaded, and its configuration (for a
+/// pre-validation pool).
+pub(crate) fn driver(settings: &RunSettings) -> Result<(Driver, DriverConfig), Error> {
+    let host = backends::host(settings.backend, settings.limits.clone())?;
+    let cache = match &settings.cache {
+        Some(c) => Some(Arc::new(ArtifactCache::open(c).map_err(Error::Cache)?)),
+        None => None,
+    };
+    let config = DriverConfig {
+        policy: settings.policy,
+        recycle_watermark: settings.recycle_watermark,
+        audit_every: settings.audit_every,
+        timings: settings.profile,
+        cache,
+        snapshots: settings.snapshots,
+        blank: settings.blank,
+        ..DriverConfig::default()
+    };
+    let driver = Driver::new(host, &settings.executor.bytes, config.clone())
+        .map_err(|source| Error::Executor { executor: settings.executor.name.clone(), source })?;
+    Ok((driver, config))
 }
 
 /// Cold and warm load of an executor on one backend (`peer compare`).

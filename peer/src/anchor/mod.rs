@@ -30,12 +30,15 @@
 //! part of a digest agreement check.
 
 use crate::backends::BackendKind;
-use crate::run::{RunSettings, Validator, drive};
+use crate::run::{self, RunSettings, Validator, drive};
+use crate::workload::{Ledger, Rng, decode};
 use crate::{Error, rss};
 use executor_core::host::{HostEnv, Phase};
 use executor_core::instrument::Layout;
-use executor_core::{Export, Limits, Rejection, SharedState, TrapCode, Verdict};
+use executor_core::{Driver, Export, Limits, PersistencePolicy, Rejection, SharedState, TrapCode, Verdict};
 use serde::Serialize;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 #[cfg(feature = "wasmer")]
 mod wasmer;
@@ -193,9 +196,24 @@ struct Plain {
     /// Stop at the first exhaustion (the unmetered reference: see the
     /// module docs).
     stop_when_exhausted: bool,
+    reference: Reference,
 }
 
 impl Plain {
+    /// `reference` of `settings.backend` on `wasm` (binary), its warm
+    /// instance built.
+    fn new(settings: &RunSettings, reference: Reference, wasm: &[u8]) -> Result<Self, Error> {
+        let name = format!("{} {reference}", settings.backend);
+        let engine = plain_engine(settings.backend, reference, wasm, &settings.limits)
+            .map_err(|e| Error::Reference(format!("{name}: {e}")))?;
+        let stop_when_exhausted = reference == Reference::WarmNoFuel;
+        let mut plain = Plain { engine, warm: None, name, exhausted: false, stop_when_exhausted, reference };
+        if reference != Reference::FreshFuel {
+            plain.warm = Some(plain.engine.instance().map_err(|e| plain.stop(e))?);
+        }
+        Ok(plain)
+    }
+
     fn stop(&self, stop: Stop) -> Error {
         match stop {
             Stop::Trap => Error::Reference(format!("{}: executor_init trapped", self.name)),
@@ -308,12 +326,7 @@ pub fn run(settings: &RunSettings, reference: Reference, bounded: bool) -> Resul
         return Ok(unmeasured);
     }
     let wasm = wat::parse_bytes(&settings.executor.bytes).map_err(|e| Error::Reference(format!("{name}: {e}")))?;
-    let engine = plain_engine(backend, reference, &wasm, &settings.limits)
-        .map_err(|e| Error::Reference(format!("{name}: {e}")))?;
-    let mut plain = Plain { engine, warm: None, name, exhausted: false, stop_when_exhausted: no_fuel };
-    if reference != Reference::FreshFuel {
-        plain.warm = Some(plain.engine.instance().map_err(|e| plain.stop(e))?);
-    }
+    let mut plain = Plain::new(settings, reference, &wasm)?;
     let settings = RunSettings { upgrade_every: None, ..settings.clone() };
     let driven = match drive(&settings, None, &mut plain, &mut |_| {}, &mut |_| {}) {
         Err(_) if no_fuel && plain.exhausted => return Ok(unmeasured),
@@ -327,4 +340,209 @@ pub fn run(settings: &RunSettings, reference: Reference, bounded: bool) -> Resul
         exhausted: plain.exhausted,
         ..unmeasured
     })
+}
+
+/// A row of the anchor: a plain reference, or the driver under a policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Row {
+    /// A plain-engine reference.
+    Plain(Reference),
+    /// This project's driver.
+    Driver(PersistencePolicy),
+}
+
+impl std::fmt::Display for Row {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Row::Plain(r) => write!(f, "{r}"),
+            Row::Driver(p) => write!(f, "driver {p}"),
+        }
+    }
+}
+
+/// One row's validator in a [`lockstep`] run.
+enum Contender {
+    Plain(Plain),
+    Driver(Box<Driver>),
+}
+
+/// Every row judging one workload, block by block.
+struct Lockstep<'a> {
+    rows: &'a [Row],
+    /// `None` once a row stopped (the unmetered reference at its bound).
+    contenders: Vec<Option<Contender>>,
+    spent: Vec<Duration>,
+    /// The block's transactions so far.
+    pending: Vec<Vec<u8>>,
+    /// Each row's own ledger (the leading row's is the workload's): a row
+    /// applies what it approved, as in a run of its own — rows may differ
+    /// where an executor's verdicts depend on the policy.
+    ledgers: Vec<Arc<Ledger>>,
+    executor: String,
+}
+
+impl Lockstep<'_> {
+    /// Row `i`'s verdict on `tx`, timed; `Ok(None)` if the row stopped.
+    fn judge(&mut self, i: usize, tx: &[u8], state: SharedState) -> Result<Option<Verdict>, Error> {
+        let Some(contender) = self.contenders[i].as_mut() else { return Ok(None) };
+        let t = Instant::now();
+        let verdict = match contender {
+            Contender::Plain(plain) => plain.validate(tx, state),
+            Contender::Driver(driver) => {
+                driver.validate(tx, state).map_err(|source| Error::Executor { executor: self.executor.clone(), source })
+            }
+        };
+        self.spent[i] += t.elapsed();
+        match (verdict, &*contender) {
+            (Err(_), Contender::Plain(plain)) if plain.stop_when_exhausted && plain.exhausted => {
+                self.contenders[i] = None;
+                Ok(None)
+            }
+            (verdict, _) => verdict.map(Some),
+        }
+    }
+
+    /// Whether the unmetered reference may still run: the metered one ran
+    /// every transaction so far without exhausting fuel or stack.
+    fn bounded(&self) -> bool {
+        self.contenders
+            .iter()
+            .flatten()
+            .any(|c| matches!(c, Contender::Plain(p) if p.reference == Reference::WarmFuel && !p.exhausted))
+    }
+}
+
+impl Validator for Lockstep<'_> {
+    fn validate(&mut self, tx: &[u8], state: SharedState) -> Result<Verdict, Error> {
+        let verdict = self.judge(0, tx, state)?.ok_or_else(|| Error::Reference("the leading row stopped".into()))?;
+        self.pending.push(tx.to_vec());
+        Ok(verdict)
+    }
+
+    fn end_block(&mut self, _: &[Vec<u8>], _: Option<&SharedState>) -> Result<(), Error> {
+        let pending = std::mem::take(&mut self.pending);
+        for i in 0..self.rows.len() {
+            if i > 0 {
+                if self.rows[i] == Row::Plain(Reference::WarmNoFuel) && !self.bounded() {
+                    self.contenders[i] = None;
+                }
+                let mut ledger = self.ledgers[i].clone();
+                for tx in &pending {
+                    let Some(verdict) = self.judge(i, tx, ledger.clone())? else { break };
+                    if verdict == Verdict::Approved {
+                        let decoded = decode(tx).expect("the generator's own encoding decodes");
+                        Arc::make_mut(&mut ledger).apply(&decoded.instruction);
+                    }
+                }
+                self.ledgers[i] = ledger;
+            }
+            if let Some(Contender::Driver(driver)) = &mut self.contenders[i] {
+                driver.end_block();
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs every row of `rows` over one workload of `settings` in lockstep —
+/// each block validated by every row in turn (the first row as the
+/// workload goes, the others over the same transactions, each against a
+/// ledger of its own that it advances by its own verdicts, as in a run of
+/// its own), each row timed on its own — and returns each row's transactions per second (`None` for the
+/// unmetered reference when it was not bounded: it runs only while
+/// [`Reference::WarmFuel`], listed before it, has not run out of fuel or
+/// stack, and stops at its own first exhaustion).
+///
+/// Interleaving per block makes the ratios immune to the machine's drift,
+/// which on shared virtual machines moves whole runs by ±25 %, while each
+/// row still runs a block's worth of transactions with its own caches
+/// warm.
+pub fn lockstep(settings: &RunSettings, rows: &[Row]) -> Result<Vec<Option<f64>>, Error> {
+    match rows.first() {
+        None => return Ok(Vec::new()),
+        Some(Row::Plain(Reference::WarmNoFuel)) => {
+            return Err(Error::Reference("lockstep: the unmetered reference needs the metered one before it".into()));
+        }
+        Some(_) => {}
+    }
+    let settings = RunSettings { upgrade_every: None, ..settings.clone() };
+    let wasm = wat::parse_bytes(&settings.executor.bytes).map_err(|e| Error::Reference(e.to_string()))?;
+    let contenders = rows
+        .iter()
+        .map(|row| {
+            Ok(Some(match *row {
+                Row::Driver(policy) => {
+                    Contender::Driver(Box::new(run::driver(&RunSettings { policy, ..settings.clone() })?.0))
+                }
+                Row::Plain(reference) => Contender::Plain(Plain::new(&settings, reference, &wasm)?),
+            }))
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+    let mut lockstep = Lockstep {
+        rows,
+        spent: vec![Duration::ZERO; rows.len()],
+        contenders,
+        pending: Vec::new(),
+        // Shared until a row applies a transaction (copy-on-write).
+        ledgers: std::iter::repeat_n(Arc::new(Ledger::genesis(&mut Rng::new(settings.seed))), rows.len()).collect(),
+        executor: settings.executor.name.clone(),
+    };
+    drive(&settings, None, &mut lockstep, &mut |_| {}, &mut |_| {})?;
+    let rates = lockstep.spent.iter().zip(&lockstep.contenders);
+    let rates =
+        rates.map(|(spent, c)| c.as_ref().map(|_| settings.transactions as f64 / spent.as_secs_f64().max(1e-9)));
+    Ok(rates.collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backends;
+    use crate::run::Executor;
+
+    fn rows() -> Vec<Row> {
+        [Row::Plain(Reference::WarmFuel), Row::Plain(Reference::WarmNoFuel), Row::Plain(Reference::FreshFuel)]
+            .into_iter()
+            .chain([Row::Driver(PersistencePolicy::UntilCrash), Row::Driver(PersistencePolicy::default())])
+            .collect()
+    }
+
+    fn settings(backend: BackendKind, executor: Executor) -> RunSettings {
+        let mut settings = RunSettings::new(backend, PersistencePolicy::default(), executor);
+        settings.transactions = 250;
+        settings.block_size = 50;
+        settings
+    }
+
+    /// Every row judges every transaction and is measured.
+    #[test]
+    fn lockstep_measures_every_row_on_every_backend() {
+        for backend in backends::compiled_in() {
+            let rates = lockstep(&settings(backend, Executor::default_executor()), &rows()).expect("lockstep");
+            assert_eq!(rates.len(), 5);
+            for (row, rate) in rows().iter().zip(&rates) {
+                assert!(rate.is_some_and(|r| r > 0.0), "{backend} {row}: {rate:?}");
+            }
+        }
+    }
+
+    /// An executor that loops on some transactions: the metered references
+    /// and the driver run out of fuel there, and the unmetered reference,
+    /// never bounded, is not measured — the run ends.
+    #[test]
+    fn lockstep_never_runs_an_unbounded_reference() {
+        let bytes = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../executors/fixtures/loops_sometimes.wat"))
+            .expect("fixture");
+        for backend in backends::compiled_in() {
+            let mut settings = settings(backend, Executor { name: "loops_sometimes".into(), bytes: bytes.clone() });
+            settings.limits.fuel = 100_000;
+            let rates = lockstep(&settings, &rows()).expect("lockstep");
+            for (row, rate) in rows().iter().zip(&rates) {
+                match row {
+                    Row::Plain(Reference::WarmNoFuel) => assert_eq!(*rate, None, "{backend}"),
+                    _ => assert!(rate.is_some_and(|r| r > 0.0), "{backend} {row}: {rate:?}"),
+                }
+            }
+        }
+    }
 }

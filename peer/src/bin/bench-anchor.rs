@@ -5,7 +5,7 @@
 //! rounds, medians.
 //!
 //! ```sh
-//! cargo run --release -p peer --bin bench-anchor [-- --rounds R --transactions N --executor NAME --json]
+//! cargo run --release -p peer --bin bench-anchor [-- --rounds R --transactions N --executor NAME --interleave block|run --json]
 //! ```
 //!
 //! Targets (issue 16): on wasmtime, every compute-heavy executor's
@@ -15,7 +15,7 @@
 //! warm+fuel.
 
 use executor_core::{Limits, PersistencePolicy};
-use peer::anchor::{self, Reference};
+use peer::anchor::{self, Reference, Row};
 use peer::backends::{self, BackendKind};
 use peer::bench::median;
 use peer::run::{Executor, RunSettings, run};
@@ -47,11 +47,27 @@ struct Args {
     /// Print JSON.
     #[arg(long)]
     json: bool,
+    /// How rows are interleaved within a round: `block` — every row judges
+    /// each block in turn, timed on its own, so the machine's drift falls
+    /// on all rows alike (see `peer::anchor::lockstep`); `run` — each row
+    /// runs the whole workload in its own run, one after the other.
+    #[arg(long, value_enum, default_value_t = Interleave::Block)]
+    interleave: Interleave,
     /// Run one row once, with no warm-up and no output (for an instruction
     /// counter such as `valgrind --tool=callgrind`): `plain-warm`,
     /// `plain-warm-fuel`, `plain-fresh-fuel`, `until-crash`, `every-tx`.
     #[arg(long)]
     only: Option<String>,
+}
+
+/// See `Args::interleave`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, strum::Display)]
+#[strum(serialize_all = "lowercase")]
+enum Interleave {
+    /// Per block (the default): robust against the machine's drift.
+    Block,
+    /// Per run: each row's figure is one whole run.
+    Run,
 }
 
 const EXECUTORS: [(&str, &[u8]); 4] = [
@@ -60,22 +76,6 @@ const EXECUTORS: [(&str, &[u8]); 4] = [
     ("ecdsa", include_bytes!("../../../executors/bench/ecdsa.wasm")),
     ("sortmap", include_bytes!("../../../executors/bench/sortmap.wasm")),
 ];
-
-/// A row of the table: a plain reference or a driver policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Row {
-    Plain(Reference),
-    Driver(PersistencePolicy),
-}
-
-impl std::fmt::Display for Row {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Row::Plain(r) => write!(f, "{r}"),
-            Row::Driver(p) => write!(f, "driver {p}"),
-        }
-    }
-}
 
 /// Per row: the median throughput, and the medians of its per-round
 /// ratios to each plain reference of the same engine (a ratio of two runs
@@ -151,6 +151,14 @@ fn main() {
                 }
             };
             for round in 0..=rounds {
+                if args.interleave == Interleave::Block && args.only.is_none() {
+                    let measured =
+                        anchor::lockstep(&settings, &rows).unwrap_or_else(|e| panic!("{name} {backend} lockstep: {e}"));
+                    if round > 0 {
+                        rows.iter().zip(measured).for_each(|(row, rate)| rates.entry(*row).or_default().push(rate));
+                    }
+                    continue;
+                }
                 for row in &rows {
                     let rate = match row {
                         Row::Driver(policy) => {
@@ -202,8 +210,8 @@ fn main() {
         return;
     }
     println!(
-        "median of {} interleaved rounds (after a warm-up round); ratios are medians of each round's ratio to the plain references of the same engine",
-        args.rounds
+        "median of {} rounds (after a warm-up round), interleaved per {}; ratios are medians of each round's ratio to the plain references of the same engine",
+        args.rounds, args.interleave
     );
     println!(
         "{:<9} {:<9} {:<22} {:>10} {:>9} {:>9} {:>9}",
