@@ -15,10 +15,11 @@
 //!
 //! # Grouped marks
 //!
-//! Stores through the same base — `local.get L` with `L` unchanged — at
-//! constant offsets within a 4 KiB window, in one straight run of code
-//! (field arithmetic writing a result limb by limb, a struct filled field
-//! by field), share their marks: the pages of the lowest and the highest
+//! Stores through the same base — `local.get L` with `L` unchanged, plus
+//! or minus `i32.const`s — at constant offsets within a 4 KiB window, in
+//! one straight run of code (field arithmetic writing a result limb by
+//! limb, a struct filled field by field, a compiler's unrolled byte copy
+//! addressing `L + 1`, `L + 2`, …), share their marks: the pages of the lowest and the highest
 //! offset, marked once at the end of the run. Every store of the group
 //! starts in one of those two pages, because the window is smaller than a
 //! page. The run ends — and every pending group is marked — before any
@@ -63,10 +64,13 @@ pub enum Tracking {
 }
 
 /// A value on the operand stack, as far as grouping cares: a local's value
-/// (and which write of it), or anything else.
+/// (which local, which write of it) plus a constant (`i32.add`/`i32.sub`
+/// of an `i32.const`, wrapping: a compiler's unrolled copy addresses
+/// `base + k`), an `i32` constant, or anything else.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Origin {
-    Local(u32, u32),
+    Local { local: u32, version: u32, plus: u32 },
+    Const(u32),
     Other,
 }
 
@@ -127,9 +131,18 @@ impl Body<'_> {
     /// leaving the stack `height` deep): what is on the operand stack.
     pub(super) fn after_op(&mut self, op: &Operator<'_>, (pops, pushes): (u32, u32), height: u32) {
         let g = &mut self.grouping;
-        let pushed = match *op {
-            Operator::LocalGet { local_index } | Operator::LocalTee { local_index } => {
-                Origin::Local(local_index, g.version(local_index))
+        let top = |depth: usize| g.stack.len().checked_sub(depth).map_or(Origin::Other, |i| g.stack[i]);
+        let pushed = match (op, top(2), top(1)) {
+            (&Operator::LocalGet { local_index } | &Operator::LocalTee { local_index }, ..) => {
+                Origin::Local { local: local_index, version: g.version(local_index), plus: 0 }
+            }
+            (&Operator::I32Const { value }, ..) => Origin::Const(value as u32),
+            (Operator::I32Add, Origin::Local { local, version, plus }, Origin::Const(k))
+            | (Operator::I32Add, Origin::Const(k), Origin::Local { local, version, plus }) => {
+                Origin::Local { local, version, plus: plus.wrapping_add(k) }
+            }
+            (Operator::I32Sub, Origin::Local { local, version, plus }, Origin::Const(k)) => {
+                Origin::Local { local, version, plus: plus.wrapping_sub(k) }
             }
             _ => Origin::Other,
         };
@@ -155,7 +168,7 @@ impl Body<'_> {
         }
     }
 
-    /// `map[(local + offset) >> 12] = 1`.
+    /// `map[((local + offset) mod 2^32) >> 12] = 1`.
     fn mark_at(&mut self, local: u32, offset: u64) {
         self.ins(I::LocalGet(local));
         if offset != 0 {
@@ -204,11 +217,14 @@ impl Body<'_> {
             self.f.instruction(store);
             return;
         }
-        if let Origin::Local(local, version) = address
+        if let Origin::Local { local, version, plus } = address
             && version == g.version(local)
             && !same
         {
-            self.group(local, offset);
+            // The store's address is `(local + plus) mod 2^32 + offset`;
+            // once it succeeded (below 4 GiB), that is
+            // `(local + plus + offset) mod 2^32`, which the mark computes.
+            self.group(local, u64::from(plus) + offset);
             self.f.instruction(store);
             return;
         }
