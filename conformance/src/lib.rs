@@ -66,6 +66,7 @@ macro_rules! suite {
             purge_recycles,
             load_errors,
             init_failures,
+            segments_out_of_bounds_are_load_errors,
             default_executor_judges_the_ledger,
             many_instances_do_not_exhaust_the_store,
             fuel_follows_the_documented_costs,
@@ -75,6 +76,7 @@ macro_rules! suite {
             every_write_is_undone_by_the_next_blank,
             a_trap_in_a_group_of_stores_leaves_no_wild_mark,
             auto_drops_the_barrier_when_blanks_rebuild_anyway,
+            auto_switches_only_where_the_instance_is_replaced,
         );
         $crate::case_tests!(snapshot, $factory;
             snapshots_restore_exactly_what_init_makes,

@@ -79,3 +79,48 @@ pub fn auto_drops_the_barrier_when_blanks_rebuild_anyway(factory: HostFactory) {
     run_bytes(&mut light, &[2; 32]);
     assert_eq!(light.stats().tracking, executor_core::instrument::Tracking::Barrier);
 }
+
+/// The switch to the untracked variant never changes a verdict: it
+/// replaces the instance only where the policy replaces it anyway (a
+/// scheduled blank or a recycle), so the warm state kept between blanks is
+/// the same whenever the background work finishes. Under `every-tx:3` an
+/// executor that counts its transactions in a global (and grows memory, so
+/// every blank rebuilds and `auto` switches) approves exactly every third;
+/// under `until-crash` `auto` loads without the barrier at once.
+pub fn auto_switches_only_where_the_instance_is_replaced(factory: HostFactory) {
+    let wat = r#"(module
+      (memory (export "memory") 1)
+      (global $n (mut i32) (i32.const 0))
+      (func (export "executor_alloc") (param i32) (result i32) (i32.const 1024))
+      (func (export "executor_validate") (param i32 i32) (result i32)
+        (drop (memory.grow (i32.const 1)))
+        (global.set $n (i32.add (global.get $n) (i32.const 1)))
+        (i32.ne (global.get $n) (i32.const 1))))"#;
+    let mut d = Driver::new(
+        factory(Limits::default()),
+        wat.as_bytes(),
+        DriverConfig { policy: every_tx(3), ..DriverConfig::default() },
+    )
+    .expect("loads");
+    let mut verdicts = Vec::new();
+    for _ in 0..400 {
+        verdicts.extend(run(&mut d, &[&[0], &[0], &[0]]));
+        if d.stats().tracking == executor_core::instrument::Tracking::Off && verdicts.len() > 48 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert_eq!(d.stats().tracking, executor_core::instrument::Tracking::Off, "{:?}", d.stats());
+    verdicts.extend(run(&mut d, &[&[0u8][..]; 9]));
+    for (i, v) in verdicts.iter().enumerate() {
+        let expected = if i % 3 == 0 { A } else { denied("") };
+        assert_eq!(*v == A, expected == A, "transaction {i}: {v:?} ({:?})", d.stats());
+    }
+    let warm = Driver::new(
+        factory(Limits::default()),
+        wat.as_bytes(),
+        DriverConfig { policy: PersistencePolicy::UntilCrash, ..DriverConfig::default() },
+    )
+    .expect("loads");
+    assert_eq!(warm.stats().tracking, executor_core::instrument::Tracking::Off);
+}

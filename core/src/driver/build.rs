@@ -248,7 +248,7 @@ impl Executor {
         env.begin(Phase::Init, None);
         compiled.instantiate(env, mode).map_err(|e| {
             let mut env = HostEnv::new(limits, layout);
-            init_failed(ctx.host.name(), "instantiation (data segments)", &mut env, None, e)
+            init_failed(ctx.host.name(), "instantiation (data and element segments)", &mut env, None, e)
         })
     }
 

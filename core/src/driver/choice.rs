@@ -6,31 +6,33 @@
 //! [`crate::instrument::dirty`]) and each blank what the transaction
 //! dirtied; rebuilding costs nothing per store and each blank a rebuild (on
 //! wasmtime a pooled copy-on-write mapping of the baked blank state,
-//! ≈ 20–40 µs). Restoring wins unless the rebuild is paid anyway, so the
-//! driver starts with the barrier and switches to the untracked variant
-//! (instrumented without the barrier, prepared in the background, the blank
-//! snapshot baked in where the host bakes) when:
+//! ≈ 20–40 µs). Restoring wins unless the rebuild is paid anyway, so:
 //!
-//! - most scheduled blanks rebuild anyway — the executor's memory grows
+//! - under a policy without scheduled blanks (`until-crash`) the executor
+//!   is loaded without the barrier from the start: nothing would ever be
+//!   restored in place (recycles rebuild, audits rebuild their instance);
+//! - otherwise the driver starts with the barrier and switches to the
+//!   untracked variant (instrumented without the barrier, prepared in the
+//!   background, the blank snapshot baked in where the host bakes) when
+//!   most scheduled blanks rebuild anyway — the executor's memory grows
 //!   during a transaction (a heap allocator growing on demand), and a
-//!   grown memory cannot be restored in place: 6 of the first 8 blanks;
-//! - or the policy schedules no blanks (`until-crash`) and transactions are
-//!   not light (≥ 50 µs on average over a window): the barrier then serves
-//!   nothing but audits.
+//!   grown memory cannot be restored in place: 6 of the first 8 blanks.
 //!
-//! Verdicts and the blank state are the same either way; only the cost
-//! differs. A light executor under `until-crash` keeps the barrier: one
-//! more compile would not pay for itself.
+//! The variant replaces the instance only where the instance is replaced
+//! anyway — at a scheduled blank or a recycle — never between, so the
+//! warm state a policy keeps between blanks, and with it every verdict, is
+//! the same whichever method is in force and whenever the background work
+//! finishes. Verdicts and the blank state are the same either way; only
+//! the cost differs.
 
 use super::build::Executor;
-use crate::Result;
 use crate::backend::{CompiledExecutor, ExecutorHost};
 use crate::cache::{self, ArtifactCache, Loaded};
 use crate::instrument::Tracking;
 use crate::snapshot::BlankSnapshot;
+use crate::{PersistencePolicy, Result};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
 
 /// How a scheduled blank is done. Both leave the exact blank state; they
 /// differ in cost, which `bench-blank` and `bench-anchor` measure.
@@ -51,10 +53,9 @@ use std::time::Duration;
 #[strum(serialize_all = "snake_case")]
 #[non_exhaustive]
 pub enum BlankMethod {
-    /// Chosen per executor by a measured warm-up (see the module docs):
-    /// the default. Cost: two clock reads per transaction during the
-    /// warm-up, and for executors whose transactions are not light, one
-    /// more compile in the background.
+    /// Chosen per executor (see the module docs): the default. Cost: for
+    /// executors whose blanks rebuild anyway, one more compile in the
+    /// background.
     #[default]
     Auto,
     /// Restore in place what the transaction dirtied, tracked by the write
@@ -72,35 +73,10 @@ pub enum BlankMethod {
     Rebuild,
 }
 
-/// Transactions below this mean cost keep the barrier under `until-crash`.
-const LIGHT: Duration = Duration::from_micros(50);
-/// A window of transactions ends after at least this many and this much
-/// time, or after [`MAX_WINDOW`].
-const MIN_WINDOW: u64 = 16;
-const MIN_WINDOW_TIME: Duration = Duration::from_millis(25);
-const MAX_WINDOW: u64 = 4096;
 /// Scheduled blanks watched before deciding, and how many of them must
 /// have been rebuilds to switch.
 const BLANKS_WATCHED: u32 = 8;
 const REBUILDS_TO_SWITCH: u32 = 6;
-
-/// Transactions measured.
-#[derive(Debug, Default)]
-pub(super) struct Window {
-    transactions: u64,
-    spent: Duration,
-}
-
-impl Window {
-    /// Adds a transaction; the mean once the window is complete.
-    fn add(&mut self, spent: Duration) -> Option<Duration> {
-        self.transactions += 1;
-        self.spent += spent;
-        let done =
-            (self.transactions >= MIN_WINDOW && self.spent >= MIN_WINDOW_TIME) || self.transactions >= MAX_WINDOW;
-        done.then(|| self.spent / self.transactions as u32)
-    }
-}
 
 /// The untracked variant, prepared in the background: its compiled module
 /// and, where the host bakes, the blank snapshot baked into it, compiled.
@@ -113,43 +89,37 @@ pub(super) enum Choice {
     /// or the `fresh` policy).
     #[default]
     Settled,
-    /// Watching the tracked executor: under a policy that blanks, the
-    /// scheduled blanks and how many rebuilt; under one that does not, the
-    /// transactions' cost.
-    Watching { blanks: u32, rebuilds: u32, window: Option<Window>, snapshot: Option<Arc<BlankSnapshot>> },
+    /// Watching the tracked executor's scheduled blanks: how many, and how
+    /// many rebuilt.
+    Watching { blanks: u32, rebuilds: u32, snapshot: Option<Arc<BlankSnapshot>> },
     /// The untracked variant is being prepared.
     Preparing { snapshot: Option<Arc<BlankSnapshot>>, handle: JoinHandle<Result<Prepared>> },
 }
 
 impl Choice {
-    /// The start for a newly loaded executor under `method`; `blanks`:
-    /// whether the policy schedules blanks.
-    pub fn start(method: BlankMethod, executor: &Executor, possible: bool, blanks: bool) -> Self {
+    /// The start for a newly loaded executor under `method`.
+    pub fn start(method: BlankMethod, executor: &Executor, possible: bool) -> Self {
         match method {
-            BlankMethod::Auto if possible && executor.tracking() == Tracking::Barrier => Choice::Watching {
-                blanks: 0,
-                rebuilds: 0,
-                window: (!blanks).then(Window::default),
-                snapshot: executor.snapshot(),
-            },
+            BlankMethod::Auto if possible && executor.tracking() == Tracking::Barrier => {
+                Choice::Watching { blanks: 0, rebuilds: 0, snapshot: executor.snapshot() }
+            }
             _ => Choice::Settled,
         }
     }
 
-    /// Whether transactions are being timed.
-    pub fn timing(&self) -> bool {
-        matches!(self, Choice::Watching { window: Some(_), .. })
-    }
-
-    /// Whether anything is left to do.
-    pub fn settled(&self) -> bool {
-        matches!(self, Choice::Settled)
+    /// The tracking an executor is loaded with under `method` and `policy`.
+    pub fn initial_tracking(method: BlankMethod, policy: PersistencePolicy) -> Tracking {
+        match method {
+            BlankMethod::Rebuild => Tracking::Off,
+            BlankMethod::Auto if policy == PersistencePolicy::UntilCrash => Tracking::Off,
+            _ => Tracking::Barrier,
+        }
     }
 
     /// Accounts a scheduled blank, `rebuilt` if it could not restore in
     /// place; `true` once the untracked variant should be prepared.
     pub fn blanked(&mut self, rebuilt: bool) -> bool {
-        let Choice::Watching { blanks, rebuilds, window: None, .. } = self else { return false };
+        let Choice::Watching { blanks, rebuilds, .. } = self else { return false };
         *blanks += 1;
         *rebuilds += u32::from(rebuilt);
         if *rebuilds >= REBUILDS_TO_SWITCH {
@@ -160,19 +130,6 @@ impl Choice {
             *self = Choice::Settled;
         }
         false
-    }
-
-    /// Accounts a transaction that took `spent` (under a policy without
-    /// blanks); `true` once the untracked variant should be prepared.
-    pub fn transacted(&mut self, spent: Duration) -> bool {
-        let Choice::Watching { window: Some(window), .. } = self else { return false };
-        let Some(mean) = window.add(spent) else { return false };
-        if mean < LIGHT {
-            tracing::debug!(us = mean.as_secs_f64() * 1e6, "light transactions: keeping the write barrier");
-            *self = Choice::Settled;
-            return false;
-        }
-        true
     }
 
     /// Starts preparing the untracked variant with `prepare`.
@@ -187,7 +144,8 @@ impl Choice {
         }
     }
 
-    /// The untracked variant of `current`, once prepared (then settled).
+    /// The untracked variant of `current`, once prepared (then settled):
+    /// to be swapped in only where the instance is replaced anyway.
     pub fn ready(&mut self, current: &Executor) -> Option<Executor> {
         let Choice::Preparing { handle, .. } = self else { return None };
         if !handle.is_finished() {

@@ -175,7 +175,7 @@ impl Driver {
             choice,
         };
         driver.instance = Some(driver.build(driver.mode())?);
-        driver.choice = Choice::start(driver.config.blank, &driver.executor, driver.can_choose(), driver.blanks());
+        driver.choice = Choice::start(driver.config.blank, &driver.executor, driver.can_choose());
         Ok(driver)
     }
 
@@ -238,28 +238,6 @@ impl Driver {
     /// `Err` only for host failures (after one rebuild and retry) — never
     /// for anything the executor does.
     pub fn validate(&mut self, tx: &[u8], state: SharedState) -> Result<Verdict> {
-        if self.choice.settled() {
-            return self.validate_once(tx, state);
-        }
-        let started = self.choice.timing().then(Instant::now);
-        let verdict = self.validate_once(tx, state)?;
-        if let Some(started) = started
-            && self.choice.transacted(started.elapsed())
-        {
-            self.prepare_untracked();
-        }
-        if let Some(variant) = self.choice.ready(&self.executor) {
-            // Builds come from the variant from now on; the warm instance
-            // (tracked) is replaced at once, so no blank restores in place.
-            self.executor = variant;
-            self.auditor = None;
-            self.rebuild()?;
-        }
-        Ok(verdict)
-    }
-
-    /// [`Driver::validate`] without the blank method's choice.
-    fn validate_once(&mut self, tx: &[u8], state: SharedState) -> Result<Verdict> {
         self.ready()?;
         let mut verdict = match self.run(tx, state.clone()) {
             Ok(v) => v,
@@ -368,11 +346,6 @@ impl Driver {
         self.source.is_some() && self.mode() == InstanceMode::Reusable
     }
 
-    /// Whether the policy schedules blanks.
-    fn blanks(&self) -> bool {
-        self.config.policy != PersistencePolicy::UntilCrash
-    }
-
     /// Starts preparing the current executor without the write barrier,
     /// in the background ([`BlankMethod::Auto`]).
     fn prepare_untracked(&mut self) {
@@ -403,6 +376,18 @@ impl Driver {
     /// Lazily blanks or recycles before a transaction.
     fn ready(&mut self) -> Result<()> {
         let scheduled = self.schedule.due();
+        // The untracked variant, once prepared, replaces the instance only
+        // where it is replaced anyway (see `choice`): at a recycle or a
+        // scheduled blank, which then rebuilds.
+        let swapped = (scheduled || self.due.is_some())
+            && match self.choice.ready(&self.executor) {
+                Some(variant) => {
+                    self.executor = variant;
+                    self.auditor = None;
+                    true
+                }
+                None => false,
+            };
         if let Some(cause) = self.due.take() {
             self.recycle(cause)?;
             // A recycle leaves a blank instance and restarts the count; only
@@ -426,7 +411,9 @@ impl Driver {
         tracing::trace!("blank");
         // An untracked instance is rebuilt: nothing says what it dirtied.
         let restored = match (mode, self.executor.tracking()) {
-            (InstanceMode::Reusable, Tracking::Barrier) => guarded(|| instance.blank().map_err(HostFailed::from)),
+            (InstanceMode::Reusable, Tracking::Barrier) if !swapped => {
+                guarded(|| instance.blank().map_err(HostFailed::from))
+            }
             _ => Ok(Blanked::NeedsRebuild),
         };
         let rebuilt = match restored {
@@ -531,7 +518,7 @@ impl Driver {
         self.instance = Some(instance);
         self.schedule.restart();
         self.source = Some(executor.into());
-        self.choice = Choice::start(self.config.blank, &self.executor, self.can_choose(), self.blanks());
+        self.choice = Choice::start(self.config.blank, &self.executor, self.can_choose());
         self.stats.tracking = self.executor.tracking();
         self.stats.upgrades += 1;
         self.stats.recycled(RecycleCause::Upgrade);
@@ -567,9 +554,6 @@ fn migrate(
 /// Loads `executor` instrumented for `config`'s blank method: without the
 /// write barrier if blanks always rebuild.
 fn load(host: &dyn ExecutorHost, executor: &[u8], config: &DriverConfig) -> Result<Loaded> {
-    let tracking = match config.blank {
-        BlankMethod::Rebuild => Tracking::Off,
-        _ => Tracking::Barrier,
-    };
+    let tracking = Choice::initial_tracking(config.blank, config.policy);
     crate::cache::load_tracked(host, executor, tracking, config.cache.as_deref())
 }
