@@ -69,6 +69,28 @@ pub enum Error {
     /// The module must define exactly one memory, exported as `memory`.
     #[error("the module must define exactly one memory, exported as `memory`: {0}")]
     Memory(String),
+    /// An active data or element segment does not fit the memory or
+    /// table it initialises: instantiation would fail on every engine, so
+    /// the module is refused at load.
+    #[error(
+        "{kind} segment {index} writes {what} {start}..{end} of {target}, which has {size}: out of bounds at instantiation"
+    )]
+    SegmentOutOfBounds {
+        /// `data` or `element`.
+        kind: &'static str,
+        /// The segment's index in its section.
+        index: u32,
+        /// `bytes` or `elements`.
+        what: &'static str,
+        /// The first byte or element written.
+        start: u64,
+        /// One past the last.
+        end: u64,
+        /// `memory 0` or `table N`.
+        target: String,
+        /// The memory's initial bytes or the table's initial elements.
+        size: u64,
+    },
     /// The executor could tie up more memory than the cap allows (checked
     /// at load, never a cause of recycles).
     #[error(

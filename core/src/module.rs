@@ -232,6 +232,7 @@ pub fn prepare_with(input: &[u8], limits: &Limits, options: Options) -> Result<P
     let types = validate_features(&wasm)?;
     let types = types.as_ref();
     check_memory_and_tables(types, limits)?;
+    check_segments(&wasm, types)?;
     let mut abi = read_abi(&wasm, types, limits)?;
     abi.info.tracking = options.tracking;
     let plan = abi.plan(types, limits, options.metering);
@@ -323,6 +324,60 @@ fn check_memory_and_tables(types: TypesRef<'_>, limits: &Limits) -> Result<()> {
     limit("tables", types.table_count().into(), limits.module.tables.into())?;
     for t in 0..types.table_count() {
         limit("initial table elements", types.table_at(t).initial, limits.table_elements)?;
+    }
+    Ok(())
+}
+
+/// Every active data and element segment within the initial size of the
+/// memory or table it initialises. An engine would fail instantiation (each
+/// with its own error, one of them as an internal error); refused here,
+/// it is the same load error on every backend. Offsets are constants: the
+/// ABI admits no imported globals and no extended-const.
+fn check_segments(wasm: &[u8], types: TypesRef<'_>) -> Result<()> {
+    let offset = |expr: &wasmparser::ConstExpr<'_>| -> Result<Option<u64>> {
+        match expr.get_operators_reader().read().map_err(invalid)? {
+            wasmparser::Operator::I32Const { value } => Ok(Some(u64::from(value as u32))),
+            _ => Ok(None),
+        }
+    };
+    let check = |kind, index, what, start: u64, len: u64, target: String, size: u64| {
+        let end = start + len;
+        if end > size {
+            return Err(Error::SegmentOutOfBounds { kind, index, what, start, end, target, size });
+        }
+        Ok(())
+    };
+    let memory_bytes = types.memory_at(0).initial * 65536;
+    for payload in Parser::new(0).parse_all(wasm) {
+        match payload.map_err(invalid)? {
+            Payload::DataSection(s) => {
+                for (index, data) in (0u32..).zip(s) {
+                    let data = data.map_err(invalid)?;
+                    if let wasmparser::DataKind::Active { offset_expr, .. } = &data.kind
+                        && let Some(start) = offset(offset_expr)?
+                    {
+                        check("data", index, "bytes", start, data.data.len() as u64, "memory 0".into(), memory_bytes)?;
+                    }
+                }
+            }
+            Payload::ElementSection(s) => {
+                for (index, element) in (0u32..).zip(s) {
+                    let element = element.map_err(invalid)?;
+                    if let wasmparser::ElementKind::Active { table_index, offset_expr } = &element.kind
+                        && let Some(start) = offset(offset_expr)?
+                    {
+                        let table = table_index.unwrap_or(0);
+                        let len = match &element.items {
+                            wasmparser::ElementItems::Functions(r) => r.count(),
+                            wasmparser::ElementItems::Expressions(_, r) => r.count(),
+                        };
+                        let size = types.table_at(table).initial;
+                        check("element", index, "elements", start, len.into(), format!("table {table}"), size)?;
+                    }
+                }
+            }
+            _ => {}
+        }
     }
     Ok(())
 }

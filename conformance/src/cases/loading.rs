@@ -116,8 +116,8 @@ pub fn load_errors(factory: HostFactory) {
     );
 }
 
-/// A wasm `start` or `executor_init` that traps, loops, reads world state,
-/// or data that does not fit memory, is a load error naming the phase.
+/// A wasm `start` or `executor_init` that traps, loops, runs out of memory
+/// or reads world state is a load error naming the phase.
 pub fn init_failures(factory: HostFactory) {
     let init_failed = |executor: &[u8], phase: &str, reason: &str| {
         let e = load_error(factory, executor, Limits::default());
@@ -143,7 +143,46 @@ pub fn init_failures(factory: HostFactory) {
         "out_of_memory",
     );
     init_failed(fixtures::INIT_READS_STATE.as_bytes(), "executor_init", "state_get");
-    init_failed(module("(data (i32.const 65535) \"ab\")").as_bytes(), "instantiation", "memory_out_of_bounds");
+}
+
+/// A data or element segment that does not fit its memory or table would
+/// fail instantiation — on each engine with its own error, on one as an
+/// internal error — so it is a load error naming the segment on every
+/// backend; one that ends exactly at the edge loads.
+pub fn segments_out_of_bounds_are_load_errors(factory: HostFactory) {
+    let tables = "(table 2 funcref) (table 3 funcref) (func $f)";
+    let fits = [
+        "(data (i32.const 65534) \"ab\")".to_string(),
+        "(data (i32.const 65536) \"\")".to_string(),
+        format!("{tables} (elem (i32.const 1) $f)"),
+        format!("{tables} (elem (table 1) (i32.const 0) func $f $f $f)"),
+        format!("{tables} (elem (table 1) (i32.const 1) funcref (ref.func $f) (ref.null func))"),
+    ];
+    for extra in &fits {
+        load(factory, module(extra).as_bytes(), every_tx(1), Limits::default());
+    }
+    for (extra, needle) in [
+        (
+            "(data (i32.const 65535) \"ab\")".to_string(),
+            "data segment 0 writes bytes 65535..65537 of memory 0, which has 65536",
+        ),
+        ("(data \"passive\") (data (i32.const 65537) \"\")".to_string(), "data segment 1 writes bytes 65537..65537"),
+        ("(data (i32.const -1) \"a\")".to_string(), "bytes 4294967295..4294967296"),
+        (
+            format!("{tables} (elem (i32.const 1) $f $f)"),
+            "element segment 0 writes elements 1..3 of table 0, which has 2",
+        ),
+        (format!("{tables} (elem (table 1) (i32.const 1) func $f $f $f)"), "elements 1..4 of table 1, which has 3"),
+        (
+            format!("{tables} (elem (table 1) (i32.const 3) funcref (ref.func $f))"),
+            "element segment 0 writes elements 3..4 of table 1",
+        ),
+    ] {
+        let e = load_error(factory, module(&extra).as_bytes(), Limits::default());
+        assert!(matches!(e, Error::SegmentOutOfBounds { .. }), "{extra}: {e:?}");
+        assert!(e.to_string().contains(needle), "{e} should mention {needle:?}");
+        assert!(!e.is_host_failure());
+    }
 }
 
 /// The memory cap is checked at load, with an error that says what to
