@@ -93,13 +93,11 @@ impl Config {
     /// was named with `--config`); otherwise the built-in defaults apply.
     pub fn load(path: &Path, required: bool) -> Result<(Config, Option<PathBuf>), Error> {
         let err = |message: String| Error::Config { path: path.display().to_string(), message };
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
-                return Ok((Config::default(), None));
-            }
-            Err(e) => return Err(err(e.to_string())),
-        };
+        if !required && !path.exists() {
+            return Ok((Config::default(), None));
+        }
+        let bytes = crate::input::read_bounded(path, crate::input::MAX_CONFIG_BYTES).map_err(err)?;
+        let text = String::from_utf8(bytes).map_err(|_| err("not UTF-8 text".into()))?;
         let de = &mut serde_json::Deserializer::from_str(&text);
         let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
             let field = e.path().to_string();

@@ -15,6 +15,7 @@ pub mod bench;
 pub mod chart;
 pub mod compare;
 pub mod config;
+pub mod input;
 pub mod metrics;
 pub mod progress;
 pub mod report;

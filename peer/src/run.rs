@@ -48,10 +48,12 @@ impl Executor {
         Ok(wasm)
     }
 
-    /// Reads an executor file (`.wasm` or `.wat`).
-    pub fn from_file(path: &std::path::Path) -> Result<Self, Error> {
-        let bytes = std::fs::read(path)
-            .map_err(|e| Error::ExecutorFile { path: path.display().to_string(), message: e.to_string() })?;
+    /// Reads an executor file (`.wasm` or `.wat`): a regular file of at
+    /// most `max` bytes (the module size limit: a larger one would be
+    /// refused anyway).
+    pub fn from_file(path: &std::path::Path, max: u64) -> Result<Self, Error> {
+        let bytes = crate::input::read_bounded(path, max)
+            .map_err(|message| Error::ExecutorFile { path: path.display().to_string(), message })?;
         Ok(Executor { name: path.display().to_string(), bytes })
     }
 }

@@ -116,9 +116,19 @@ pub fn resolve(flags: &RunFlags) -> Result<Resolved, Error> {
     limits.max_stack = common.max_stack.unwrap_or(limits.max_stack);
     limits.fuel = common.fuel.unwrap_or(limits.fuel);
     limits.memory_bytes = common.memory_limit.unwrap_or(limits.memory_bytes);
+    if limits.memory_bytes < 65536 || !limits.memory_bytes.is_multiple_of(65536) {
+        let why = format!("{}: must be a whole number of 64 KiB wasm pages, at least one", limits.memory_bytes);
+        return Err(match common.memory_limit {
+            Some(_) => Error::Usage(format!("--memory-limit {why}")),
+            None => Error::Config {
+                path: common.config.as_ref().map_or(config::DEFAULT_PATH.into(), |p| p.display().to_string()),
+                message: format!("field `memory_limit`: {why}"),
+            },
+        });
+    }
     let executor = match (&common.executor, &config.executor) {
-        (Some(path), _) => Executor::from_file(path)?,
-        (None, Some(path)) => Executor::from_file(&config::relative_to(dir, path))?,
+        (Some(path), _) => Executor::from_file(path, limits.module.bytes)?,
+        (None, Some(path)) => Executor::from_file(&config::relative_to(dir, path), limits.module.bytes)?,
         (None, None) => Executor::default_executor(),
     };
     let backend = match flags.backend.or(config.backend) {

@@ -56,5 +56,7 @@ fn default_executor_agrees_on_every_backend() {
 #[test]
 fn hostile_executor_agrees_on_every_backend() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../executors/fixtures/hostile.wat");
-    assert_consistent(Executor::from_file(std::path::Path::new(path)).unwrap());
+    assert_consistent(
+        Executor::from_file(std::path::Path::new(path), executor_core::Limits::default().module.bytes).unwrap(),
+    );
 }

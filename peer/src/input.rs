@@ -1,0 +1,73 @@
+//! Reading the files an operator names (`--executor`, `--config`): only
+//! regular files, and never more than a bound — a device, a FIFO or an
+//! endless file is an error naming the path, not a hang or an
+//! out-of-memory.
+
+use std::io::Read;
+use std::path::Path;
+
+/// Most bytes of a config file.
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+/// What kind of file `meta` describes, for an error.
+fn kind(meta: &std::fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let t = meta.file_type();
+    match () {
+        _ if t.is_dir() => "a directory",
+        _ if t.is_fifo() => "a FIFO",
+        _ if t.is_char_device() || t.is_block_device() => "a device",
+        _ if t.is_socket() => "a socket",
+        _ => "not a regular file",
+    }
+}
+
+/// The bytes of the regular file at `path` (links followed), if it holds
+/// at most `max`; `Err` is a message for the operator.
+pub fn read_bounded(path: &Path, max: u64) -> Result<Vec<u8>, String> {
+    let regular = |meta: &std::fs::Metadata| {
+        if !meta.is_file() {
+            return Err(format!("{}: only a regular file can be read", kind(meta)));
+        }
+        if meta.len() > max {
+            return Err(format!("{} bytes, more than the {max} a file here may have", meta.len()));
+        }
+        Ok(())
+    };
+    // Checked before opening: opening a FIFO would wait for a writer.
+    regular(&std::fs::metadata(path).map_err(|e| e.to_string())?)?;
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    // And what was opened, in case the path changed in between.
+    regular(&file.metadata().map_err(|e| e.to_string())?)?;
+    let mut bytes = Vec::new();
+    file.take(max + 1).read_to_end(&mut bytes).map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > max {
+        return Err(format!("more than the {max} bytes a file here may have"));
+    }
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_regular_files_within_the_bound_are_read() {
+        let dir = std::env::temp_dir().join(format!("peer-input-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("f");
+        std::fs::write(&file, b"0123456789").unwrap();
+        assert_eq!(read_bounded(&file, 10).unwrap(), b"0123456789");
+        let too_big = read_bounded(&file, 9).unwrap_err();
+        assert!(too_big.contains("10 bytes, more than the 9"), "{too_big}");
+        assert!(read_bounded(&dir, 10).unwrap_err().contains("a directory"));
+        assert!(read_bounded(Path::new("/dev/zero"), 10).unwrap_err().contains("a device"));
+        let fifo = dir.join("fifo");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        if made.is_ok_and(|s| s.success()) {
+            // Refused without opening it (which would block).
+            assert!(read_bounded(&fifo, 10).unwrap_err().contains("a FIFO"));
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
