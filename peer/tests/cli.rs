@@ -146,6 +146,18 @@ fn bad_usage_configs_and_executors_exit_2_with_one_error_line() {
     usage_error(&["run", "--config", &file("bad.json", r#"{"fuel": "lots"}"#)], "field `fuel`");
     usage_error(&["run", "--config", &file("unknown.json", r#"{"fule": 1}"#)], "unknown field `fule`");
     usage_error(&["run", "--config", &file("policy.json", r#"{"policy": "sometimes"}"#)], "field `policy`");
+    // Memory limits are whole wasm pages, at least one.
+    usage_error(&["run", "--memory-limit", "1000"], "--memory-limit 1000: must be a whole number of 64 KiB");
+    usage_error(&["run", "--memory-limit", "0"], "--memory-limit 0");
+    usage_error(&["run", "--config", &file("mem.json", r#"{"memory_limit": 100000}"#)], "field `memory_limit`");
+    // Not regular files: refused, never read (a FIFO would block).
+    usage_error(&["run", "--executor", "/dev/zero"], "a device");
+    usage_error(&["run", "--config", "/dev/zero"], "a device");
+    usage_error(&["run", "--executor", &dir.display().to_string()], "a directory");
+    let fifo = dir.join("fifo.wasm");
+    if std::process::Command::new("mkfifo").arg(&fifo).status().is_ok_and(|s| s.success()) {
+        usage_error(&["run", "--executor", &fifo.display().to_string()], "a FIFO");
+    }
     usage_error(&["run", "--executor", &file("garbage.wasm", "\u{1}\u{2}garbage")], "not a WebAssembly module");
     usage_error(
         &[
