@@ -19,6 +19,8 @@ struct Script {
     steps: VecDeque<Step>,
     blank: VecDeque<Result<Blanked, CallError>>,
     instances: u64,
+    /// The engine's compiler panics (an engine bug on a checked module).
+    compiler_panics: bool,
 }
 
 struct MockHost {
@@ -39,6 +41,9 @@ impl ExecutorHost for MockHost {
         &self.info
     }
     fn compile(&self, _: &PreparedModule) -> Result<Arc<dyn CompiledExecutor>> {
+        if self.script.lock().unwrap().compiler_panics {
+            panic!("scripted compiler panic");
+        }
         Ok(Arc::new(MockCompiled(self.script.clone())))
     }
 }
@@ -157,4 +162,13 @@ fn the_world_state_is_released_after_each_call() {
     let s = state();
     d.validate(b"tx", s.clone()).unwrap();
     assert_eq!(Arc::strong_count(&s), 1, "the embedder can mutate its state again");
+}
+
+#[test]
+fn a_compiler_panic_fails_the_load_and_not_the_process() {
+    let script = Arc::new(Mutex::new(Script { compiler_panics: true, ..Default::default() }));
+    let host = Arc::new(MockHost { info: HostInfo { name: "mock", limits: Limits::default() }, script });
+    let e = Driver::new(host, EXECUTOR.as_bytes(), DriverConfig::default()).unwrap_err();
+    assert!(matches!(e, Error::Compile { backend: "mock", .. }), "{e:?}");
+    assert!(e.to_string().contains("the compiler panicked: scripted compiler panic"), "{e}");
 }

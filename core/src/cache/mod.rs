@@ -194,7 +194,13 @@ pub fn forget_snapshot(cache: &ArtifactCache, host: &dyn ExecutorHost, module: &
 /// Compiles an already prepared module, timed, without the cache (`Off`).
 pub fn compile(host: &dyn ExecutorHost, module: Arc<PreparedModule>) -> Result<Loaded> {
     let started = Instant::now();
-    let compiled = host.compile(&module)?;
+    // An engine's compiler that panics on a checked module (a bug of the
+    // engine) fails this load, and never takes the peer down.
+    let compiled =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| host.compile(&module))).unwrap_or_else(|panic| {
+            let message = format!("the compiler panicked: {}", crate::error::panic_message(&*panic));
+            Err(crate::Error::Compile { backend: host.name(), message })
+        })?;
     Ok(Loaded { module, compiled, outcome: CacheOutcome::Off, compile_time: started.elapsed() })
 }
 

@@ -22,14 +22,8 @@ impl From<CallError> for HostFailed {
 
 /// Runs `f`, turning a panic into a host failure.
 pub(super) fn guarded<T>(f: impl FnOnce() -> Result<T, HostFailed>) -> Result<T, HostFailed> {
-    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|panic| {
-        let msg = panic
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "non-string panic".into());
-        Err(HostFailed(format!("panic: {msg}")))
-    })
+    catch_unwind(AssertUnwindSafe(f))
+        .unwrap_or_else(|panic| Err(HostFailed(format!("panic: {}", crate::error::panic_message(&*panic)))))
 }
 
 /// Maps how a guest call ended to a rejection: what the instrumentation

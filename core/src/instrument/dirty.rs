@@ -88,7 +88,13 @@ struct Group {
 pub(super) struct Grouping {
     stack: Vec<Origin>,
     writes: HashMap<u32, u32>,
+    /// Locals last written with a value of known origin (`local.set M` of
+    /// `local.get L`): while M is not written again, `local.get M` is that
+    /// origin — the same value, which an engine may hold in one register.
+    holds: HashMap<u32, (u32, Origin)>,
     groups: Vec<Group>,
+    /// In unreachable code: how many blocks deep below the one it ends.
+    dead: Option<u32>,
 }
 
 impl Grouping {
@@ -131,11 +137,41 @@ impl Body<'_> {
     /// leaving the stack `height` deep): what is on the operand stack.
     pub(super) fn after_op(&mut self, op: &Operator<'_>, (pops, pushes): (u32, u32), height: u32) {
         let g = &mut self.grouping;
+        // Unreachable code (after `br`, `br_table`, `return`, `unreachable`
+        // until its block ends) pops from a polymorphic stack: an operand
+        // there may be no value the model recorded — an entry left from the
+        // enclosing code, of any type (a local's `f64` taken for a store's
+        // address). Nothing there is grouped or traced: its stores get
+        // their own marks (never run), from operands the validator typed.
+        if let Some(depth) = g.dead {
+            g.dead = match op {
+                Operator::Block { .. } | Operator::Loop { .. } | Operator::If { .. } => Some(depth + 1),
+                Operator::End | Operator::Else if depth == 0 => None,
+                Operator::End => Some(depth - 1),
+                _ => Some(depth),
+            };
+            g.stack.clear();
+            g.stack.resize(height as usize, Origin::Other);
+            return;
+        }
         let top = |depth: usize| g.stack.len().checked_sub(depth).map_or(Origin::Other, |i| g.stack[i]);
+        let own = |local: u32| Origin::Local { local, version: g.version(local), plus: 0 };
+        let held = |local: u32| match g.holds.get(&local) {
+            Some((version, origin)) if *version == g.version(local) => *origin,
+            _ => own(local),
+        };
         let pushed = match (op, top(2), top(1)) {
-            (&Operator::LocalGet { local_index } | &Operator::LocalTee { local_index }, ..) => {
-                Origin::Local { local: local_index, version: g.version(local_index), plus: 0 }
+            (&Operator::LocalGet { local_index }, ..) => held(local_index),
+            // A local written with a value of known origin holds it.
+            (&Operator::LocalTee { local_index }, _, input @ Origin::Local { .. }) => {
+                g.holds.insert(local_index, (g.version(local_index), input));
+                input
             }
+            (&Operator::LocalSet { local_index }, _, input @ Origin::Local { .. }) => {
+                g.holds.insert(local_index, (g.version(local_index), input));
+                Origin::Other
+            }
+            (&Operator::LocalTee { local_index }, ..) => own(local_index),
             (&Operator::I32Const { value }, ..) => Origin::Const(value as u32),
             (Operator::I32Add, Origin::Local { local, version, plus }, Origin::Const(k))
             | (Operator::I32Add, Origin::Const(k), Origin::Local { local, version, plus }) => {
@@ -149,6 +185,10 @@ impl Body<'_> {
         g.stack.truncate(g.stack.len().saturating_sub(pops as usize));
         g.stack.extend(std::iter::repeat_n(pushed, pushes as usize));
         g.stack.resize(height as usize, Origin::Other);
+        if super::segments::leaves(op) {
+            g.dead = Some(0);
+            g.stack.fill(Origin::Other);
+        }
     }
 
     /// Marks the pending groups (all, or `local`'s): the pages of each
