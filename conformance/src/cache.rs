@@ -90,8 +90,9 @@ pub fn cold_and_warm_loads_agree(factory: HostFactory) {
     }
 }
 
-/// Truncated, corrupted and foreign entries are never loaded: each is a
-/// miss, deleted and replaced by a good entry, and the next load hits.
+/// Truncated, corrupted and renamed entries are never loaded: each is a
+/// miss, deleted and replaced by a good entry, and the next load hits; a
+/// file the cache cannot prove its own is never loaded nor touched.
 pub fn bad_entries_are_recompiled(factory: HostFactory) {
     let dir = TempDir::new("bad-entries");
     let cache = open(&dir);
@@ -110,10 +111,9 @@ pub fn bad_entries_are_recompiled(factory: HostFactory) {
     flipped[last] ^= 0x40;
     let mut in_header = good.clone();
     in_header[20] ^= 1;
-    let bad: [(&str, Vec<u8>); 6] = [
+    let bad: [(&str, Vec<u8>); 5] = [
         ("truncated payload", good[..good.len() / 2].to_vec()),
         ("truncated header", good[..10].to_vec()),
-        ("empty", Vec::new()),
         ("one bit flipped in the code", flipped),
         ("one bit flipped in the key", in_header),
         ("another executor's entry", foreign),
@@ -124,6 +124,17 @@ pub fn bad_entries_are_recompiled(factory: HostFactory) {
         assert_eq!(std::fs::read(entry(&dir, &key)).unwrap(), good, "{what}: replaced by a good entry");
         assert_eq!(load(&*host, EXECUTOR, &cache).unwrap(), CacheOutcome::Hit, "{what}: then hits");
     }
+    // A file under the entry's name that the cache cannot prove its own
+    // (no magic): never loaded, never replaced or deleted.
+    for foreign in [Vec::new(), b"a user's file".to_vec()] {
+        std::fs::write(entry(&dir, &key), &foreign).unwrap();
+        for _ in 0..2 {
+            assert_eq!(load(&*host, EXECUTOR, &cache).unwrap(), CacheOutcome::Miss, "a foreign file never loads");
+            assert_eq!(std::fs::read(entry(&dir, &key)).unwrap(), foreign, "a foreign file is left alone");
+        }
+    }
+    std::fs::remove_file(entry(&dir, &key)).unwrap();
+    assert_eq!(load(&*host, EXECUTOR, &cache).unwrap(), CacheOutcome::Miss);
     // Well-formed entries (right key and checksum) whose payload is wrong:
     // one that does not decode, one whose code the engine refuses.
     let module = executor_core::module::prepare(EXECUTOR, host.limits()).unwrap();
@@ -257,6 +268,38 @@ pub fn shared_directories_are_refused(_factory: HostFactory) {
     }
 }
 
+/// An entry that is a link (to an endless device), a FIFO or a huge sparse
+/// file is never read, never loaded and never touched: the load misses at
+/// once — no hang, no memory — and runs exactly as without the cache.
+pub fn hostile_entries_never_hang_or_load(factory: HostFactory) {
+    let dir = TempDir::new("hostile-entries");
+    let cache = open(&dir);
+    let host = factory(Limits::default());
+    let key = CacheKey::of(&*host, EXECUTOR).expect("a serialising backend has a fingerprint");
+    let path = entry(&dir, &key);
+    let huge = dir.0.join("huge");
+    std::fs::File::create(&huge).unwrap().set_len(8 << 30).unwrap();
+    let mut hostile: Vec<(&str, Box<dyn Fn()>)> = vec![
+        ("a link to /dev/zero", Box::new(|| std::os::unix::fs::symlink("/dev/zero", &path).unwrap())),
+        ("a link to an 8 GiB sparse file", Box::new(|| std::os::unix::fs::symlink(&huge, &path).unwrap())),
+    ];
+    if std::process::Command::new("mkfifo").arg(dir.0.join("probe")).status().is_ok_and(|s| s.success()) {
+        hostile.push((
+            "a FIFO",
+            Box::new(|| {
+                std::process::Command::new("mkfifo").arg(&path).status().unwrap();
+            }),
+        ));
+    }
+    for (what, make) in hostile {
+        make();
+        assert_eq!(load(&*host, EXECUTOR, &cache).unwrap(), CacheOutcome::Miss, "{what}: must not load");
+        assert!(std::fs::symlink_metadata(&path).is_ok_and(|m| !m.is_file()), "{what}: left alone");
+        std::fs::remove_file(&path).unwrap();
+    }
+    assert_eq!(std::fs::metadata(&huge).unwrap().len(), 8 << 30, "the link's target is untouched");
+}
+
 /// Runs every case of this module as a `#[test]` on a serialising backend.
 #[macro_export]
 macro_rules! cache_suite {
@@ -269,6 +312,7 @@ macro_rules! cache_suite {
             concurrent_writers_share_a_directory,
             size_is_bounded,
             shared_directories_are_refused,
+            hostile_entries_never_hang_or_load,
         );
     };
 }

@@ -134,19 +134,20 @@ impl ArtifactCache {
         self.dir.join(format!("{}.bin", key.hex()))
     }
 
-    /// The verified payload stored under `key`, or `None`. A bad entry is
-    /// logged and deleted.
+    /// The verified payload stored under `key`, or `None`. A bad entry of
+    /// ours is logged and deleted; anything else under that name (not a
+    /// regular file, a link, larger than the cache's bound, another
+    /// program's file) is logged and left alone.
     pub fn get(&self, key: &CacheKey) -> Option<Vec<u8>> {
         let path = self.entry(key);
-        let mut bytes = Vec::new();
-        match File::open(&path).and_then(|mut f| f.read_to_end(&mut bytes)) {
-            Ok(_) => {}
+        let mut bytes = match read_regular(&path, self.max_bytes) {
+            Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
             Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "unreadable cache entry; recompiling");
+                tracing::warn!(path = %path.display(), error = %e, "unusable cache entry left alone; recompiling");
                 return None;
             }
-        }
+        };
         match verify(key, &bytes) {
             Ok(()) => {
                 // Least recently used is evicted first: a hit counts as use.
@@ -154,22 +155,35 @@ impl ArtifactCache {
                 bytes.drain(..HEADER);
                 Some(bytes)
             }
-            Err(problem) => {
+            Err(problem) if bytes.starts_with(MAGIC) => {
                 tracing::warn!(path = %path.display(), problem, "bad cache entry deleted; recompiling");
                 self.remove(key);
+                None
+            }
+            Err(problem) => {
+                tracing::warn!(path = %path.display(), problem, "a foreign file under a cache entry's name, left alone");
                 None
             }
         }
     }
 
-    /// Deletes the entry under `key` (e.g. one its engine refused to load).
+    /// Deletes the entry under `key` (e.g. one its engine refused to load)
+    /// — only if it is provably ours (see [`ours`]).
     pub fn remove(&self, key: &CacheKey) {
-        let _ = fs::remove_file(self.entry(key));
+        let path = self.entry(key);
+        if ours(&path) {
+            let _ = fs::remove_file(path);
+        }
     }
 
     /// Stores `payload` under `key` atomically (temporary file, fsync,
     /// rename, fsync of the directory), then evicts down to the size bound.
     pub fn put(&self, key: &CacheKey, payload: &[u8]) -> std::io::Result<()> {
+        let target = self.entry(key);
+        if fs::symlink_metadata(&target).is_ok() && !ours(&target) {
+            let in_the_way = format!("{} is not the cache's own file: left alone", target.display());
+            return Err(std::io::Error::new(std::io::ErrorKind::AlreadyExists, in_the_way));
+        }
         let temp = self.dir.join(format!(
             ".{}.{}.{}.tmp",
             key.hex(),
@@ -185,7 +199,7 @@ impl ArtifactCache {
             f.write_all(&Sha256::digest(payload))?;
             f.write_all(payload)?;
             f.sync_all()?;
-            fs::rename(&temp, self.entry(key))?;
+            fs::rename(&temp, &target)?;
             File::open(&self.dir)?.sync_all()
         })();
         if written.is_err() {
@@ -202,7 +216,7 @@ impl ArtifactCache {
             .into_iter()
             .flatten()
             .flatten()
-            .filter(|e| e.path().extension().is_some_and(|x| x == "bin"))
+            .filter(|e| ours(&e.path()))
             .filter_map(|e| {
                 let m = e.metadata().ok()?;
                 Some((e.path(), m.len(), m.modified().ok()?))
@@ -239,12 +253,70 @@ impl ArtifactCache {
                 .metadata()
                 .and_then(|m| m.modified())
                 .is_ok_and(|t| now.duration_since(t).unwrap_or_default() > STALE_TEMP);
-            if path.extension().is_some_and(|x| x == "tmp") && stale {
+            if stale && our_temporary(&path) {
                 tracing::info!(path = %path.display(), "removing a temporary cache file left by a killed writer");
                 let _ = fs::remove_file(&path);
             }
         }
     }
+}
+
+/// The bytes of the regular file at `path`, if it holds at most `max`:
+/// opened without following a link and without blocking (a FIFO would
+/// wait for a writer), checked as a regular file, read no further than
+/// `max`.
+fn read_regular(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let refuse = |why: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, why.to_string());
+    let file = OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(refuse("not a regular file"));
+    }
+    if meta.len() > max {
+        return Err(refuse("larger than the cache's size bound"));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(max + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Err(refuse("grew past the cache's size bound while read"));
+    }
+    Ok(bytes)
+}
+
+/// The first `n` bytes of the regular file at `path` (not a link), if it
+/// has them.
+fn head(path: &Path, n: usize) -> Option<Vec<u8>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(path).ok()?;
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut bytes = Vec::with_capacity(n);
+    file.take(n as u64).read_to_end(&mut bytes).ok()?;
+    (bytes.len() == n).then_some(bytes)
+}
+
+/// Whether `path` is provably an entry this cache wrote: named
+/// `<64 hex digits>.bin`, a regular file (not a link), starting with the
+/// cache's magic. Only such files are counted against the size bound,
+/// evicted, deleted or replaced.
+fn ours(path: &Path) -> bool {
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else { return false };
+    let named = name.strip_suffix(".bin").is_some_and(|k| k.len() == 64 && hex::decode(k).is_ok());
+    named && head(path, 8).is_some_and(|h| &h[..] == MAGIC)
+}
+
+/// Whether `path` is provably a temporary file of this cache's writers:
+/// named `.<64 hex>.<pid>.<n>.tmp`, a regular file starting with the magic
+/// (the first bytes written).
+fn our_temporary(path: &Path) -> bool {
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else { return false };
+    let parts: Vec<&str> = name.split('.').collect();
+    let named = matches!(parts.as_slice(), ["", key, pid, n, "tmp"]
+        if key.len() == 64 && hex::decode(key).is_ok()
+            && pid.parse::<u32>().is_ok() && n.parse::<u64>().is_ok());
+    named && head(path, 8).is_some_and(|h| &h[..] == MAGIC)
 }
 
 /// Checks an entry's header and checksum against the key it was found by.
@@ -318,4 +390,81 @@ fn check_private(dir: &Path) -> std::result::Result<(), String> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cache(name: &str, max_bytes: u64) -> ArtifactCache {
+        let dir = std::env::temp_dir().join(format!("core-cache-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        ArtifactCache::open(&CacheConfig { dir, max_bytes }).expect("opens")
+    }
+
+    #[test]
+    fn links_fifos_devices_and_huge_files_are_never_read() {
+        let c = cache("hostile", 1 << 20);
+        let (a, b, d, e) = (CacheKey([1; 32]), CacheKey([2; 32]), CacheKey([3; 32]), CacheKey([4; 32]));
+        // A link to an endless device, one to a huge sparse file.
+        std::os::unix::fs::symlink("/dev/zero", c.entry(&a)).unwrap();
+        let huge = c.dir().join("huge");
+        File::create(&huge).unwrap().set_len(8 << 30).unwrap();
+        std::os::unix::fs::symlink(&huge, c.entry(&b)).unwrap();
+        // The huge file itself under an entry's name: refused by its size.
+        fs::rename(&huge, c.entry(&d)).unwrap();
+        assert_eq!(c.get(&a), None);
+        assert_eq!(c.get(&b), None);
+        assert_eq!(c.get(&d), None);
+        // A FIFO: refused without waiting for a writer.
+        if std::process::Command::new("mkfifo").arg(c.entry(&e)).status().is_ok_and(|s| s.success()) {
+            assert_eq!(c.get(&e), None);
+        }
+        // None of them is ours: left where they are.
+        for key in [&a, &d] {
+            assert!(fs::symlink_metadata(c.entry(key)).is_ok());
+        }
+        fs::remove_dir_all(c.dir()).unwrap();
+    }
+
+    #[test]
+    fn only_its_own_files_are_counted_evicted_or_deleted() {
+        let c = cache("foreign", 3000);
+        // A user's files: a `*.bin` of another name scheme, one named like
+        // an entry but not written by the cache, an old `*.tmp`.
+        let user_bin = c.dir().join("backup.bin");
+        fs::write(&user_bin, vec![7; 5000]).unwrap();
+        let impostor = CacheKey([9; 32]);
+        fs::write(c.entry(&impostor), vec![7; 5000]).unwrap();
+        let user_tmp = c.dir().join("notes.tmp");
+        fs::write(&user_tmp, b"keep me").unwrap();
+        let old = SystemTime::now() - Duration::from_secs(3600);
+        File::options().write(true).open(&user_tmp).unwrap().set_modified(old).unwrap();
+        // A temporary file of a killed writer of ours.
+        let ours_tmp = c.dir().join(format!(".{}.1.0.tmp", CacheKey([5; 32]).hex()));
+        fs::write(&ours_tmp, MAGIC).unwrap();
+        File::options().write(true).open(&ours_tmp).unwrap().set_modified(old).unwrap();
+        let c = ArtifactCache::open(&CacheConfig { dir: c.dir().to_path_buf(), max_bytes: 3000 }).unwrap();
+        assert!(!ours_tmp.exists(), "our stale temporary is swept");
+        assert_eq!(c.size(), 0, "foreign files do not count");
+        // Entries of ours past the bound evict each other, never the user's.
+        for i in 0..4u8 {
+            c.put(&CacheKey([20 + i; 32]), &[i; 1000]).unwrap();
+        }
+        assert!(c.size() <= 3000);
+        assert_eq!(c.get(&CacheKey([23; 32])), Some(vec![3; 1000]));
+        // The impostor fails verification but is not ours: left alone.
+        assert_eq!(c.get(&impostor), None);
+        for path in [&user_bin, &c.entry(&impostor), &user_tmp] {
+            assert!(fs::metadata(path).is_ok_and(|m| m.len() > 0), "{path:?} must be left alone");
+        }
+        // An entry of ours corrupted: deleted.
+        let key = CacheKey([23; 32]);
+        let mut bytes = fs::read(c.entry(&key)).unwrap();
+        *bytes.last_mut().unwrap() ^= 1;
+        fs::write(c.entry(&key), bytes).unwrap();
+        assert_eq!(c.get(&key), None);
+        assert!(!c.entry(&key).exists());
+        fs::remove_dir_all(c.dir()).unwrap();
+    }
 }
