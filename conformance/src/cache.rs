@@ -279,7 +279,8 @@ pub fn hostile_entries_never_hang_or_load(factory: HostFactory) {
     let path = entry(&dir, &key);
     let huge = dir.0.join("huge");
     std::fs::File::create(&huge).unwrap().set_len(8 << 30).unwrap();
-    let mut hostile: Vec<(&str, Box<dyn Fn()>)> = vec![
+    type Make<'a> = Box<dyn Fn() + 'a>;
+    let mut hostile: Vec<(&str, Make<'_>)> = vec![
         ("a link to /dev/zero", Box::new(|| std::os::unix::fs::symlink("/dev/zero", &path).unwrap())),
         ("a link to an 8 GiB sparse file", Box::new(|| std::os::unix::fs::symlink(&huge, &path).unwrap())),
     ];
