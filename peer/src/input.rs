@@ -1,7 +1,8 @@
-//! Reading the files an operator names (`--executor`, `--config`): only
-//! regular files, and never more than a bound — a device, a FIFO or an
+//! The files an operator names: read (`--executor`, `--config`) only from
+//! regular files and never more than a bound — a device, a FIFO or an
 //! endless file is an error naming the path, not a hang or an
-//! out-of-memory.
+//! out-of-memory; written (`--metrics`, `--chart`) only where a check
+//! before the run found it possible.
 
 use std::io::Read;
 use std::path::Path;
@@ -47,6 +48,26 @@ pub fn read_bounded(path: &Path, max: u64) -> Result<Vec<u8>, String> {
     Ok(bytes)
 }
 
+/// Checks, before a run, that `path` can be written: an existing regular
+/// file (or a character device such as `/dev/null`) opened for writing
+/// without truncating it, or a new file created in an existing directory
+/// and removed again. `Err` is a message for the operator; the run would
+/// otherwise find out only after all its work.
+pub fn check_output(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::FileTypeExt;
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_file() || meta.file_type().is_char_device() => {
+            std::fs::OpenOptions::new().write(true).open(path).map(drop).map_err(|e| e.to_string())
+        }
+        Ok(meta) => Err(format!("{}: only a regular file can be written", kind(&meta))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::OpenOptions::new().write(true).create_new(true).open(path).map_err(|e| e.to_string())?;
+            std::fs::remove_file(path).map_err(|e| e.to_string())
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,6 +89,22 @@ mod tests {
             // Refused without opening it (which would block).
             assert!(read_bounded(&fifo, 10).unwrap_err().contains("a FIFO"));
         }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn outputs_are_checked_without_leaving_anything_behind() {
+        let dir = std::env::temp_dir().join(format!("peer-output-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let new = dir.join("new.prom");
+        check_output(&new).unwrap();
+        assert!(!new.exists(), "the probe is removed");
+        std::fs::write(&new, b"kept").unwrap();
+        check_output(&new).unwrap();
+        assert_eq!(std::fs::read(&new).unwrap(), b"kept", "an existing file is not truncated by the check");
+        check_output(Path::new("/dev/null")).unwrap();
+        assert!(check_output(&dir.join("missing-dir/x.svg")).is_err());
+        assert!(check_output(&dir).unwrap_err().contains("a directory"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -43,6 +43,9 @@ struct CompareArgs {
 
 fn cmd_run(flags: &RunFlags) -> Result<(), Error> {
     let settings::Resolved { run: s, metrics } = settings::resolve(flags)?;
+    if let Some(path) = &metrics {
+        peer::input::check_output(path).map_err(|e| Error::Usage(format!("--metrics {}: {e}", path.display())))?;
+    }
     let bar = progress_bar(s.transactions, flags.common.json);
     bar.set_message(format!("{} {}", s.backend, s.policy));
     let report = peer::run::run(&s, &mut |done| bar.set_position(done));
@@ -61,6 +64,9 @@ fn cmd_run(flags: &RunFlags) -> Result<(), Error> {
 
 fn cmd_compare(args: &CompareArgs) -> Result<(), Error> {
     let base = settings::resolve(&RunFlags { common: args.common.clone(), ..Default::default() })?.run;
+    if let Some(path) = &args.chart {
+        peer::input::check_output(path).map_err(|e| Error::Usage(format!("--chart {}: {e}", path.display())))?;
+    }
     let bar = progress_bar(0, args.common.json);
     let comparison = peer::compare::compare(&base, args.repeat, &bar);
     bar.finish_and_clear();

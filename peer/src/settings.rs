@@ -116,15 +116,35 @@ pub fn resolve(flags: &RunFlags) -> Result<Resolved, Error> {
     limits.max_stack = common.max_stack.unwrap_or(limits.max_stack);
     limits.fuel = common.fuel.unwrap_or(limits.fuel);
     limits.memory_bytes = common.memory_limit.unwrap_or(limits.memory_bytes);
+    // Limits the engines' configuration relies on: an error names the flag
+    // or field, never "the module".
+    let invalid = |flag: &str, field: &str, from_flag: bool, why: String| match from_flag {
+        true => Error::Usage(format!("{flag} {why}")),
+        false => Error::Config {
+            path: common.config.as_ref().map_or(config::DEFAULT_PATH.into(), |p| p.display().to_string()),
+            message: format!("field `{field}`: {why}"),
+        },
+    };
+    let ceilings = [
+        ("--max-stack", "max_stack", common.max_stack, limits.max_stack, executor_core::instrument::MAX_STACK_BUDGET),
+        ("--fuel", "fuel", common.fuel, limits.fuel, executor_core::module::MAX_FUEL),
+        (
+            "--memory-limit",
+            "memory_limit",
+            common.memory_limit,
+            limits.memory_bytes,
+            executor_core::module::MAX_MEMORY_LIMIT,
+        ),
+        ("", "init_fuel", None, limits.init_fuel, executor_core::module::MAX_FUEL),
+    ];
+    for (flag, field, from_flag, value, ceiling) in ceilings {
+        if value > ceiling {
+            return Err(invalid(flag, field, from_flag.is_some(), format!("{value}: at most {ceiling}")));
+        }
+    }
     if limits.memory_bytes < 65536 || !limits.memory_bytes.is_multiple_of(65536) {
         let why = format!("{}: must be a whole number of 64 KiB wasm pages, at least one", limits.memory_bytes);
-        return Err(match common.memory_limit {
-            Some(_) => Error::Usage(format!("--memory-limit {why}")),
-            None => Error::Config {
-                path: common.config.as_ref().map_or(config::DEFAULT_PATH.into(), |p| p.display().to_string()),
-                message: format!("field `memory_limit`: {why}"),
-            },
-        });
+        return Err(invalid("--memory-limit", "memory_limit", common.memory_limit.is_some(), why));
     }
     let executor = match (&common.executor, &config.executor) {
         (Some(path), _) => Executor::from_file(path, limits.module.bytes)?,

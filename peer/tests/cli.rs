@@ -150,6 +150,13 @@ fn bad_usage_configs_and_executors_exit_2_with_one_error_line() {
     usage_error(&["run", "--memory-limit", "1000"], "--memory-limit 1000: must be a whole number of 64 KiB");
     usage_error(&["run", "--memory-limit", "0"], "--memory-limit 0");
     usage_error(&["run", "--config", &file("mem.json", r#"{"memory_limit": 100000}"#)], "field `memory_limit`");
+    // Past a ceiling the engines rely on: the flag or field, not the module.
+    usage_error(&["run", "--max-stack", "100000000"], "--max-stack 100000000: at most 524288");
+    usage_error(&["run", "--memory-limit", "4294967296"], "--memory-limit 4294967296: at most");
+    usage_error(&["run", "--config", &file("stack.json", r#"{"max_stack": 100000000}"#)], "field `max_stack`");
+    // Output paths are checked before the run.
+    usage_error(&["run", "--metrics", "/nonexistent-dir/m.prom"], "--metrics /nonexistent-dir/m.prom");
+    usage_error(&["compare", "--chart", "/nonexistent-dir/c.svg"], "--chart /nonexistent-dir/c.svg");
     // Not regular files: refused, never read (a FIFO would block).
     usage_error(&["run", "--executor", "/dev/zero"], "a device");
     usage_error(&["run", "--config", "/dev/zero"], "a device");
