@@ -67,6 +67,7 @@ macro_rules! suite {
             load_errors,
             init_failures,
             segments_out_of_bounds_are_load_errors,
+            engine_limits_hold_at_the_edge,
             default_executor_judges_the_ledger,
             many_instances_do_not_exhaust_the_store,
             fuel_follows_the_documented_costs,

@@ -116,9 +116,10 @@ pub struct ModuleLimits {
     pub bytes: u64,
     /// Functions, imported and defined. Default 100,000.
     pub functions: u32,
-    /// Declared locals of any one function. Default 49,990: engines accept
-    /// 50,000 with parameters, and the instrumentation adds
-    /// [`crate::instrument::ADDED_LOCALS`].
+    /// Locals of any one function, parameters included. Default (and
+    /// most) 29,990: the strictest engine (wasmi) accepts
+    /// [`crate::module::engine_limits::LOCALS`] with parameters, and the
+    /// instrumentation adds [`crate::instrument::ADDED_LOCALS`].
     pub locals_per_function: u32,
     /// Globals. Default 10,000.
     pub globals: u32,
@@ -135,7 +136,7 @@ impl Default for ModuleLimits {
         ModuleLimits {
             bytes: 32 << 20,
             functions: 100_000,
-            locals_per_function: 50_000 - crate::instrument::ADDED_LOCALS,
+            locals_per_function: crate::module::engine_limits::LOCALS as u32 - crate::instrument::ADDED_LOCALS,
             globals: 10_000,
             exports: 10_000,
             segments: 100_000,

@@ -27,6 +27,31 @@ pub const MAX_MEMORY_LIMIT: u64 = 2 << 30;
 /// counter that must never wrap.
 pub const MAX_FUEL: u64 = 1 << 60;
 
+/// What the engines accept in one function, checked on the instrumented
+/// module — what the engines see — by parsing it again, so that a module
+/// within the documented limits loads on every backend whatever the
+/// instrumentation adds (and however it changes later). Each is the
+/// strictest engine's figure.
+pub mod engine_limits {
+    /// Locals of one function, parameters and the instrumentation's
+    /// temporaries included: wasmi 2.0 (`LOCAL_VARIABLES_MAX`, its
+    /// translator's locals table); wasmtime and wasmer accept 50,000.
+    pub const LOCALS: u64 = 30_000;
+    /// Twice the locals plus the deepest operand stack of one function:
+    /// wasmi 2.0 addresses its registers with 16 bits ("translation
+    /// requires more registers for a function than available"); measured,
+    /// it accepts exactly `2 × locals + deepest ≤ 65,535` (locals with
+    /// parameters and temporaries). The others accept more.
+    pub const SLOTS: u64 = 65_535;
+    /// Targets of one `br_table`, the default excluded: wasmtime 48's
+    /// Cranelift ("exceeds the implementation limit of 65520"); wasmer
+    /// and wasmi accept at least 99,000.
+    pub const BR_TABLE_TARGETS: u64 = 65_520;
+    /// Bytes of one function body: wasmparser's `MAX_WASM_FUNCTION_SIZE`,
+    /// which all three engines validate with.
+    pub const FUNCTION_BYTES: u64 = 7_654_321;
+}
+
 /// The ABI's exports.
 pub mod exports {
     /// The executor's linear memory.
@@ -238,6 +263,7 @@ pub fn prepare_with(input: &[u8], limits: &Limits, options: Options) -> Result<P
     let plan = abi.plan(types, limits, options.metering);
     let checked = started.elapsed();
     let wasm = crate::instrument::rewrite(&wasm, &plan)?;
+    check_engine_limits(&wasm, &limits.module)?;
     let info = abi.info;
     Ok(PreparedModule { wasm, info, hash, check_time: checked, instrument_time: started.elapsed() - checked })
 }
@@ -248,7 +274,9 @@ fn check_settings(limits: &Limits) -> Result<()> {
     limit("configured memory limit (bytes)", limits.memory_bytes, MAX_MEMORY_LIMIT)?;
     limit("configured stack budget (bytes)", limits.max_stack, crate::instrument::MAX_STACK_BUDGET)?;
     limit("configured fuel", limits.fuel, MAX_FUEL)?;
-    limit("configured init fuel", limits.init_fuel, MAX_FUEL)
+    limit("configured init fuel", limits.init_fuel, MAX_FUEL)?;
+    let locals = engine_limits::LOCALS - u64::from(crate::instrument::ADDED_LOCALS);
+    limit("configured locals per function", limits.module.locals_per_function.into(), locals)
 }
 
 /// A core module of binary version 1 (not a component).
@@ -378,6 +406,43 @@ fn check_segments(wasm: &[u8], types: TypesRef<'_>) -> Result<()> {
             }
             _ => {}
         }
+    }
+    Ok(())
+}
+
+/// Every function of the *instrumented* module within [`engine_limits`],
+/// and its own locals (parameters included, the instrumentation's
+/// temporaries not) within `locals_per_function`: parsed and validated
+/// again, as the engines will.
+fn check_engine_limits(wasm: &[u8], m: &crate::ModuleLimits) -> Result<()> {
+    use engine_limits::*;
+    let added = u64::from(crate::instrument::ADDED_LOCALS);
+    let mut validator = wasmparser::Validator::new_with_features(abi_features());
+    let mut allocations = wasmparser::FuncValidatorAllocations::default();
+    for payload in Parser::new(0).parse_all(wasm) {
+        let payload = payload.map_err(invalid)?;
+        let wasmparser::ValidPayload::Func(func, body) = validator.payload(&payload).map_err(invalid)? else {
+            continue;
+        };
+        limit("function body size (bytes, instrumented)", body.range().len() as u64, FUNCTION_BYTES)?;
+        let mut fv = func.into_validator(std::mem::take(&mut allocations));
+        let mut reader = body.get_binary_reader();
+        fv.read_locals(&mut reader).map_err(invalid)?;
+        let locals = u64::from(fv.len_locals());
+        limit("locals per function (parameters included)", locals.saturating_sub(added), m.locals_per_function.into())?;
+        limit("locals per function (parameters and the instrumentation's included)", locals, LOCALS)?;
+        let mut deepest = 0u64;
+        let mut ops = body.get_operators_reader().map_err(invalid)?;
+        while !ops.eof() {
+            let (op, offset) = ops.read_with_offset().map_err(invalid)?;
+            if let wasmparser::Operator::BrTable { targets } = &op {
+                limit("br_table targets", targets.len().into(), BR_TABLE_TARGETS)?;
+            }
+            fv.op(offset, &op).map_err(invalid)?;
+            deepest = deepest.max(u64::from(fv.operand_stack_height()));
+        }
+        limit("twice the locals plus operand stack depth of a function (instrumented)", 2 * locals + deepest, SLOTS)?;
+        allocations = fv.into_allocations();
     }
     Ok(())
 }

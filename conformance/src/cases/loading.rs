@@ -242,3 +242,33 @@ pub fn default_executor_judges_the_ledger(factory: HostFactory) {
     assert_eq!(d.validate(&[0xff; 3], world.clone()).unwrap(), denied(reasons::MALFORMED));
     assert_eq!(d.stats().rejected.get(&RejectionKind::Trap), Some(&0), "every kind is counted from the start");
 }
+
+/// Each engine limit core promises ([`executor_core::module::engine_limits`],
+/// checked on the instrumented module) at the edge: a module exactly at it
+/// loads and runs on every backend, one past it is a load error naming the
+/// limit — never an engine's own failure.
+pub fn engine_limits_hold_at_the_edge(factory: HostFactory) {
+    use executor_core::module::engine_limits;
+    let body = |f: &str| module(f);
+    let locals = |n: u64| body(&format!("(func (param i32 i32) (local {}))", "i32 ".repeat(n as usize)));
+    let br_table =
+        |n: u64| body(&format!("(func (param i32) (block (br_table {} (local.get 0))))", "0 ".repeat(n as usize + 1)));
+    let deep = |n: u64| body(&format!("(func {} {})", "(i32.const 1)".repeat(n as usize), "(drop)".repeat(n as usize)));
+    let added = u64::from(executor_core::instrument::ADDED_LOCALS);
+    // Locals: parameters and the instrumentation's temporaries count.
+    let at = engine_limits::LOCALS - added - 2;
+    // Slots: twice the locals (the temporaries only) plus the deepest stack.
+    let depth = engine_limits::SLOTS - 2 * added;
+    let edges: [(String, String, &str); 3] = [
+        (locals(at), locals(at + 1), "locals per function (parameters included)"),
+        (br_table(engine_limits::BR_TABLE_TARGETS), br_table(engine_limits::BR_TABLE_TARGETS + 1), "br_table targets"),
+        (deep(depth), deep(depth + 1), "twice the locals plus operand stack depth"),
+    ];
+    for (fits, past, name) in edges {
+        let mut d = load(factory, fits.as_bytes(), every_tx(1), Limits::default());
+        assert_eq!(run_bytes(&mut d, &[0]), vec![A], "{name}: at the limit it runs");
+        let e = load_error(factory, past.as_bytes(), Limits::default());
+        assert!(matches!(e, Error::ModuleLimit { .. }), "{name}: {e:?}");
+        assert!(e.to_string().contains(name), "{e} should name {name:?}");
+    }
+}
