@@ -43,12 +43,13 @@ fn fuzz_slice_agrees() {
 /// Seeds the long campaign stopped at, kept as regressions: unreachable
 /// code whose polymorphic operands the write barrier took for a local's
 /// value (an `f32`/`f64` local as a store's address: 1688, 2053); a store
-/// whose address and value are one value through a rewritten local, which
-/// wasmi 2.0's translator cannot encode (372); an element segment past its
-/// table (a load error on every engine).
+/// whose address and value are one value — through a rewritten local
+/// (372) or a bit-preserving conversion (34534) — which wasmi 2.0's
+/// translator cannot encode; an element segment past its table (a load
+/// error on every engine).
 #[test]
 fn seeds_the_long_campaign_found_agree() {
-    for seed in [372, 1688, 2053, 2247] {
+    for seed in [372, 1688, 2053, 2247, 34534] {
         conformance::fuzz::slice(&enabled(), seed..seed + 1);
     }
 }

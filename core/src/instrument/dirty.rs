@@ -70,8 +70,24 @@ pub enum Tracking {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Origin {
     Local { local: u32, version: u32, plus: u32 },
+    /// A bit-preserving conversion of a local's value (`i64.extend_i32_u`,
+    /// `i32.wrap_i64`, the reinterpretations): the same register for an
+    /// engine with untyped registers (wasmi), never a base for grouping.
+    Converted { local: u32, version: u32, plus: u32 },
     Const(u32),
     Other,
+}
+
+impl Origin {
+    /// The local value this is, converted or not.
+    fn value(self) -> Option<(u32, u32, u32)> {
+        match self {
+            Origin::Local { local, version, plus } | Origin::Converted { local, version, plus } => {
+                Some((local, version, plus))
+            }
+            Origin::Const(_) | Origin::Other => None,
+        }
+    }
 }
 
 /// Stores through one base awaiting their marks.
@@ -180,6 +196,20 @@ impl Body<'_> {
             (Operator::I32Sub, Origin::Local { local, version, plus }, Origin::Const(k)) => {
                 Origin::Local { local, version, plus: plus.wrapping_sub(k) }
             }
+            (
+                Operator::I64ExtendI32U
+                | Operator::I64ExtendI32S
+                | Operator::I32WrapI64
+                | Operator::F32ReinterpretI32
+                | Operator::I32ReinterpretF32
+                | Operator::F64ReinterpretI64
+                | Operator::I64ReinterpretF64,
+                _,
+                input,
+            ) => match input.value() {
+                Some((local, version, plus)) => Origin::Converted { local, version, plus },
+                None => Origin::Other,
+            },
             _ => Origin::Other,
         };
         g.stack.truncate(g.stack.len().saturating_sub(pops as usize));
@@ -246,10 +276,12 @@ impl Body<'_> {
         let at = |depth: usize| g.stack.len().checked_sub(depth).map_or(Origin::Other, |i| g.stack[i]);
         let (address, stored) = (at(2), at(1));
         // wasmi 2.0.0 panics translating a store whose address and value
-        // are the same just-computed value (`local.tee L; local.get L;
-        // i32.store16` with a large offset): route the value through a
-        // temporary, as the per-store barrier does anyway.
-        let same = address == stored && address != Origin::Other;
+        // are one just-computed value (`local.tee L; local.get L;
+        // i32.store16`, or `…; i64.extend_i32_u; i64.store32` — conversions
+        // that keep the bits keep its register) with a large offset: route
+        // the value through a temporary, as the per-store barrier does
+        // anyway.
+        let same = address.value().is_some() && address.value() == stored.value();
         if self.plan.tracking != Tracking::Barrier {
             if same {
                 self.ins(I::LocalSet(value)).ins(I::LocalGet(value));
