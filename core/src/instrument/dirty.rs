@@ -69,11 +69,20 @@ pub enum Tracking {
 /// `base + k`), an `i32` constant, or anything else.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Origin {
-    Local { local: u32, version: u32, plus: u32 },
+    /// `local` (its `version`-th write) plus `plus`, wrapping.
+    Local {
+        local: u32,
+        version: u32,
+        plus: u32,
+    },
     /// A bit-preserving conversion of a local's value (`i64.extend_i32_u`,
     /// `i32.wrap_i64`, the reinterpretations): the same register for an
     /// engine with untyped registers (wasmi), never a base for grouping.
-    Converted { local: u32, version: u32, plus: u32 },
+    Converted {
+        local: u32,
+        version: u32,
+        plus: u32,
+    },
     Const(u32),
     Other,
 }
