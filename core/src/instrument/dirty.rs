@@ -63,38 +63,54 @@ pub enum Tracking {
     Off,
 }
 
+/// Which value a local-derived operand is, for telling two operands apart:
+/// a local's `version`-th write plus `plus` — the *first* local it was
+/// copied from, so `local.set M (local.get L)` makes M's value L's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Id {
+    local: u32,
+    version: u32,
+    plus: u32,
+}
+
 /// A value on the operand stack, as far as grouping cares: a local's value
 /// (which local, which write of it) plus a constant (`i32.add`/`i32.sub`
 /// of an `i32.const`, wrapping: a compiler's unrolled copy addresses
 /// `base + k`), an `i32` constant, or anything else.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Origin {
-    /// `local` (its `version`-th write) plus `plus`, wrapping.
-    Local {
-        local: u32,
-        version: u32,
-        plus: u32,
-    },
+    /// `local` (its `version`-th write) plus `plus`, wrapping — the base
+    /// a group of stores is marked from; `id` the value it is.
+    Local { local: u32, version: u32, plus: u32, id: Id },
     /// A bit-preserving conversion of a local's value (`i64.extend_i32_u`,
     /// `i32.wrap_i64`, the reinterpretations): the same register for an
     /// engine with untyped registers (wasmi), never a base for grouping.
-    Converted {
-        local: u32,
-        version: u32,
-        plus: u32,
-    },
+    Converted { id: Id },
+    /// An `i32.const`.
     Const(u32),
+    /// Anything else.
     Other,
 }
 
 impl Origin {
     /// The local value this is, converted or not.
-    fn value(self) -> Option<(u32, u32, u32)> {
+    fn value(self) -> Option<Id> {
         match self {
-            Origin::Local { local, version, plus } | Origin::Converted { local, version, plus } => {
-                Some((local, version, plus))
-            }
+            Origin::Local { id, .. } | Origin::Converted { id } => Some(id),
             Origin::Const(_) | Origin::Other => None,
+        }
+    }
+
+    /// This plus the constant `k` (wrapping), if it is a local's value.
+    fn plus(self, k: u32) -> Origin {
+        match self {
+            Origin::Local { local, version, plus, id } => Origin::Local {
+                local,
+                version,
+                plus: plus.wrapping_add(k),
+                id: Id { plus: id.plus.wrapping_add(k), ..id },
+            },
+            _ => Origin::Other,
         }
     }
 }
@@ -116,7 +132,7 @@ pub(super) struct Grouping {
     /// Locals last written with a value of known origin (`local.set M` of
     /// `local.get L`): while M is not written again, `local.get M` is that
     /// origin — the same value, which an engine may hold in one register.
-    holds: HashMap<u32, (u32, Origin)>,
+    holds: HashMap<u32, (u32, Id)>,
     groups: Vec<Group>,
     /// In unreachable code: how many blocks deep below the one it ends.
     dead: Option<u32>,
@@ -180,31 +196,24 @@ impl Body<'_> {
             return;
         }
         let top = |depth: usize| g.stack.len().checked_sub(depth).map_or(Origin::Other, |i| g.stack[i]);
-        let own = |local: u32| Origin::Local { local, version: g.version(local), plus: 0 };
+        let version = |local: u32| g.version(local);
+        // The value local M holds: the one it was last set from, while M
+        // is not written again, else M's own.
         let held = |local: u32| match g.holds.get(&local) {
-            Some((version, origin)) if *version == g.version(local) => *origin,
-            _ => own(local),
+            Some((v, id)) if *v == version(local) => *id,
+            _ => Id { local, version: version(local), plus: 0 },
         };
+        let own = |local: u32, id: Id| Origin::Local { local, version: version(local), plus: 0, id };
         let pushed = match (op, top(2), top(1)) {
-            (&Operator::LocalGet { local_index }, ..) => held(local_index),
-            // A local written with a value of known origin holds it.
-            (&Operator::LocalTee { local_index }, _, input @ Origin::Local { .. }) => {
-                g.holds.insert(local_index, (g.version(local_index), input));
-                input
-            }
-            (&Operator::LocalSet { local_index }, _, input @ Origin::Local { .. }) => {
-                g.holds.insert(local_index, (g.version(local_index), input));
-                Origin::Other
-            }
-            (&Operator::LocalTee { local_index }, ..) => own(local_index),
+            (&Operator::LocalGet { local_index }, ..) => own(local_index, held(local_index)),
+            (&Operator::LocalTee { local_index }, _, input) => own(
+                local_index,
+                input.value().unwrap_or(Id { local: local_index, version: version(local_index), plus: 0 }),
+            ),
             (&Operator::I32Const { value }, ..) => Origin::Const(value as u32),
-            (Operator::I32Add, Origin::Local { local, version, plus }, Origin::Const(k))
-            | (Operator::I32Add, Origin::Const(k), Origin::Local { local, version, plus }) => {
-                Origin::Local { local, version, plus: plus.wrapping_add(k) }
-            }
-            (Operator::I32Sub, Origin::Local { local, version, plus }, Origin::Const(k)) => {
-                Origin::Local { local, version, plus: plus.wrapping_sub(k) }
-            }
+            (Operator::I32Add, base @ Origin::Local { .. }, Origin::Const(k))
+            | (Operator::I32Add, Origin::Const(k), base @ Origin::Local { .. }) => base.plus(k),
+            (Operator::I32Sub, base @ Origin::Local { .. }, Origin::Const(k)) => base.plus(k.wrapping_neg()),
             (
                 Operator::I64ExtendI32U
                 | Operator::I64ExtendI32S
@@ -215,12 +224,16 @@ impl Body<'_> {
                 | Operator::I64ReinterpretF64,
                 _,
                 input,
-            ) => match input.value() {
-                Some((local, version, plus)) => Origin::Converted { local, version, plus },
-                None => Origin::Other,
-            },
+            ) => input.value().map_or(Origin::Other, |id| Origin::Converted { id }),
             _ => Origin::Other,
         };
+        // A local set (or teed) from a local's value holds that value.
+        if let Operator::LocalSet { local_index } | Operator::LocalTee { local_index } = *op {
+            match top(1).value() {
+                Some(id) => g.holds.insert(local_index, (g.version(local_index), id)),
+                None => g.holds.remove(&local_index),
+            };
+        }
         g.stack.truncate(g.stack.len().saturating_sub(pops as usize));
         g.stack.extend(std::iter::repeat_n(pushed, pushes as usize));
         g.stack.resize(height as usize, Origin::Other);
@@ -298,7 +311,7 @@ impl Body<'_> {
             self.f.instruction(store);
             return;
         }
-        if let Origin::Local { local, version, plus } = address
+        if let Origin::Local { local, version, plus, .. } = address
             && version == g.version(local)
             && !same
         {

@@ -129,7 +129,7 @@ pub const DIRTY_PAGE: usize = 4096;
 pub const SPILL: usize = 7;
 /// Version of the pass and its cost table: part of any key under which an
 /// instrumented module is cached.
-pub const VERSION: u32 = 7;
+pub const VERSION: u32 = 8;
 /// Locals the pass adds to every function (its temporaries).
 pub const ADDED_LOCALS: u32 = 10;
 
