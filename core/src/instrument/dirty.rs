@@ -82,9 +82,10 @@ enum Origin {
     /// `local` (its `version`-th write) plus `plus`, wrapping — the base
     /// a group of stores is marked from; `id` the value it is.
     Local { local: u32, version: u32, plus: u32, id: Id },
-    /// A bit-preserving conversion of a local's value (`i64.extend_i32_u`,
-    /// `i32.wrap_i64`, the reinterpretations): the same register for an
-    /// engine with untyped registers (wasmi), never a base for grouping.
+    /// A conversion of a local's value that an engine with untyped
+    /// registers (wasmi) may leave in the same register (`i64.extend_i32_u`,
+    /// `i32.wrap_i64`, the reinterpretations; sign extension too, to be
+    /// safe): never a base for grouping.
     Converted { id: Id },
     /// An `i32.const`.
     Const(u32),
