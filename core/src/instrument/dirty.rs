@@ -147,19 +147,8 @@ impl Grouping {
 
 /// Whether an operator ends a straight run of code for grouping.
 fn ends_run(op: &Operator<'_>) -> bool {
-    matches!(
-        op,
-        Operator::Block { .. }
-            | Operator::Loop { .. }
-            | Operator::If { .. }
-            | Operator::Else
-            | Operator::End
-            | Operator::Br { .. }
-            | Operator::BrIf { .. }
-            | Operator::BrTable { .. }
-            | Operator::Return
-            | Operator::Unreachable
-    )
+    // A segment's ends, and a block's start: a branch may target its end.
+    matches!(op, Operator::Block { .. }) || super::segments::ends_segment(op)
 }
 
 impl Body<'_> {

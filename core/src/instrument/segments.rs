@@ -45,7 +45,7 @@ enum Frame {
 
 /// Whether an operator ends a segment (before the refinement for block
 /// and loop ends).
-fn ends_segment(op: &Operator<'_>) -> bool {
+pub(super) fn ends_segment(op: &Operator<'_>) -> bool {
     matches!(
         op,
         Operator::Loop { .. }
