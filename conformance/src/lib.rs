@@ -78,6 +78,9 @@ macro_rules! suite {
             a_trap_in_a_group_of_stores_leaves_no_wild_mark,
             auto_drops_the_barrier_when_blanks_rebuild_anyway,
             auto_switches_only_where_the_instance_is_replaced,
+            parallel_validation_commits_one_thread_verdicts,
+            parallel_validation_reruns_only_what_read_changed,
+            workers_have_the_stack_the_budget_needs,
         );
         $crate::case_tests!(snapshot, $factory;
             snapshots_restore_exactly_what_init_makes,

@@ -140,6 +140,12 @@ pub enum Error {
         /// What failed.
         message: String,
     },
+    /// In-order parallel validation found the embedder's world state
+    /// disagreeing with itself: an execution run against
+    /// [`crate::parallel::WorldState::snapshot`] at a transaction's turn
+    /// read values its [`crate::StateView::get`] does not return.
+    #[error("the world state is inconsistent (an embedder bug): {0}")]
+    InconsistentState(String),
 }
 
 impl Error {
@@ -147,7 +153,7 @@ impl Error {
     /// about the executor or the input (`peer` exits 1 for these, 2 for the
     /// rest).
     pub fn is_host_failure(&self) -> bool {
-        matches!(self, Error::HostFailure { .. } | Error::Compile { .. })
+        matches!(self, Error::HostFailure { .. } | Error::Compile { .. } | Error::InconsistentState(_))
     }
 }
 

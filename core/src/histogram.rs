@@ -37,6 +37,12 @@ impl Histogram {
         }
     }
 
+    /// Adds `other`'s durations.
+    pub fn merge(&mut self, other: &Histogram) {
+        self.counts.iter_mut().zip(other.counts).for_each(|(a, b)| *a += b);
+        self.sum += other.sum;
+    }
+
     /// Durations recorded.
     pub fn count(&self) -> u64 {
         self.counts.iter().sum()

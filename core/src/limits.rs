@@ -65,6 +65,15 @@ pub const COMPILED_VARIANTS: u64 = 4;
 /// each compiled variant (see [`Limits::memory_cap`]).
 pub const COMPILED_BYTES: u64 = 16;
 
+/// Instances one more worker of the same executor may have alive at once
+/// — its warm instance, an audit instance and, while it installs an
+/// upgrade, the new one (see [`Limits::worker_estimate`]).
+pub const WORKER_INSTANCES: u64 = 3;
+
+/// Copies of the blank state one more worker may keep — its restore image
+/// and its snapshot (see [`Limits::worker_estimate`]).
+pub const WORKER_BLANK_COPIES: u64 = 2;
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {
@@ -103,6 +112,21 @@ impl Limits {
     pub fn memory_estimate(&self, module_bytes: u64, code_bytes: u64) -> u64 {
         (LIVE_INSTANCES + BLANK_COPIES) * self.engine_memory_bytes()
             + COMPILED_VARIANTS * (module_bytes + COMPILED_BYTES * code_bytes)
+    }
+}
+
+impl Limits {
+    /// The memory each driver of an executor beyond the first may tie up
+    /// (the workers of in-order parallel validation and of
+    /// pre-validation): [`WORKER_INSTANCES`] instances and
+    /// [`WORKER_BLANK_COPIES`] blank copies at the memory limit, and one
+    /// compiled variant (a copy of the module and [`COMPILED_BYTES`] per
+    /// byte of its code section). Workers never switch blank methods, and
+    /// at most one of them runs a migration at a time.
+    pub fn worker_estimate(&self, module_bytes: u64, code_bytes: u64) -> u64 {
+        (WORKER_INSTANCES + WORKER_BLANK_COPIES) * self.engine_memory_bytes()
+            + module_bytes
+            + COMPILED_BYTES * code_bytes
     }
 }
 

@@ -148,6 +148,19 @@ pub struct PreparedModule {
 }
 
 impl PreparedModule {
+    /// How many of `wanted` drivers of this executor fit in
+    /// [`Limits::memory_cap`] — the first counted by
+    /// [`Limits::memory_estimate`], each further one by
+    /// [`Limits::worker_estimate`], both from the instrumented module — and
+    /// never fewer than one: the first is checked when it loads.
+    pub fn drivers_that_fit(&self, limits: &Limits, wanted: usize) -> usize {
+        let (bytes, code) = (self.wasm.len() as u64, code_bytes(&self.wasm));
+        let first = limits.memory_estimate(bytes, code);
+        let each = limits.worker_estimate(bytes, code).max(1);
+        let more = limits.memory_cap.saturating_sub(first) / each;
+        usize::try_from(more).unwrap_or(usize::MAX).saturating_add(1).min(wanted).max(1)
+    }
+
     /// The executor's hash as hex.
     pub fn hash_hex(&self) -> String {
         hex::encode(self.hash)

@@ -12,6 +12,8 @@ use std::sync::Arc;
 /// Workers validating batches of transactions in parallel.
 pub struct ExecutorPool {
     workers: Vec<Driver>,
+    /// Native stack of each worker thread.
+    stack: usize,
 }
 
 impl ExecutorPool {
@@ -21,6 +23,7 @@ impl ExecutorPool {
     /// and upgrades judged, not installed.
     pub fn new(hosts: Vec<Arc<dyn ExecutorHost>>, executor: &[u8], config: &DriverConfig) -> Result<Self> {
         assert!(!hosts.is_empty(), "a pool needs at least one worker");
+        let stack = crate::instrument::thread_stack_bytes(hosts[0].limits().max_stack);
         let config = DriverConfig {
             policy: PersistencePolicy::default(),
             verdicts_only: true,
@@ -28,7 +31,7 @@ impl ExecutorPool {
             ..config.clone()
         };
         let workers = hosts.into_iter().map(|h| Driver::new(h, executor, config.clone())).collect::<Result<_>>()?;
-        Ok(ExecutorPool { workers })
+        Ok(ExecutorPool { workers, stack })
     }
 
     /// The number of workers.
@@ -40,6 +43,7 @@ impl ExecutorPool {
     /// worker thread; the verdicts in the order of `txs`. A host failure in
     /// any worker is the error.
     pub fn prevalidate(&mut self, txs: &[Vec<u8>], state: &SharedState) -> Result<Vec<Verdict>> {
+        let (stack, backend) = (self.stack, self.workers[0].backend());
         let per = txs.len().div_ceil(self.workers.len()).max(1);
         let results: Vec<Result<Vec<Verdict>>> = std::thread::scope(|s| {
             let handles: Vec<_> = self
@@ -47,10 +51,22 @@ impl ExecutorPool {
                 .iter_mut()
                 .zip(txs.chunks(per))
                 .map(|(worker, slice)| {
-                    s.spawn(move || slice.iter().map(|tx| worker.validate(tx, state.clone())).collect())
+                    std::thread::Builder::new()
+                        .name("prevalidate".into())
+                        .stack_size(stack)
+                        .spawn_scoped(s, move || slice.iter().map(|tx| worker.validate(tx, state.clone())).collect())
                 })
                 .collect();
-            handles.into_iter().map(|h| h.join().expect("a worker panicked outside the guarded host calls")).collect()
+            handles
+                .into_iter()
+                .map(|h| match h {
+                    Ok(h) => h.join().expect("a worker panicked outside the guarded host calls"),
+                    Err(e) => Err(crate::Error::HostFailure {
+                        backend,
+                        message: format!("cannot start a worker thread: {e}"),
+                    }),
+                })
+                .collect()
         });
         let mut verdicts = Vec::with_capacity(txs.len());
         for r in results {

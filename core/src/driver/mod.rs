@@ -194,6 +194,11 @@ impl Driver {
         &self.executor.module
     }
 
+    /// The loaded executor, shared.
+    pub fn module_shared(&self) -> Arc<PreparedModule> {
+        self.executor.module.clone()
+    }
+
     /// Counters and timings so far.
     pub fn stats(&self) -> &Stats {
         &self.stats
@@ -206,7 +211,16 @@ impl Driver {
     /// executor stays (a load error of the new one, or a host failure:
     /// [`Error::is_host_failure`] tells).
     pub fn upgrade(&mut self, executor: &[u8], state: SharedState) -> Result<()> {
-        self.install(executor, state)
+        self.install(executor, Some(state))
+    }
+
+    /// Installs `executor` as [`Driver::upgrade`] does but without running
+    /// `executor_migrate`: for the other workers of in-order parallel
+    /// validation once one of them has migrated the upgrade at its commit
+    /// position (a migration judges the upgrade; it writes nothing any
+    /// instance keeps).
+    pub fn adopt(&mut self, executor: &[u8]) -> Result<()> {
+        self.install(executor, None)
     }
 
     /// The linear memory and mutable globals of a newly built blank
@@ -238,6 +252,15 @@ impl Driver {
     /// `Err` only for host failures (after one rebuild and retry) — never
     /// for anything the executor does.
     pub fn validate(&mut self, tx: &[u8], state: SharedState) -> Result<Verdict> {
+        self.validate_at(tx, state, self.stats.transactions)
+    }
+
+    /// [`Driver::validate`] for the transaction at 0-based position `index`
+    /// of the run, which decides whether it is audited
+    /// ([`DriverConfig::audit_every`]): a worker of in-order parallel
+    /// validation sees only some of the transactions, yet audits are chosen
+    /// by committed position, as on one thread.
+    pub fn validate_at(&mut self, tx: &[u8], state: SharedState, index: u64) -> Result<Verdict> {
         self.ready()?;
         let mut verdict = match self.run(tx, state.clone()) {
             Ok(v) => v,
@@ -253,9 +276,7 @@ impl Driver {
         };
         self.schedule.served();
         let audited = match self.config.audit_every {
-            Some(k) if (self.stats.transactions + 1).is_multiple_of(u64::from(k.get())) => {
-                self.audit(tx, state.clone(), &verdict)
-            }
+            Some(k) if (index + 1).is_multiple_of(u64::from(k.get())) => self.audit(tx, state.clone(), &verdict),
             _ => AuditOutcome::NotAudited,
         };
         let mut upgraded = false;
@@ -263,7 +284,7 @@ impl Driver {
             && !self.config.verdicts_only
             && let Some(executor) = abi::upgrade_executor(tx)
         {
-            match self.install(executor, state) {
+            match self.install(executor, Some(state)) {
                 Ok(()) => upgraded = true,
                 Err(e) if e.is_host_failure() => return Err(e),
                 Err(e) => {
@@ -272,15 +293,10 @@ impl Driver {
                 }
             }
         }
-        self.stats.transactions += 1;
-        match &verdict {
-            Verdict::Approved => self.stats.approved += 1,
-            Verdict::Denied { .. } => self.stats.denied += 1,
-            Verdict::Rejected { rejection } => {
-                *self.stats.rejected.entry(rejection.kind()).or_default() += 1;
-                tracing::debug!(kind = %rejection.kind(), %rejection, "rejected");
-                self.due = Some(rejection.kind().into());
-            }
+        self.stats.count(&verdict);
+        if let Verdict::Rejected { rejection } = &verdict {
+            tracing::debug!(kind = %rejection.kind(), %rejection, "rejected");
+            self.due = Some(rejection.kind().into());
         }
         if !upgraded && self.due.is_none() && audited == AuditOutcome::Leak {
             self.due = Some(RecycleCause::AuditMismatch);
@@ -494,16 +510,16 @@ impl Driver {
     }
 
     /// Installs `executor` as an upgrade: checks, compile, a migration run
-    /// (`executor_migrate`, if exported) on an instance that is then
-    /// discarded, and a new blank instance. `Err` leaves the old executor
-    /// in place: a load error means `rejected(upgrade_failed)`, a host
-    /// failure goes to the embedder.
-    fn install(&mut self, executor: &[u8], state: SharedState) -> Result<()> {
+    /// (`executor_migrate`, if exported, and if `state` is given) on an
+    /// instance that is then discarded, and a new blank instance. `Err`
+    /// leaves the old executor in place: a load error means
+    /// `rejected(upgrade_failed)`, a host failure goes to the embedder.
+    fn install(&mut self, executor: &[u8], state: Option<SharedState>) -> Result<()> {
         let loaded = load(&*self.host, executor, &self.config)?;
         let mut next = Executor::new(&*self.host, &self.config, loaded);
         let mode = self.mode();
         let mut ctx = Ctx { host: &self.host, config: &self.config, stats: &mut self.stats };
-        if next.module.info.has_migrate {
+        if let Some(state) = state.filter(|_| next.module.info.has_migrate) {
             // Reusable: the engine's fast path (on wasmtime a pooled slot
             // from the same compiled code; `Fresh` would compile again).
             let migrator = next.build(&mut ctx, InstanceMode::Reusable)?;

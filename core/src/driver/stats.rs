@@ -185,6 +185,41 @@ impl Stats {
         }
     }
 
+    /// Counts a validated transaction's verdict.
+    pub fn count(&mut self, verdict: &crate::Verdict) {
+        self.transactions += 1;
+        match verdict {
+            crate::Verdict::Approved => self.approved += 1,
+            crate::Verdict::Denied { .. } => self.denied += 1,
+            crate::Verdict::Rejected { rejection } => *self.rejected.entry(rejection.kind()).or_default() += 1,
+        }
+    }
+
+    /// Adds `other`'s work — blanks, recycles, builds, audits, failures and
+    /// their timings — but not its verdicts, blocks or upgrades: summing the
+    /// workers of in-order parallel validation, whose verdict counters come
+    /// from what was committed.
+    pub fn add_work(&mut self, other: &Stats) {
+        self.blanks += other.blanks;
+        self.recycles += other.recycles;
+        for (cause, n) in &other.recycles_by_cause {
+            *self.recycles_by_cause.entry(*cause).or_default() += n;
+        }
+        self.host_failures += other.host_failures;
+        self.audits += other.audits;
+        self.state_leaks += other.state_leaks;
+        self.backstops += other.backstops;
+        self.instances_built += other.instances_built;
+        self.restored_builds += other.restored_builds;
+        self.baked_executors += other.baked_executors;
+        self.bake_time += other.bake_time;
+        self.build_histogram.merge(&other.build_histogram);
+        self.instantiate_time += other.instantiate_time;
+        self.blank_histogram.merge(&other.blank_histogram);
+        self.recycle_time += other.recycle_time;
+        self.call_histogram.merge(&other.call_histogram);
+    }
+
     /// Counts a recycle.
     pub(crate) fn recycled(&mut self, cause: RecycleCause) {
         self.recycles += 1;

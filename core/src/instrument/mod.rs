@@ -144,6 +144,18 @@ pub fn engine_stack_bytes(budget: u64) -> u64 {
     8 * budget + (512 << 10)
 }
 
+/// Native stack beyond [`engine_stack_bytes`] that a thread calling into
+/// the engines keeps for the host's own frames (the driver, imports,
+/// compilation on that thread).
+pub const HOST_STACK_MARGIN: u64 = 2 << 20;
+
+/// The stack a thread the host spawns to call into executors needs for a
+/// stack budget of `budget` (`std`'s default of 2 MiB is too small for the
+/// larger budgets).
+pub fn thread_stack_bytes(budget: u64) -> usize {
+    usize::try_from(engine_stack_bytes(budget) + HOST_STACK_MARGIN).unwrap_or(usize::MAX)
+}
+
 /// The signature of a defined function, as the rewrite needs it.
 pub(crate) struct FuncSig {
     /// Parameter count.
