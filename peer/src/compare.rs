@@ -386,8 +386,13 @@ mod tests {
             seed: 42,
             block_size: 100,
             profile: None,
+            threads: 1,
+            parallel: Default::default(),
+            hot_percent: 0,
+            prevalidate: None,
             prevalidation_digest: None,
             prevalidation_tx_per_sec: None,
+            notes: Vec::new(),
         }
     }
 

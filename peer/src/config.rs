@@ -57,8 +57,14 @@ pub struct Config {
     /// How a blank is done (`--blank`): `auto` (default), `restore`,
     /// `rebuild`.
     pub blank: Option<executor_core::BlankMethod>,
-    /// Pre-validation threads (`--threads`).
+    /// Workers of in-order parallel validation (`--threads`).
     pub threads: Option<std::num::NonZeroUsize>,
+    /// Pre-validation workers (`--prevalidate`).
+    pub prevalidate: Option<std::num::NonZeroUsize>,
+    /// Percent of hot transfers in the workload, 0–100 (`--hot-percent`).
+    pub hot_percent: Option<u64>,
+    /// Position of an upgrade in its block (`--upgrade-offset`).
+    pub upgrade_offset: Option<u64>,
     /// Prometheus metrics file (`--metrics`), relative to the config file.
     pub metrics: Option<PathBuf>,
 }

@@ -3,7 +3,7 @@
 //! measured — and the human summary.
 
 use crate::backends::BackendKind;
-use executor_core::{PersistencePolicy, Stats};
+use executor_core::{ParallelStats, PersistencePolicy, Stats};
 use serde::Serialize;
 
 /// Where a run's time went (`peer run --profile`), like the measurements
@@ -106,13 +106,29 @@ pub struct RunReport {
     /// Where the time went (with `--profile`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub profile: Option<Profile>,
-    /// With `--threads`: the digest of the pre-validation verdicts (equal
-    /// for every thread count).
+    /// Workers validating in order (`--threads`; 1 without it, or under a
+    /// policy that carries state between transactions).
+    pub threads: usize,
+    /// What in-order parallel validation did: `executions`,
+    /// `reexecutions`, `conflicts`, `waves` (all zero on one thread).
+    #[serde(flatten)]
+    pub parallel: ParallelStats,
+    /// Percent of hot transfers in the workload (`--hot-percent`).
+    pub hot_percent: u64,
+    /// With `--prevalidate`: its workers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prevalidate: Option<usize>,
+    /// With `--prevalidate`: the digest of the pre-validation verdicts
+    /// (equal for every worker count).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prevalidation_digest: Option<String>,
-    /// With `--threads`: pre-validated transactions per second.
+    /// With `--prevalidate`: pre-validated transactions per second.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prevalidation_tx_per_sec: Option<f64>,
+    /// What the run changed of what was asked, and why (fewer workers
+    /// than asked, one thread under a stateful policy).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 impl RunReport {
@@ -152,8 +168,19 @@ pub fn print_summary(r: &RunReport) {
         "  blanks {}, recycles {}, instances built {} ({} from the blank snapshot: {})",
         s.blanks, s.recycles, s.instances_built, s.restored_builds, s.snapshot
     );
+    if r.threads > 1 {
+        let p = &r.parallel;
+        println!(
+            "  in order on {} threads: {} executions, {} re-executions ({} conflicts), {} waves",
+            r.threads, p.executions, p.reexecutions, p.conflicts, p.waves
+        );
+    }
     if let (Some(digest), Some(rate)) = (&r.prevalidation_digest, r.prevalidation_tx_per_sec) {
-        println!("  pre-validation: {rate:.0} tx/s, digest {}", &digest[..12]);
+        let workers = r.prevalidate.unwrap_or(0);
+        println!("  pre-validation on {workers} threads: {rate:.0} tx/s, digest {}", &digest[..12]);
+    }
+    for note in &r.notes {
+        println!("  note: {note}");
     }
     if s.upgrades > 0 || s.audits > 0 {
         println!("  upgrades {}, audits {}, state leaks {}", s.upgrades, s.audits, s.state_leaks);

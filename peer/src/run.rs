@@ -2,11 +2,11 @@
 
 use crate::backends::{self, BackendKind};
 use crate::report::{Profile, RunReport};
-use crate::workload::{Generator, Ledger, Rng, decode};
+use crate::workload::{BlockShape, Generator, Ledger, LedgerState, Rng};
 use crate::{Error, rss};
 use executor_core::{
-    ArtifactCache, CacheConfig, CacheOutcome, Driver, DriverConfig, ExecutorPool, Limits, PersistencePolicy,
-    SharedState, SnapshotOutcome, Verdict, VerdictDigest,
+    ArtifactCache, BlockValidator, CacheConfig, CacheOutcome, Driver, DriverConfig, ExecutorPool, Limits,
+    ParallelStats, PersistencePolicy, SharedState, SnapshotOutcome, Verdict, VerdictDigest, WorldState,
 };
 use serde::Serialize;
 use std::sync::Arc;
@@ -77,9 +77,16 @@ pub struct RunSettings {
     pub limits: Limits,
     /// Recycle watermark in bytes (`None`: half the memory limit).
     pub recycle_watermark: Option<u64>,
-    /// Every this many blocks, the block starts with an executor upgrade by
-    /// the admin, alternating between the executor and [`Executor::variant`].
+    /// Every this many blocks, the block holds an executor upgrade by the
+    /// admin (at [`RunSettings::upgrade_offset`]), alternating between the
+    /// executor and [`Executor::variant`].
     pub upgrade_every: Option<u64>,
+    /// The position of that upgrade in its block (0: first; a block
+    /// shorter than that holds none).
+    pub upgrade_offset: u64,
+    /// Percent of transactions that are transfers from the block's hot
+    /// account ([`BlockShape::hot_percent`]).
+    pub hot_percent: u64,
     /// Audit every k-th transaction on a blank instance.
     pub audit_every: Option<std::num::NonZeroU32>,
     /// Time each phase ([`Profile`]); costs two clock reads per step.
@@ -91,8 +98,12 @@ pub struct RunSettings {
     pub snapshots: bool,
     /// How a blank is done.
     pub blank: executor_core::BlankMethod,
-    /// Pre-validate each block on this many worker threads first.
+    /// Validate each block in order on this many workers (in-order
+    /// parallel validation; one thread under policies other than
+    /// `every-tx:1` and `fresh`).
     pub threads: Option<std::num::NonZeroUsize>,
+    /// Pre-validate each block on this many worker threads first.
+    pub prevalidate: Option<std::num::NonZeroUsize>,
 }
 
 impl RunSettings {
@@ -110,12 +121,15 @@ impl RunSettings {
             limits: Limits::default(),
             recycle_watermark: None,
             upgrade_every: None,
+            upgrade_offset: 0,
+            hot_percent: 0,
             audit_every: None,
             profile: false,
             cache: None,
             snapshots: true,
             blank: executor_core::BlankMethod::default(),
             threads: None,
+            prevalidate: None,
         }
     }
 }
@@ -127,18 +141,24 @@ pub fn run(settings: &RunSettings, progress: &mut dyn FnMut(u64)) -> Result<RunR
 }
 
 /// What judges the workload's transactions, in order: the [`Driver`] (with
-/// its optional pre-validation pool), or a plain-engine reference
-/// ([`crate::anchor`]).
+/// its optional pre-validation pool), the [`BlockValidator`] of in-order
+/// parallel validation, or a plain-engine reference ([`crate::anchor`]).
 pub trait Validator {
     /// The verdict on `tx` against `state`; `Err` ends the run.
     fn validate(&mut self, tx: &[u8], state: SharedState) -> Result<Verdict, Error>;
+
+    /// Validates a whole block in order against `world`, applying each
+    /// approved transaction — if this validator takes blocks whole;
+    /// `None`: [`Validator::validate`] is called per transaction.
+    fn validate_block(&mut self, _txs: &[Vec<u8>], _world: &mut LedgerState) -> Option<Result<Vec<Verdict>, Error>> {
+        None
+    }
 
     /// A block ended: its transactions and the state at its start, if
     /// [`Validator::wants_blocks`] (for pre-validation).
     fn end_block(&mut self, txs: &[Vec<u8>], start: Option<&SharedState>) -> Result<(), Error>;
 
-    /// Whether [`Validator::end_block`] needs the block's transactions and
-    /// starting state.
+    /// Whether [`Validator::end_block`] needs the block's starting state.
     fn wants_blocks(&self) -> bool {
         false
     }
@@ -150,18 +170,20 @@ pub struct Driven {
     pub digest: VerdictDigest,
     /// The final world state.
     pub ledger: Arc<Ledger>,
-    /// Time inside [`Validator::validate`].
+    /// Time validating in order: [`Validator::validate`], or all of
+    /// [`Validator::validate_block`] (its applies included).
     pub validation: Duration,
-    /// Making transactions and applying approved ones (timed only with
-    /// `settings.profile`).
+    /// Making blocks and applying approved transactions outside
+    /// [`Validator::validate_block`] (timed only with `settings.profile`).
     pub workload: Duration,
 }
 
 /// The workload loop: `settings.transactions` transactions of the seeded
-/// ledger in blocks (an upgrade to `upgrades` alternately starting every
-/// `upgrade_every`-th block), each judged by `validator` against the
-/// ledger as it is, approved ones applied. `progress` is told how many are
-/// done after each block; `observe` sees every verdict.
+/// ledger in blocks, each block drawn whole from the ledger at its start
+/// (an upgrade to `upgrades` alternately in every `upgrade_every`-th block,
+/// hot transfers as `hot_percent` says), judged in order by `validator`
+/// with approved transactions applied. `progress` is told how many are done
+/// after each block; `observe` sees every verdict.
 pub fn drive(
     settings: &RunSettings,
     upgrades: Option<&[Vec<u8>; 2]>,
@@ -170,55 +192,75 @@ pub fn drive(
     observe: &mut dyn FnMut(&Verdict),
 ) -> Result<Driven, Error> {
     let mut rng = Rng::new(settings.seed);
-    let mut ledger = Arc::new(Ledger::genesis(&mut rng));
+    let mut world = LedgerState(Arc::new(Ledger::genesis(&mut rng)));
     let mut generator = Generator::new(rng);
-    let (mut digest, mut block_txs) = (VerdictDigest::new(), Vec::new());
+    let mut digest = VerdictDigest::new();
     let (mut validation, mut workload) = (Duration::ZERO, Duration::ZERO);
     let timed = |since: Option<Instant>| since.map_or(Duration::ZERO, |t| t.elapsed());
     let mut done = 0u64;
     while done < settings.transactions {
         let in_block = settings.block_size.min(settings.transactions - done);
         let block = done / settings.block_size;
+        let generating = settings.profile.then(Instant::now);
+        let upgrade = match (upgrades, settings.upgrade_every) {
+            (Some(versions), Some(every)) if block > 0 && block.is_multiple_of(every) => {
+                Some((settings.upgrade_offset, versions[((block / every - 1) % 2) as usize].as_slice()))
+            }
+            _ => None,
+        };
+        let shape = BlockShape { hot_percent: settings.hot_percent, upgrade };
+        let txs = generator.block(&world.0, in_block, shape);
+        workload += timed(generating);
         // Pre-validation judges the block against its starting state: keep
-        // it (copied on the block's first applied transaction) — only then.
-        let block_start: Option<SharedState> = validator.wants_blocks().then(|| ledger.clone() as SharedState);
-        block_txs.clear();
-        for i in 0..in_block {
-            let generating = settings.profile.then(Instant::now);
-            let tx = match (upgrades, settings.upgrade_every) {
-                (Some(versions), Some(every)) if i == 0 && block > 0 && block.is_multiple_of(every) => {
-                    generator.upgrade(&versions[((block / every - 1) % 2) as usize])
+        // it (a pointer; the ledger is a persistent map) — only then.
+        let block_start = validator.wants_blocks().then(|| world.snapshot());
+        let started = Instant::now();
+        let verdicts = match validator.validate_block(&txs, &mut world) {
+            Some(verdicts) => {
+                let verdicts = verdicts?;
+                validation += started.elapsed();
+                verdicts
+            }
+            None => {
+                let mut verdicts = Vec::with_capacity(txs.len());
+                for tx in &txs {
+                    let t = Instant::now();
+                    let verdict = validator.validate(tx, world.snapshot())?;
+                    validation += t.elapsed();
+                    if verdict == Verdict::Approved {
+                        let applying = settings.profile.then(Instant::now);
+                        // The validator released its handle: nothing is copied.
+                        world.apply(tx);
+                        workload += timed(applying);
+                    }
+                    verdicts.push(verdict);
                 }
-                _ => generator.next(&ledger),
-            };
-            let state: SharedState = ledger.clone();
-            workload += timed(generating);
-            if validator.wants_blocks() {
-                block_txs.push(tx.clone());
+                verdicts
             }
-            let t = Instant::now();
-            let verdict = validator.validate(&tx, state)?;
-            validation += t.elapsed();
-            digest.push(&verdict);
-            observe(&verdict);
-            if verdict == Verdict::Approved {
-                let applying = settings.profile.then(Instant::now);
-                let decoded = decode(&tx).expect("the generator's own encoding decodes");
-                // The validator released its handle: no copy unless it kept one.
-                Arc::make_mut(&mut ledger).apply(&decoded.instruction);
-                workload += timed(applying);
-            }
+        };
+        for verdict in &verdicts {
+            digest.push(verdict);
+            observe(verdict);
         }
-        validator.end_block(&block_txs, block_start.as_ref())?;
+        validator.end_block(&txs, block_start.as_ref())?;
         done += in_block;
         progress(done);
     }
-    Ok(Driven { digest, ledger, validation, workload })
+    Ok(Driven { digest, ledger: world.0, validation, workload })
 }
 
-/// The driver and its optional pre-validation pool as a [`Validator`].
+/// How the run validates in order.
+enum InOrder {
+    /// One driver on this thread.
+    Driver(Box<Driver>),
+    /// In-order parallel validation (`--threads`).
+    Blocks(Box<BlockValidator>),
+}
+
+/// The in-order validation and its optional pre-validation pool as a
+/// [`Validator`].
 struct Driving<'a> {
-    driver: Driver,
+    in_order: InOrder,
     pool: Option<ExecutorPool>,
     pre_digest: VerdictDigest,
     pre_time: Duration,
@@ -233,18 +275,30 @@ impl Driving<'_> {
 
 impl Validator for Driving<'_> {
     fn validate(&mut self, tx: &[u8], state: SharedState) -> Result<Verdict, Error> {
-        self.driver.validate(tx, state).map_err(|e| self.error(e))
+        match &mut self.in_order {
+            InOrder::Driver(driver) => driver.validate(tx, state).map_err(|e| self.error(e)),
+            InOrder::Blocks(_) => unreachable!("blocks are validated whole"),
+        }
+    }
+
+    fn validate_block(&mut self, txs: &[Vec<u8>], world: &mut LedgerState) -> Option<Result<Vec<Verdict>, Error>> {
+        match &mut self.in_order {
+            InOrder::Driver(_) => None,
+            InOrder::Blocks(blocks) => Some(blocks.validate_block(txs, world).map_err(|e| self.error(e))),
+        }
     }
 
     fn end_block(&mut self, txs: &[Vec<u8>], start: Option<&SharedState>) -> Result<(), Error> {
         if let (Some(pool), Some(start)) = (self.pool.as_mut(), start) {
-            // Measured apart from the in-order validation it would precede.
+            // Measured apart from the in-order validation it follows.
             let t = Instant::now();
             let verdicts = pool.prevalidate(txs, start);
             self.pre_time += t.elapsed();
             verdicts.map_err(|e| self.error(e))?.iter().for_each(|v| self.pre_digest.push(v));
         }
-        self.driver.end_block();
+        if let InOrder::Driver(driver) = &mut self.in_order {
+            driver.end_block();
+        }
         Ok(())
     }
 
@@ -262,63 +316,139 @@ pub fn run_observed(
 ) -> Result<RunReport, Error> {
     let executor_error = |source| Error::Executor { executor: settings.executor.name.clone(), source };
     let started = Instant::now();
-    let (driver, config) = driver(settings)?;
+    let config = driver_config(settings)?;
+    let hosts = |n: usize| {
+        (0..n).map(|_| backends::host(settings.backend, settings.limits.clone())).collect::<Result<Vec<_>, _>>()
+    };
+    let workers = Workers::fit(settings)?;
+    let in_order = match workers.threads {
+        Some(n) => InOrder::Blocks(Box::new(
+            BlockValidator::new(hosts(n)?, &settings.executor.bytes, config.clone()).map_err(executor_error)?,
+        )),
+        None => {
+            let host = backends::host(settings.backend, settings.limits.clone())?;
+            InOrder::Driver(Box::new(
+                Driver::new(host, &settings.executor.bytes, config.clone()).map_err(executor_error)?,
+            ))
+        }
+    };
     let load = started.elapsed();
+    let mut notes = workers.notes;
+    if let InOrder::Blocks(blocks) = &in_order
+        && !blocks.is_parallel()
+    {
+        let note = format!(
+            "--threads: policy {} carries state from one transaction to the next, so blocks are validated on one \
+             thread (in parallel only under every-tx:1 and fresh)",
+            settings.policy
+        );
+        tracing::warn!("{note}");
+        notes.push(note);
+    }
     let versions = match settings.upgrade_every {
         Some(_) => Some([settings.executor.variant()?, settings.executor.bytes.clone()]),
         None => None,
     };
-    let pool = match settings.threads {
-        Some(n) => {
-            let hosts = (0..n.get())
-                .map(|_| backends::host(settings.backend, settings.limits.clone()))
-                .collect::<Result<_, _>>()?;
-            Some(ExecutorPool::new(hosts, &settings.executor.bytes, &config).map_err(executor_error)?)
-        }
+    let pool = match workers.prevalidate {
+        Some(n) => Some(ExecutorPool::new(hosts(n)?, &settings.executor.bytes, &config).map_err(executor_error)?),
         None => None,
     };
     let mut driving = Driving {
-        driver,
+        in_order,
         pool,
         pre_digest: VerdictDigest::new(),
         pre_time: Duration::ZERO,
         executor: &settings.executor.name,
     };
     let driven = drive(settings, versions.as_ref(), &mut driving, progress, observe)?;
-    let Driving { driver, pool, pre_digest, pre_time, .. } = driving;
-    let stats = driver.stats().clone();
+    let Driving { in_order, pool, pre_digest, pre_time, .. } = driving;
+    let (stats, module, threads, parallel) = match &in_order {
+        InOrder::Driver(driver) => (driver.stats().clone(), driver.module_shared(), 1, ParallelStats::default()),
+        InOrder::Blocks(blocks) => (blocks.stats(), blocks.module(), blocks.threads(), blocks.parallel_stats()),
+    };
     let secs = driven.validation.as_secs_f64();
     Ok(RunReport {
         backend: settings.backend,
         policy: settings.policy,
         executor: settings.executor.name.clone(),
-        executor_hash: driver.module().hash_hex(),
+        executor_hash: module.hash_hex(),
         verdict_digest: driven.digest.hex(),
         state_digest: driven.ledger.digest(),
         elapsed_s: secs,
         tx_per_sec: if secs > 0.0 { stats.transactions as f64 / secs } else { 0.0 },
         load_s: load.as_secs_f64(),
-        instrument_s: driver.module().instrument_time.as_secs_f64(),
+        instrument_s: module.instrument_time.as_secs_f64(),
         compile_s: stats.compile_time.as_secs_f64(),
+        threads,
+        parallel,
+        prevalidate: pool.as_ref().map(ExecutorPool::threads),
         prevalidation_digest: pool.as_ref().map(|_| pre_digest.hex()),
         prevalidation_tx_per_sec: pool.as_ref().map(|p| p.transactions() as f64 / pre_time.as_secs_f64().max(1e-9)),
         peak_rss_bytes: rss::peak_rss_bytes(),
         seed: settings.seed,
         block_size: settings.block_size,
+        hot_percent: settings.hot_percent,
         profile: settings.profile.then(|| Profile::of(&stats, secs, driven.workload.as_secs_f64())),
+        notes,
         stats,
     })
 }
 
-/// The driver `settings` describe, loaded, and its configuration (for a
-/// pre-validation pool).
-pub(crate) fn driver(settings: &RunSettings) -> Result<(Driver, DriverConfig), Error> {
-    let host = backends::host(settings.backend, settings.limits.clone())?;
+/// The workers a run starts beside the in-order validation's first
+/// driver, as many as [`Limits::memory_cap`] allows: in-order workers and
+/// pre-validation workers count together (each further driver by
+/// [`Limits::worker_estimate`]); past the cap, `--threads` is lowered
+/// first, then `--prevalidate`, never below one each, and a note says so.
+struct Workers {
+    threads: Option<usize>,
+    prevalidate: Option<usize>,
+    notes: Vec<String>,
+}
+
+impl Workers {
+    fn fit(settings: &RunSettings) -> Result<Self, Error> {
+        let parallel = BlockValidator::runs_in_parallel(settings.policy);
+        let mut threads = settings.threads.map(|n| if parallel { n.get() } else { 1 });
+        let mut prevalidate = settings.prevalidate.map(|n| n.get());
+        let wanted = threads.unwrap_or(1) + prevalidate.unwrap_or(0);
+        let mut notes = Vec::new();
+        if wanted > 1 {
+            let module = executor_core::module::prepare(&settings.executor.bytes, &settings.limits)
+                .map_err(|source| Error::Executor { executor: settings.executor.name.clone(), source })?;
+            let fit = module.drivers_that_fit(&settings.limits, wanted);
+            if fit < wanted {
+                let mut excess = wanted - fit;
+                for (slot, flag) in [(&mut threads, "--threads"), (&mut prevalidate, "--prevalidate")] {
+                    if let Some(n) = slot.as_mut() {
+                        let cut = excess.min(*n - 1);
+                        if cut > 0 {
+                            notes.push(format!(
+                                "{flag} {}: memory_cap ({} bytes) fits {fit} driver(s) of this executor at \
+                                 memory_limit {} bytes; running {}",
+                                *n,
+                                settings.limits.memory_cap,
+                                settings.limits.memory_bytes,
+                                *n - cut
+                            ));
+                            *n -= cut;
+                            excess -= cut;
+                        }
+                    }
+                }
+                notes.iter().for_each(|note| tracing::warn!("{note}"));
+            }
+        }
+        Ok(Workers { threads, prevalidate, notes })
+    }
+}
+
+/// The driver configuration `settings` describe, with the cache opened.
+pub(crate) fn driver_config(settings: &RunSettings) -> Result<DriverConfig, Error> {
     let cache = match &settings.cache {
         Some(c) => Some(Arc::new(ArtifactCache::open(c).map_err(Error::Cache)?)),
         None => None,
     };
-    let config = DriverConfig {
+    Ok(DriverConfig {
         policy: settings.policy,
         recycle_watermark: settings.recycle_watermark,
         audit_every: settings.audit_every,
@@ -327,10 +457,14 @@ pub(crate) fn driver(settings: &RunSettings) -> Result<(Driver, DriverConfig), E
         snapshots: settings.snapshots,
         blank: settings.blank,
         ..DriverConfig::default()
-    };
-    let driver = Driver::new(host, &settings.executor.bytes, config.clone())
-        .map_err(|source| Error::Executor { executor: settings.executor.name.clone(), source })?;
-    Ok((driver, config))
+    })
+}
+
+/// The driver `settings` describe, loaded.
+pub(crate) fn driver(settings: &RunSettings) -> Result<Driver, Error> {
+    let host = backends::host(settings.backend, settings.limits.clone())?;
+    Driver::new(host, &settings.executor.bytes, driver_config(settings)?)
+        .map_err(|source| Error::Executor { executor: settings.executor.name.clone(), source })
 }
 
 /// Cold and warm load of an executor on one backend (`peer compare`).

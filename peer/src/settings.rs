@@ -78,10 +78,23 @@ pub struct RunFlags {
     /// rebuild (no barrier) [default: auto].
     #[arg(long, value_name = "METHOD")]
     pub blank: Option<executor_core::BlankMethod>,
-    /// Pre-validate each block on N worker threads (each a warm instance blanked after every
-    /// transaction, against the state at the block's start) before the in-order validation.
+    /// Validate each block in order on N workers, with exactly the verdicts and final state of one
+    /// thread (transactions run optimistically and run again where a value they read changed;
+    /// in parallel under every-tx:1 and fresh, on one thread under other policies).
     #[arg(long, value_name = "N")]
     pub threads: Option<std::num::NonZeroUsize>,
+    /// Pre-validate each block on N worker threads (each transaction on a blank instance, against
+    /// the state at the block's start) after its in-order validation; reports
+    /// prevalidation_digest and prevalidation_tx_per_sec.
+    #[arg(long, value_name = "N")]
+    pub prevalidate: Option<std::num::NonZeroUsize>,
+    /// Make P percent of transactions transfers from the block's hot account, each reading the
+    /// balance the previous one wrote (conflicts for --threads) [default: 0].
+    #[arg(long, value_name = "P", value_parser = clap::value_parser!(u64).range(0..=100))]
+    pub hot_percent: Option<u64>,
+    /// Put --upgrade-every's upgrade at position K of its block [default: 0, the first].
+    #[arg(long, value_name = "K")]
+    pub upgrade_offset: Option<u64>,
     /// Time each phase and print where the time went (workload, guest calls, blanks, recycles).
     #[arg(long)]
     pub profile: bool,
@@ -156,10 +169,20 @@ pub fn resolve(flags: &RunFlags) -> Result<Resolved, Error> {
         None => backends::default_backend().ok_or_else(|| Error::Usage("no backend is compiled in".into()))?,
     };
     let threads = flags.threads.or(config.threads);
-    if let Some(n) = threads
-        && n.get() > MAX_THREADS
-    {
-        return Err(Error::Usage(format!("--threads {n}: at most {MAX_THREADS}")));
+    let prevalidate = flags.prevalidate.or(config.prevalidate);
+    for (flag, field, from_flag, value) in [
+        ("--threads", "threads", flags.threads.is_some(), threads),
+        ("--prevalidate", "prevalidate", flags.prevalidate.is_some(), prevalidate),
+    ] {
+        if let Some(n) = value
+            && n.get() > MAX_THREADS
+        {
+            return Err(invalid(flag, field, from_flag, format!("{n}: at most {MAX_THREADS}")));
+        }
+    }
+    let hot_percent = flags.hot_percent.or(config.hot_percent).unwrap_or(0);
+    if hot_percent > 100 {
+        return Err(invalid("--hot-percent", "hot_percent", false, format!("{hot_percent}: at most 100")));
     }
     let metrics = match (&flags.metrics, &config.metrics) {
         (Some(path), _) => Some(path.clone()),
@@ -187,8 +210,16 @@ pub fn resolve(flags: &RunFlags) -> Result<Resolved, Error> {
         snapshots: !common.no_snapshot && config.snapshots.unwrap_or(true),
         blank: flags.blank.or(config.blank).unwrap_or_default(),
         threads,
+        prevalidate,
+        hot_percent,
+        upgrade_offset: flags.upgrade_offset.or(config.upgrade_offset).unwrap_or(0),
         ..defaults
     };
+    if run.upgrade_every.is_some() && run.upgrade_offset >= run.block_size {
+        let from_flag = flags.upgrade_offset.is_some();
+        let why = format!("{}: must be below the block size ({})", run.upgrade_offset, run.block_size);
+        return Err(invalid("--upgrade-offset", "upgrade_offset", from_flag, why));
+    }
     Ok(Resolved { run, metrics })
 }
 
@@ -225,5 +256,25 @@ mod tests {
         let threads = std::num::NonZeroUsize::new(MAX_THREADS + 1);
         let e = resolve(&RunFlags { threads, ..Default::default() }).unwrap_err();
         assert!(e.to_string().contains("--threads"), "{e}");
+        let e = resolve(&RunFlags { prevalidate: threads, ..Default::default() }).unwrap_err();
+        assert!(e.to_string().contains("--prevalidate"), "{e}");
+        let common = CommonFlags { config: Some(write_config(r#"{"threads": 65}"#)), ..Default::default() };
+        let e = resolve(&RunFlags { common, ..Default::default() }).unwrap_err();
+        assert!(e.to_string().contains("field `threads`"), "{e}");
+    }
+
+    #[test]
+    fn workload_shape_is_merged_and_checked() {
+        let path = write_config(r#"{"threads": 2, "prevalidate": 3, "hot_percent": 40, "upgrade_every": 2}"#);
+        let common = CommonFlags { config: Some(path.clone()), ..Default::default() };
+        let r = resolve(&RunFlags { common, upgrade_offset: Some(7), ..Default::default() }).unwrap().run;
+        assert_eq!((r.threads.unwrap().get(), r.prevalidate.unwrap().get()), (2, 3));
+        assert_eq!((r.hot_percent, r.upgrade_offset), (40, 7));
+        let common = CommonFlags { config: Some(path), block_size: Some(7), ..Default::default() };
+        let e = resolve(&RunFlags { common, upgrade_offset: Some(7), ..Default::default() }).unwrap_err();
+        assert!(e.to_string().contains("--upgrade-offset 7: must be below the block size (7)"), "{e}");
+        let common = CommonFlags { config: Some(write_config(r#"{"hot_percent": 101}"#)), ..Default::default() };
+        let e = resolve(&RunFlags { common, ..Default::default() }).unwrap_err();
+        assert!(e.to_string().contains("field `hot_percent`"), "{e}");
     }
 }

@@ -6,9 +6,8 @@
 //! final state, whatever the backend.
 
 use abi::{AccountId, AssetId, Instruction, Permission, Transaction};
-use executor_core::StateView;
+use executor_core::{SharedState, StateView, WorldState};
 use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// Accounts in the genesis ledger; account 0 is the admin.
@@ -48,14 +47,67 @@ impl Rng {
 }
 
 /// The world state: raw keys and values as the `abi` crate lays them out.
+/// A persistent map: a copy shares everything it does not change, so
+/// in-order parallel validation can hand every execution the newest state
+/// at the cost of a pointer, not of the ledger.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Ledger {
-    entries: BTreeMap<Vec<u8>, Vec<u8>>,
+    entries: imbl::OrdMap<Inline, Inline>,
+}
+
+/// A key or value of the ledger (at most [`Inline::MAX`] bytes: the `abi`
+/// layout's longest key is 10 bytes, its longest value 8), kept inline so
+/// that copying a map node — a persistent map copies every node a write
+/// changes while a snapshot still shares it — allocates nothing. Ordered
+/// as its bytes are.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct Inline {
+    len: u8,
+    bytes: [u8; Inline::MAX],
+}
+
+impl Inline {
+    const MAX: usize = 15;
+
+    fn new(bytes: &[u8]) -> Self {
+        assert!(bytes.len() <= Self::MAX, "ledger keys and values are at most {} bytes", Self::MAX);
+        let mut inline = Inline { len: bytes.len() as u8, bytes: [0; Self::MAX] };
+        inline.bytes[..bytes.len()].copy_from_slice(bytes);
+        inline
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
+impl std::borrow::Borrow<[u8]> for Inline {
+    fn borrow(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl Ord for Inline {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_slice().cmp(other.as_slice())
+    }
+}
+
+impl PartialOrd for Inline {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl std::fmt::Debug for Inline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", hex::encode(self.as_slice()))
+    }
 }
 
 impl StateView for Ledger {
     fn get(&self, key: &[u8]) -> Option<&[u8]> {
-        self.entries.get(key).map(Vec::as_slice)
+        self.entries.get(key).map(Inline::as_slice)
     }
 }
 
@@ -89,7 +141,16 @@ impl Ledger {
     }
 
     fn put(&mut self, key: &[u8], value: &[u8]) {
-        self.entries.insert(key.to_vec(), value.to_vec());
+        self.entries.insert(Inline::new(key), Inline::new(value));
+    }
+
+    /// The balance with the most of `asset` (the lowest account of equals),
+    /// if any account holds some.
+    fn richest(&self, asset: AssetId) -> Option<(AccountId, u64)> {
+        (0..ACCOUNTS)
+            .map(|a| (a, self.balance(a, asset)))
+            .filter(|&(_, b)| b > 0)
+            .max_by_key(|&(a, b)| (b, u32::MAX - a))
     }
 
     fn u64_at(&self, key: &[u8]) -> u64 {
@@ -124,32 +185,38 @@ impl Ledger {
         self.get(&abi::permission_key(account, permission)) == Some(&[1][..])
     }
 
-    /// Applies an approved instruction. Upgrades change no ledger entry
-    /// (the peer installs the executor). Arithmetic saturates: the executor
-    /// approved it, but the ledger must never panic whatever an executor
-    /// approves.
-    pub fn apply(&mut self, instruction: &Instruction<'_>) {
+    /// Applies an approved instruction and returns the keys it wrote.
+    /// Upgrades change no ledger entry (the peer installs the executor).
+    /// Arithmetic saturates: the executor approved it, but the ledger must
+    /// never panic whatever an executor approves.
+    pub fn apply(&mut self, instruction: &Instruction<'_>) -> Vec<Vec<u8>> {
         match *instruction {
             Instruction::Transfer { from, to, asset, amount } => {
                 let debit = self.balance(from, asset).saturating_sub(amount);
                 self.set_balance(from, asset, debit);
                 let credit = self.balance(to, asset).saturating_add(amount);
                 self.set_balance(to, asset, credit);
+                vec![abi::balance_key(from, asset).to_vec(), abi::balance_key(to, asset).to_vec()]
             }
             Instruction::Mint { account, asset, amount } => {
                 let supply = self.u64_at(&abi::asset_key(asset)).saturating_add(amount);
                 self.put(&abi::asset_key(asset), &supply.to_le_bytes());
                 let b = self.balance(account, asset).saturating_add(amount);
                 self.set_balance(account, asset, b);
+                vec![abi::asset_key(asset).to_vec(), abi::balance_key(account, asset).to_vec()]
             }
             Instruction::Burn { account, asset, amount } => {
                 let supply = self.u64_at(&abi::asset_key(asset)).saturating_sub(amount);
                 self.put(&abi::asset_key(asset), &supply.to_le_bytes());
                 let b = self.balance(account, asset).saturating_sub(amount);
                 self.set_balance(account, asset, b);
+                vec![abi::asset_key(asset).to_vec(), abi::balance_key(account, asset).to_vec()]
             }
-            Instruction::Grant { account, permission } => self.grant(account, permission),
-            Instruction::Upgrade { .. } => {}
+            Instruction::Grant { account, permission } => {
+                self.grant(account, permission);
+                vec![abi::permission_key(account, permission).to_vec()]
+            }
+            Instruction::Upgrade { .. } => Vec::new(),
         }
     }
 
@@ -157,6 +224,7 @@ impl Ledger {
     pub fn digest(&self) -> String {
         let mut h = Sha256::new();
         for (k, v) in &self.entries {
+            let (k, v) = (k.as_slice(), v.as_slice());
             h.update((k.len() as u64).to_le_bytes());
             h.update(k);
             h.update((v.len() as u64).to_le_bytes());
@@ -234,6 +302,84 @@ impl Generator {
         let tx = Transaction { authority: 0, nonce: self.nonce, instruction: Instruction::Upgrade { executor } };
         postcard::to_allocvec(&tx).expect("encoding into a Vec cannot fail")
     }
+
+    /// A whole block of `len` transactions, every one drawn from `ledger`
+    /// as it is at the block's start — a block exists before it is
+    /// validated, as on a real chain, so it is the same whoever validates
+    /// it and however. With `shape.hot_percent` > 0, that share are
+    /// transfers from the block's hot account (see [`HOT_ASSET`]); with
+    /// `shape.upgrade`, that position is an upgrade.
+    pub fn block(&mut self, ledger: &Ledger, len: u64, shape: BlockShape<'_>) -> Vec<Vec<u8>> {
+        let hot = if shape.hot_percent > 0 { ledger.richest(HOT_ASSET) } else { None };
+        (0..len)
+            .map(|i| match shape.upgrade {
+                Some((at, executor)) if at == i => self.upgrade(executor),
+                _ if shape.hot_percent > 0 && self.rng.percent(shape.hot_percent) => match hot {
+                    Some((from, balance)) => self.hot(ledger, from, balance, len),
+                    None => self.next(ledger),
+                },
+                _ => self.next(ledger),
+            })
+            .collect()
+    }
+
+    /// A transfer from the hot account `from`, signed by its owner, of at
+    /// most `balance / len`: every one the block holds is affordable
+    /// together, so each is approved and writes the balance the next one
+    /// reads.
+    fn hot(&mut self, ledger: &Ledger, from: AccountId, balance: u64, len: u64) -> Vec<u8> {
+        let r = &mut self.rng;
+        let amount = 1 + r.below((balance / len.max(1)).max(1));
+        let mut to = r.below(u64::from(ACCOUNTS)) as u32;
+        if to == from {
+            to = (to + 1) % ACCOUNTS; // a transfer to itself would write nothing new
+        }
+        let authority = ledger.owner(from).unwrap_or(from);
+        self.nonce += 1;
+        let instruction = Instruction::Transfer { from, to, asset: HOT_ASSET, amount };
+        let tx = Transaction { authority, nonce: self.nonce, instruction };
+        postcard::to_allocvec(&tx).expect("encoding into a Vec cannot fail")
+    }
+}
+
+/// The asset of hot transfers. A block's hot account is the one with the
+/// most of it at the block's start (the lowest of equals): the ledger keeps
+/// redistributing it, so there always is one, and it can afford the block.
+pub const HOT_ASSET: AssetId = 0;
+
+/// What a block holds beyond the generator's usual mix.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BlockShape<'a> {
+    /// Percent of transactions (0–100) that are transfers from the block's
+    /// hot account, each reading the balance the previous one wrote:
+    /// conflicts for in-order parallel validation, dialled in.
+    pub hot_percent: u64,
+    /// An upgrade to these bytes at this position of the block.
+    pub upgrade: Option<(u64, &'a [u8])>,
+}
+
+/// The ledger as the embedder's world state for in-order parallel
+/// validation: snapshots are a pointer copy, approved transactions are
+/// applied in place (copying only what a running execution still shares),
+/// and the keys each wrote are reported.
+#[derive(Debug, Clone, Default)]
+pub struct LedgerState(pub Arc<Ledger>);
+
+impl StateView for LedgerState {
+    fn get(&self, key: &[u8]) -> Option<&[u8]> {
+        self.0.get(key)
+    }
+}
+
+impl WorldState for LedgerState {
+    fn snapshot(&self) -> SharedState {
+        self.0.clone()
+    }
+
+    fn apply(&mut self, tx: &[u8]) -> Option<Vec<Vec<u8>>> {
+        let decoded = decode(tx).expect("the generator's own encoding decodes");
+        Some(Arc::make_mut(&mut self.0).apply(&decoded.instruction))
+    }
 }
 
 /// Decodes a transaction the generator made.
@@ -257,6 +403,37 @@ mod tests {
     }
 
     #[test]
+    fn hot_blocks_chain_affordable_transfers_from_the_richest_account() {
+        let mut rng = Rng::new(3);
+        let ledger = Ledger::genesis(&mut rng);
+        let (from, balance) = ledger.richest(HOT_ASSET).unwrap();
+        assert!((0..ACCOUNTS).all(|a| ledger.balance(a, HOT_ASSET) <= balance));
+        let mut g = Generator::new(rng);
+        let block = g.block(&ledger, 100, BlockShape { hot_percent: 100, upgrade: Some((5, b"x")) });
+        assert_eq!(block.len(), 100);
+        let mut total = 0;
+        for (i, tx) in block.iter().enumerate() {
+            match decode(tx).unwrap().instruction {
+                Instruction::Upgrade { executor } => assert_eq!((i, executor), (5, &b"x"[..])),
+                Instruction::Transfer { from: f, to, asset, amount } => {
+                    assert_eq!((f, asset), (from, HOT_ASSET));
+                    assert_ne!(to, from);
+                    total += amount;
+                }
+                other => panic!("not a hot transfer: {other:?}"),
+            }
+        }
+        assert!(total <= balance, "the block's hot transfers are affordable together");
+        let mut plain = Generator::new(Rng::new(9));
+        let mut shaped = Generator::new(Rng::new(9));
+        assert_eq!(
+            plain.block(&ledger, 50, BlockShape::default()),
+            shaped.block(&ledger, 50, BlockShape { hot_percent: 0, upgrade: None }),
+            "no hot share draws nothing more"
+        );
+    }
+
+    #[test]
     fn generation_is_deterministic_and_applies() {
         let mut rng = Rng::new(7);
         let mut a = Ledger::genesis(&mut rng);
@@ -269,7 +446,10 @@ mod tests {
             let tx = g.next(&a);
             let decoded = decode(&tx).unwrap();
             kinds.insert(decoded.instruction.kind());
-            a.apply(&decoded.instruction);
+            let written = a.apply(&decoded.instruction);
+            if let Instruction::Transfer { from, asset, .. } = decoded.instruction {
+                assert!(written.contains(&abi::balance_key(from, asset).to_vec()), "the debit is reported");
+            }
         }
         assert_eq!(kinds.len(), 4, "transfer, mint, burn, grant all generated");
         assert_ne!(a.digest(), b.digest());

@@ -301,7 +301,7 @@ fn metrics_file_is_prometheus_text_matching_the_run() {
     let _ = std::fs::remove_file(&path);
 }
 
-/// `--threads N` pre-validates every block on N workers against the
+/// `--prevalidate N` pre-validates every block on N workers against the
 /// block's starting state: the same `prevalidation_digest` for every N
 /// and backend (upgrades judged, not installed), and the in-order run
 /// unchanged by it.
@@ -311,19 +311,47 @@ fn prevalidation_digest_is_the_same_for_every_thread_count() {
     for backend in ["wasmtime", "wasmer", "wasmi"] {
         let base = ["run", "--backend", backend, "--transactions", "400", "--block-size", "40", "--upgrade-every", "2"];
         let plain = json(&[&base[..], &["--json"]].concat());
-        assert!(plain.get("prevalidation_digest").is_none(), "only with --threads");
+        assert!(plain.get("prevalidation_digest").is_none(), "only with --prevalidate");
         for threads in ["1", "2", "3"] {
-            let v = json(&[&base[..], &["--threads", threads, "--json"]].concat());
+            let v = json(&[&base[..], &["--prevalidate", threads, "--memory-limit", "16777216", "--json"]].concat());
             digests.insert(v["prevalidation_digest"].as_str().unwrap().to_string());
             assert!(v["prevalidation_tx_per_sec"].as_f64().unwrap() > 0.0);
+            assert_eq!(v["prevalidate"].as_u64(), threads.parse().ok(), "{backend}: every worker fits");
             for field in ["verdict_digest", "state_digest", "upgrades"] {
-                assert_eq!(v[field], plain[field], "{backend} --threads {threads}: {field} changed");
+                assert_eq!(v[field], plain[field], "{backend} --prevalidate {threads}: {field} changed");
             }
         }
     }
     assert_eq!(digests.len(), 1, "one pre-validation digest for every backend and thread count: {digests:?}");
+    usage_error(&["run", "--prevalidate", "0"], "--prevalidate");
+    usage_error(&["run", "--prevalidate", "65"], "at most 64");
+}
+
+/// `--threads N` validates in order on N workers: the run's digests, and
+/// the JSON says how (`threads`, `executions`, `reexecutions`,
+/// `conflicts`, `waves`, `hot_percent`).
+#[test]
+fn in_order_threads_keep_the_digests_and_report_their_work() {
+    for backend in ["wasmtime", "wasmer", "wasmi"] {
+        let base = ["run", "--backend", backend, "--transactions", "300", "--block-size", "30", "--hot-percent", "50"];
+        let plain = json(&[&base[..], &["--json"]].concat());
+        assert_eq!((plain["threads"].as_u64(), plain["executions"].as_u64()), (Some(1), Some(0)));
+        assert_eq!(plain["hot_percent"].as_u64(), Some(50));
+        for threads in ["1", "2", "3"] {
+            let v = json(&[&base[..], &["--threads", threads, "--memory-limit", "16777216", "--json"]].concat());
+            assert_eq!(v["threads"].as_u64(), threads.parse().ok(), "{backend}");
+            for field in ["verdict_digest", "state_digest", "approved", "denied", "transactions"] {
+                assert_eq!(v[field], plain[field], "{backend} --threads {threads}: {field}");
+            }
+            let (executions, reexecutions) = (v["executions"].as_u64().unwrap(), v["reexecutions"].as_u64().unwrap());
+            assert_eq!(executions, 300 + reexecutions);
+            assert!(v["waves"].as_u64().unwrap() >= 10 && v["conflicts"].as_u64().is_some());
+        }
+    }
     usage_error(&["run", "--threads", "0"], "--threads");
     usage_error(&["run", "--threads", "65"], "at most 64");
+    usage_error(&["run", "--hot-percent", "101"], "--hot-percent");
+    usage_error(&["run", "--upgrade-every", "1", "--block-size", "5", "--upgrade-offset", "5"], "below the block size");
 }
 
 #[test]

@@ -472,7 +472,7 @@ pub fn lockstep(settings: &RunSettings, rows: &[Row]) -> Result<Vec<Option<f64>>
         .map(|row| {
             Ok(Some(match *row {
                 Row::Driver(policy) => {
-                    Contender::Driver(Box::new(run::driver(&RunSettings { policy, ..settings.clone() })?.0))
+                    Contender::Driver(Box::new(run::driver(&RunSettings { policy, ..settings.clone() })?))
                 }
                 Row::Plain(reference) => Contender::Plain(Plain::new(&settings, reference, &wasm)?),
             }))

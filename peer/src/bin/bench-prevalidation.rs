@@ -42,7 +42,7 @@ fn main() {
             for threads in [1, 2] {
                 let settings = RunSettings {
                     transactions: n,
-                    threads: NonZeroUsize::new(threads),
+                    prevalidate: NonZeroUsize::new(threads),
                     ..RunSettings::new(
                         backend,
                         PersistencePolicy::default(),
@@ -50,8 +50,8 @@ fn main() {
                     )
                 };
                 let report = run(&settings, &mut |_| {}).unwrap_or_else(|e| panic!("{backend}: {e}"));
-                digests.insert(report.prevalidation_digest.expect("with threads"));
-                rates.entry(threads).or_default().push(report.prevalidation_tx_per_sec.expect("with threads"));
+                digests.insert(report.prevalidation_digest.expect("with --prevalidate"));
+                rates.entry(threads).or_default().push(report.prevalidation_tx_per_sec.expect("with --prevalidate"));
             }
         }
         assert_eq!(digests.len(), 1, "{backend}: pre-validation digests differ between thread counts");
