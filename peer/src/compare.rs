@@ -35,8 +35,14 @@ pub struct CompareRow {
     pub vs_fresh: f64,
     /// Median throughput ÷ the same backend's `until-crash`.
     pub vs_until_crash: f64,
-    /// Median throughput ÷ the best backend's under the same policy.
+    /// Median throughput ÷ the best backend's under the same policy (and
+    /// worker count).
     pub vs_best_backend: f64,
+    /// With `--threads`: median throughput ÷ the same backend's and
+    /// policy's one-thread row (the scaling of in-order parallel
+    /// validation).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vs_one_thread: Option<f64>,
     /// Whether every backend and repetition under this policy gave the
     /// same verdict and state digests.
     pub digests_agree: bool,
@@ -46,8 +52,17 @@ pub struct CompareRow {
 }
 
 impl CompareRow {
-    fn key(&self) -> (BackendKind, PersistencePolicy) {
-        (self.report.backend, self.report.policy)
+    fn key(&self) -> (BackendKind, PersistencePolicy, usize) {
+        (self.report.backend, self.report.policy, self.report.threads)
+    }
+
+    /// The policy as the table and chart show it: with its worker count
+    /// when validated in parallel.
+    pub fn label(&self) -> String {
+        match self.report.threads {
+            1 => self.report.policy.to_string(),
+            n => format!("{} ×{n} threads", self.report.policy),
+        }
     }
 }
 
@@ -98,8 +113,14 @@ pub fn compare(base: &RunSettings, repeat: u32, bar: &ProgressBar) -> Result<Com
     if backends.is_empty() {
         return Err(Error::Usage("no backend is compiled in".into()));
     }
-    let configs: Vec<(BackendKind, PersistencePolicy)> =
-        policies().into_iter().flat_map(|p| backends.iter().map(move |b| (*b, p))).collect();
+    // Every policy on one thread; with `--threads N` (N > 1), also the
+    // policy in-order parallel validation runs (every-tx:1) on N workers.
+    let threads = base.threads.filter(|n| n.get() > 1);
+    let mut configs: Vec<(BackendKind, PersistencePolicy, Option<std::num::NonZeroUsize>)> =
+        policies().into_iter().flat_map(|p| backends.iter().map(move |b| (*b, p, None))).collect();
+    if threads.is_some() {
+        configs.extend(backends.iter().map(|b| (*b, PersistencePolicy::default(), threads)));
+    }
     let warm_up = base.transactions.min(500);
     let references: Vec<(BackendKind, Reference)> =
         backends.iter().flat_map(|b| Reference::iter().map(move |r| (*b, r))).collect();
@@ -109,10 +130,11 @@ pub fn compare(base: &RunSettings, repeat: u32, bar: &ProgressBar) -> Result<Com
     let mut reference_runs: Vec<Vec<Option<f64>>> = vec![Vec::new(); references.len()];
     let mut profiles = vec![None; configs.len()];
     for round in 0..=repeat {
-        for (i, (backend, policy)) in configs.iter().enumerate() {
+        for (i, (backend, policy, threads)) in configs.iter().enumerate() {
             let mut s = base.clone();
             s.backend = *backend;
             s.policy = *policy;
+            s.threads = *threads;
             // Only the warm-up is timed per phase: clock reads in every
             // blank would tax the blanking policies alone.
             s.profile = round == 0;
@@ -120,7 +142,8 @@ pub fn compare(base: &RunSettings, repeat: u32, bar: &ProgressBar) -> Result<Com
                 s.transactions = warm_up;
             }
             let what = if round == 0 { "warm-up".into() } else { format!("{round}/{repeat}") };
-            bar.set_message(format!("{backend} {policy} ({what})"));
+            let on = threads.map_or(String::new(), |n| format!(" ×{n} threads"));
+            bar.set_message(format!("{backend} {policy}{on} ({what})"));
             rss::reset_peak();
             let offset = bar.position();
             let report = run(&s, &mut |done| bar.set_position(offset + done))?;
@@ -136,6 +159,7 @@ pub fn compare(base: &RunSettings, repeat: u32, bar: &ProgressBar) -> Result<Com
         for (i, (backend, reference)) in references.iter().enumerate() {
             let mut s = base.clone();
             s.backend = *backend;
+            s.threads = None;
             if round == 0 {
                 s.transactions = warm_up;
             }
@@ -195,35 +219,42 @@ pub fn rows(runs: Vec<Vec<RunReport>>) -> Vec<CompareRow> {
                 vs_fresh: 0.0,
                 vs_until_crash: 0.0,
                 vs_best_backend: 0.0,
+                vs_one_thread: None,
                 digests_agree: same,
                 load: None,
             }
         })
         .collect();
-    let rates: std::collections::HashMap<(BackendKind, PersistencePolicy), f64> =
+    let rates: std::collections::HashMap<(BackendKind, PersistencePolicy, usize), f64> =
         rows.iter().map(|r| (r.key(), r.report.tx_per_sec)).collect();
-    let rate = |backend, policy| rates.get(&(backend, policy)).copied().unwrap_or(0.0);
+    let rate = |backend, policy| rates.get(&(backend, policy, 1)).copied().unwrap_or(0.0);
     let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
+    // Digests must agree across backends and worker counts alike.
     let by_policy = |policy| rows.iter().filter(move |o: &&CompareRow| o.report.policy == policy);
-    let updates: Vec<(f64, f64, f64, bool)> = rows
+    let updates: Vec<(f64, f64, f64, Option<f64>, bool)> = rows
         .iter()
         .map(|row| {
-            let (backend, policy) = row.key();
+            let (backend, policy, threads) = row.key();
             let own = row.report.tx_per_sec;
-            let best = by_policy(policy).map(|o| o.report.tx_per_sec).fold(0.0, f64::max);
+            let best = by_policy(policy)
+                .filter(|o| o.report.threads == threads)
+                .map(|o| o.report.tx_per_sec)
+                .fold(0.0, f64::max);
             let agree = by_policy(policy).all(|o| digests(&o.report) == digests(&row.report) && o.digests_agree);
             (
                 ratio(own, rate(backend, PersistencePolicy::Fresh)),
                 ratio(own, rate(backend, PersistencePolicy::UntilCrash)),
                 ratio(own, best),
+                (threads > 1).then(|| ratio(own, rate(backend, policy))),
                 agree,
             )
         })
         .collect();
-    for (row, (vs_fresh, vs_until_crash, vs_best_backend, agree)) in rows.iter_mut().zip(updates) {
+    for (row, (vs_fresh, vs_until_crash, vs_best_backend, vs_one_thread, agree)) in rows.iter_mut().zip(updates) {
         row.vs_fresh = vs_fresh;
         row.vs_until_crash = vs_until_crash;
         row.vs_best_backend = vs_best_backend;
+        row.vs_one_thread = vs_one_thread;
         row.digests_agree &= agree;
     }
     rows
@@ -244,7 +275,7 @@ pub fn print(c: &Comparison) {
         c.repeat
     );
     println!(
-        "{:<9} {:<14} {:>10} {:>7} {:>7} {:>6} {:>7} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}  digests",
+        "{:<9} {:<22} {:>10} {:>7} {:>7} {:>6} {:>7} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}  digests",
         "backend",
         "policy",
         "tx/s",
@@ -263,9 +294,9 @@ pub fn print(c: &Comparison) {
         let r = &row.report;
         let profile = |f: fn(&crate::report::Profile) -> f64| r.profile.as_ref().map_or(0.0, f);
         println!(
-            "{:<9} {:<14} {:>10.0} {:>7.2} {:>7.2} {:>6.2} {:>7} {:>8} {:>8.2} {:>8.3} {:>8.3} {:>8.1} {:>8.1}  {} {}",
+            "{:<9} {:<22} {:>10.0} {:>7.2} {:>7.2} {:>6.2} {:>7} {:>8} {:>8.2} {:>8.3} {:>8.3} {:>8.1} {:>8.1}  {} {}",
             r.backend.to_string(),
-            r.policy.to_string(),
+            row.label(),
             r.tx_per_sec,
             row.vs_fresh,
             row.vs_until_crash,
@@ -281,6 +312,7 @@ pub fn print(c: &Comparison) {
             if row.digests_agree { "agree" } else { "DIFFER" }
         );
     }
+    print_scaling(c);
     print_references(c);
     println!();
     println!(
@@ -308,6 +340,34 @@ pub fn print(c: &Comparison) {
     }
 }
 
+/// With `--threads`: each backend's in-order parallel validation against
+/// its one-thread run of the same policy.
+fn print_scaling(c: &Comparison) {
+    let scaled: Vec<&CompareRow> = c.rows.iter().filter(|r| r.vs_one_thread.is_some()).collect();
+    if scaled.is_empty() {
+        return;
+    }
+    println!();
+    println!("in-order parallel validation (--threads): the same verdicts and state, and the scaling");
+    println!(
+        "{:<9} {:<14} {:>8} {:>10} {:>8} {:>12} {:>10}",
+        "backend", "policy", "threads", "tx/s", "×1 thr", "re-executed", "conflicts"
+    );
+    for row in scaled {
+        let r = &row.report;
+        println!(
+            "{:<9} {:<14} {:>8} {:>10.0} {:>8.2} {:>12} {:>10}",
+            r.backend.to_string(),
+            r.policy.to_string(),
+            r.threads,
+            r.tx_per_sec,
+            row.vs_one_thread.unwrap_or(0.0),
+            r.parallel.reexecutions,
+            r.parallel.conflicts
+        );
+    }
+}
+
 /// The plain references of each engine, and how the driver's `every-tx:1`
 /// and `until-crash` compare with them.
 fn print_references(c: &Comparison) {
@@ -326,7 +386,7 @@ fn print_references(c: &Comparison) {
     let rate = |backend, policy: &str| {
         c.rows
             .iter()
-            .find(|r| r.report.backend == backend && r.report.policy.to_string() == policy)
+            .find(|r| r.report.backend == backend && r.report.threads == 1 && r.report.policy.to_string() == policy)
             .map(|r| r.report.tx_per_sec)
     };
     for r in &c.references {
@@ -348,11 +408,8 @@ fn print_references(c: &Comparison) {
 /// The chart's bars: median throughput per policy (group) and backend
 /// (series), then each plain reference (a group each, marked as such).
 pub fn chart(c: &Comparison, title: &str) -> String {
-    let mut names: Vec<(String, String, f64)> = c
-        .rows
-        .iter()
-        .map(|r| (r.report.policy.to_string(), r.report.backend.to_string(), r.report.tx_per_sec))
-        .collect();
+    let mut names: Vec<(String, String, f64)> =
+        c.rows.iter().map(|r| (r.label(), r.report.backend.to_string(), r.report.tx_per_sec)).collect();
     names.extend(
         c.references
             .iter()
@@ -412,7 +469,7 @@ mod tests {
             vec![report(Wasmi, "until-crash", 50.0, "d")],
         ];
         let rows = rows(runs);
-        let row = |b, p: &str| rows.iter().find(|r| r.key() == (b, p.parse().unwrap())).unwrap();
+        let row = |b, p: &str| rows.iter().find(|r| r.key() == (b, p.parse().unwrap(), 1)).unwrap();
         assert_eq!(row(Wasmtime, "fresh").report.tx_per_sec, 20.0, "the median repetition");
         assert_eq!(row(Wasmtime, "fresh").tx_per_sec_runs, vec![10.0, 30.0, 20.0]);
         assert_eq!(row(Wasmtime, "every-tx:1").vs_fresh, 20.0);
@@ -422,6 +479,30 @@ mod tests {
         assert_eq!(row(Wasmi, "every-tx:1").vs_best_backend, 0.25);
         assert_eq!(row(Wasmtime, "until-crash").vs_best_backend, 1.0);
         assert!(rows.iter().all(|r| r.digests_agree));
+    }
+
+    #[test]
+    fn threaded_rows_scale_against_their_one_thread_row_and_must_agree() {
+        use BackendKind::{Wasmi, Wasmtime};
+        let threaded = |b, rate, digest| RunReport { threads: 2, ..report(b, "every-tx:1", rate, digest) };
+        let runs = vec![
+            vec![report(Wasmtime, "every-tx:1", 100.0, "d")],
+            vec![report(Wasmi, "every-tx:1", 10.0, "d")],
+            vec![threaded(Wasmtime, 180.0, "d")],
+            vec![threaded(Wasmi, 19.0, "d")],
+        ];
+        let rows = rows(runs);
+        assert_eq!(rows[0].vs_one_thread, None);
+        assert_eq!((rows[2].vs_one_thread, rows[3].vs_one_thread), (Some(1.8), Some(1.9)));
+        assert_eq!(rows[2].vs_best_backend, 1.0, "compared with the other backends' threaded rows");
+        assert_eq!((rows[2].label(), rows[0].label()), ("every-tx:1 ×2 threads".to_string(), "every-tx:1".to_string()));
+        assert!(rows.iter().all(|r| r.digests_agree));
+        let runs = vec![vec![report(Wasmtime, "every-tx:1", 1.0, "d")], vec![threaded(Wasmtime, 1.0, "e")]];
+        assert!(rows_agree(runs).iter().all(|a| !a), "a threaded run must give the one-thread digests");
+    }
+
+    fn rows_agree(runs: Vec<Vec<RunReport>>) -> Vec<bool> {
+        rows(runs).iter().map(|r| r.digests_agree).collect()
     }
 
     #[test]

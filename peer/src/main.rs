@@ -39,6 +39,10 @@ struct CompareArgs {
     /// Measured repetitions of every configuration, interleaved; the table shows medians.
     #[arg(long, value_name = "R", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
     repeat: u32,
+    /// Also validate every-tx:1 in order on N workers on every backend, and show the scaling
+    /// against one thread (the digests must agree) [default: the config's `threads`].
+    #[arg(long, value_name = "N")]
+    threads: Option<std::num::NonZeroUsize>,
 }
 
 fn cmd_run(flags: &RunFlags) -> Result<(), Error> {
@@ -63,7 +67,8 @@ fn cmd_run(flags: &RunFlags) -> Result<(), Error> {
 }
 
 fn cmd_compare(args: &CompareArgs) -> Result<(), Error> {
-    let base = settings::resolve(&RunFlags { common: args.common.clone(), ..Default::default() })?.run;
+    let flags = RunFlags { common: args.common.clone(), threads: args.threads, ..Default::default() };
+    let base = settings::resolve(&flags)?.run;
     if let Some(path) = &args.chart {
         peer::input::check_output(path).map_err(|e| Error::Usage(format!("--chart {}: {e}", path.display())))?;
     }

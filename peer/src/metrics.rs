@@ -131,6 +131,17 @@ pub fn render(r: &RunReport) -> String {
             o.histogram(&format!("{what}_duration_seconds"), help, h);
         }
     }
+    o.one("validation_threads", g, "Workers validating in order (--threads; 1 without).", r.threads as f64);
+    let p = &r.parallel;
+    o.one("executions_total", c, "Transaction runs of in-order parallel validation.", p.executions as f64);
+    o.one("reexecutions_total", c, "Runs started again: a value read changed, or the executor.", p.reexecutions as f64);
+    o.one("conflicts_total", c, "Runs found to have read a value an earlier commit changed.", p.conflicts as f64);
+    o.one(
+        "taken_over_total",
+        c,
+        "Runs the committer took over (transactions too short to run in parallel).",
+        p.taken_over as f64,
+    );
     if let Some(rate) = r.prevalidation_tx_per_sec {
         o.one("prevalidation_transactions_per_second", g, "Parallel pre-validation throughput.", rate);
     }

@@ -110,7 +110,8 @@ pub struct RunReport {
     /// policy that carries state between transactions).
     pub threads: usize,
     /// What in-order parallel validation did: `executions`,
-    /// `reexecutions`, `conflicts`, `waves` (all zero on one thread).
+    /// `reexecutions`, `taken_over`, `conflicts`, `waves` (all zero
+    /// without `--threads`).
     #[serde(flatten)]
     pub parallel: ParallelStats,
     /// Percent of hot transfers in the workload (`--hot-percent`).
@@ -168,11 +169,11 @@ pub fn print_summary(r: &RunReport) {
         "  blanks {}, recycles {}, instances built {} ({} from the blank snapshot: {})",
         s.blanks, s.recycles, s.instances_built, s.restored_builds, s.snapshot
     );
-    if r.threads > 1 {
+    if r.parallel.executions > 0 {
         let p = &r.parallel;
         println!(
-            "  in order on {} threads: {} executions, {} re-executions ({} conflicts), {} waves",
-            r.threads, p.executions, p.reexecutions, p.conflicts, p.waves
+            "  in order on {} thread(s): {} executions, {} re-executions ({} conflicts), {} taken over, {} waves",
+            r.threads, p.executions, p.reexecutions, p.conflicts, p.taken_over, p.waves
         );
     }
     if let (Some(digest), Some(rate)) = (&r.prevalidation_digest, r.prevalidation_tx_per_sec) {

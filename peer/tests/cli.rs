@@ -343,8 +343,8 @@ fn in_order_threads_keep_the_digests_and_report_their_work() {
             for field in ["verdict_digest", "state_digest", "approved", "denied", "transactions"] {
                 assert_eq!(v[field], plain[field], "{backend} --threads {threads}: {field}");
             }
-            let (executions, reexecutions) = (v["executions"].as_u64().unwrap(), v["reexecutions"].as_u64().unwrap());
-            assert_eq!(executions, 300 + reexecutions);
+            let count = |field: &str| v[field].as_u64().unwrap();
+            assert_eq!(count("executions"), 300 + count("reexecutions") + count("taken_over"));
             assert!(v["waves"].as_u64().unwrap() >= 10 && v["conflicts"].as_u64().is_some());
         }
     }
@@ -352,6 +352,45 @@ fn in_order_threads_keep_the_digests_and_report_their_work() {
     usage_error(&["run", "--threads", "65"], "at most 64");
     usage_error(&["run", "--hot-percent", "101"], "--hot-percent");
     usage_error(&["run", "--upgrade-every", "1", "--block-size", "5", "--upgrade-offset", "5"], "below the block size");
+}
+
+/// `host.log` under `--threads`: each transaction's lines appear once, for
+/// the execution that was committed, in order — never for runs that were
+/// discarded as stale.
+#[test]
+fn logs_of_discarded_runs_are_never_emitted() {
+    // Reads the supply of asset 0 (which mints and burns of it write, so
+    // runs go stale), logs one line, approves.
+    let wat = r#"(module
+      (import "host" "state_get" (func $get (param i32 i32 i32 i32) (result i32)))
+      (import "host" "log" (func $log (param i32 i32 i32)))
+      (memory (export "memory") 1)
+      (data (i32.const 100) "D\00\00\00\00")
+      (data (i32.const 200) "committed run")
+      (func (export "executor_alloc") (param i32) (result i32) (i32.const 1024))
+      (func (export "executor_validate") (param i32 i32) (result i32)
+        (drop (call $get (i32.const 100) (i32.const 5) (i32.const 300) (i32.const 8)))
+        (call $log (i32.const 2) (i32.const 200) (i32.const 13))
+        (i32.const 0)))"#;
+    let path = std::env::temp_dir().join(format!("peer-cli-logs-{}.wat", std::process::id()));
+    std::fs::write(&path, wat).unwrap();
+    let executor = path.display().to_string();
+    for backend in ["wasmtime", "wasmer", "wasmi"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_peer"))
+            .args(["run", "--backend", backend, "--executor", &executor, "--transactions", "300", "--json"])
+            .args(["--threads", "2", "--memory-limit", "16777216"])
+            .env("RUST_LOG", "executor=info")
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["threads"].as_u64(), Some(2));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let lines = stderr.lines().filter(|l| l.contains("committed run")).count();
+        assert_eq!(lines, 300, "{backend}: one line per committed transaction ({} executions)", v["executions"]);
+    }
+    let _ = std::fs::remove_file(&path);
 }
 
 #[test]

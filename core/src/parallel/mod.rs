@@ -69,6 +69,10 @@ pub struct ParallelStats {
     /// Runs started again: a value read changed before the transaction's
     /// commit, or an upgrade changed the executor.
     pub reexecutions: u64,
+    /// Runs started on a worker that the committer took over, validating
+    /// the transaction itself (transactions too short to run in parallel:
+    /// see [`DIRECT_BELOW`]).
+    pub taken_over: u64,
     /// Of the executions that came back, those found to have read a value
     /// that a commit before theirs changed.
     pub conflicts: u64,
@@ -76,6 +80,14 @@ pub struct ParallelStats {
     /// times any of its transactions was started again.
     pub waves: u64,
 }
+
+/// Commits between two adjustments of how far executions run ahead.
+const ADAPT_EVERY: usize = 32;
+
+/// Transactions that run for less than this on average are validated by
+/// the committer alone (see [`Progress::adapt`]): measured on 2 cores, the
+/// commit's checks and hand-offs cost a few microseconds per transaction.
+const DIRECT_BELOW: std::time::Duration = std::time::Duration::from_micros(10);
 
 /// Validates whole blocks in order on one or more workers.
 pub struct BlockValidator {
@@ -92,6 +104,19 @@ struct Progress {
     epoch: u64,
     /// Blocks started (tells workers' late answers apart).
     block: u64,
+    /// How far beyond the commit position executions start (see
+    /// [`Progress::adapt`]); 0 until the first block sets it.
+    lookahead: usize,
+    /// Blocks to stay without speculation before trying it again, and how
+    /// many the next failed try makes it.
+    hold: u32,
+    backoff: u32,
+    /// Validation time and runs measured since the last adjustment.
+    ran: std::time::Duration,
+    runs: u32,
+    /// Transactions are too short for parallel runs to pay: the committer
+    /// validates each at its turn itself (see [`Progress::adapt`]).
+    direct: bool,
 }
 
 enum Mode {
@@ -162,7 +187,18 @@ impl BlockValidator {
             (Mode::Sequential(Box::new(driver)), first)
         };
         let committed = Stats::new(first.cache, first.compile_time);
-        let progress = Progress { committed, parallel: ParallelStats::default(), epoch: 0, block: 0 };
+        let progress = Progress {
+            committed,
+            parallel: ParallelStats::default(),
+            epoch: 0,
+            block: 0,
+            lookahead: 0,
+            hold: 0,
+            backoff: 1,
+            ran: std::time::Duration::ZERO,
+            runs: 0,
+            direct: false,
+        };
         Ok(BlockValidator { mode, progress })
     }
 
@@ -268,14 +304,29 @@ impl Progress {
             dispatched: 0,
             deepest: 0,
         };
-        // Executions started ahead of the commit: enough to keep every
-        // worker busy while the committer waits for one, few enough that
-        // most start from a recent state.
-        let lookahead = 4 * workers.len() + 4;
+        let most = 4 * workers.len() + 4;
+        if self.lookahead == 0 {
+            self.lookahead = most;
+        }
+        let mut before = self.parallel;
         let mut verdicts = Vec::with_capacity(n);
         while verdicts.len() < n {
             let j = verdicts.len();
-            while block.dispatched < n.min(j + lookahead) {
+            if self.direct && !block.deferred[j] && block.results[j].is_none() {
+                let state = world.snapshot();
+                let (result, took) = workers.direct(&txs[j], state, self.committed.transactions);
+                self.timed(took);
+                self.parallel.executions += 1;
+                // A run started before the switch is superseded.
+                self.parallel.taken_over += u64::from(j < block.dispatched);
+                block.dispatched = block.dispatched.max(j + 1);
+                block.attempts[j] += 1;
+                lock(&workers.shared.queue).attempts[j] = block.attempts[j];
+                let verdict = self.commit(workers, txs, j, result?, &[], &mut block, world)?;
+                self.committed_one(&mut verdicts, verdict, &mut before, most);
+                continue;
+            }
+            while block.dispatched < n.min(j + self.lookahead) {
                 workers.shared.push(block.dispatched, 0, Job::Validate);
                 block.dispatched += 1;
                 self.parallel.executions += 1;
@@ -288,7 +339,8 @@ impl Progress {
                 self.arrived(workers, done, j, &mut block, &*world);
                 continue;
             };
-            let Done { result, reads, logs, epoch, .. } = done;
+            let Done { result, reads, logs, epoch, took, .. } = done;
+            self.timed(took);
             let verdict = result?;
             if epoch != self.epoch || stale(world, &reads) {
                 if block.exact[j] {
@@ -302,10 +354,79 @@ impl Progress {
                 continue;
             }
             let verdict = self.commit(workers, txs, j, verdict, &logs, &mut block, world)?;
-            verdicts.push(verdict);
+            self.committed_one(&mut verdicts, verdict, &mut before, most);
         }
         self.parallel.waves += 1 + u64::from(block.deepest);
         Ok(verdicts)
+    }
+
+    /// Counts a committed verdict; every [`ADAPT_EVERY`] of them, adapts.
+    fn committed_one(
+        &mut self,
+        verdicts: &mut Vec<Verdict>,
+        verdict: Verdict,
+        before: &mut ParallelStats,
+        most: usize,
+    ) {
+        verdicts.push(verdict);
+        if verdicts.len().is_multiple_of(ADAPT_EVERY) {
+            self.adapt(before, most);
+            *before = self.parallel;
+        }
+    }
+
+    /// Adds a validation's run time to the period's.
+    fn timed(&mut self, took: std::time::Duration) {
+        self.ran += took;
+        self.runs += 1;
+    }
+
+    /// Sets how far ahead of the commit executions start, from the runs
+    /// started again per transaction committed since the last call (every
+    /// [`ADAPT_EVERY`] commits). Without
+    /// conflicts, far enough to keep every worker busy while the committer
+    /// waits for one (`most`); where most speculative runs are wasted —
+    /// every transaction reading what the one before it wrote — they only
+    /// take cores from the runs the commit waits for, so speculation
+    /// shrinks, down to the transaction at the commit alone (the
+    /// committer's own worker then runs the block as one thread would),
+    /// and grows back as conflicts fade — tried again after one period,
+    /// then after twice as many each time the try fails (at most 64).
+    ///
+    /// And whether to run in parallel at all: where a transaction runs for
+    /// less than [`DIRECT_BELOW`], recording its reads, checking them and
+    /// handing it between threads cost more than a second core saves, so
+    /// the committer validates each at its turn against the exact state —
+    /// nothing to record or check, as on one thread — until the runs it
+    /// measures grow longer.
+    fn adapt(&mut self, before: &ParallelStats, most: usize) {
+        if self.runs > 0 {
+            self.direct = self.ran / self.runs < DIRECT_BELOW;
+        }
+        (self.ran, self.runs) = (std::time::Duration::ZERO, 0);
+        if self.direct {
+            return;
+        }
+        // Runs started again per transaction committed in the period: 1
+        // when every transaction waited on the one before it.
+        let wasted = self.parallel.reexecutions - before.reexecutions;
+        let share = wasted as f64 / ADAPT_EVERY as f64;
+        if share > 0.7 {
+            if self.lookahead <= 2 {
+                self.backoff = (self.backoff * 2).min(64);
+                self.hold = self.backoff;
+            }
+            self.lookahead = (self.lookahead / 2).max(1);
+        } else if share < 0.3 {
+            if self.lookahead == 1 && self.hold > 0 {
+                self.hold -= 1;
+                return;
+            }
+            if self.lookahead > 1 {
+                self.backoff = 1;
+            }
+            self.lookahead = (self.lookahead * 2).min(most);
+        }
     }
 
     /// An answer came back while the committer waits at position `j`:

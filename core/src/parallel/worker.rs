@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender, TryRecvError, channel};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 /// Every `state_get` answer of one execution, in order: the key and the
 /// value found (`None`: absent). The whole value is kept even when the
@@ -122,6 +123,8 @@ pub(super) struct Done {
     pub reads: ReadSet,
     /// The `host.log` lines of the job, to emit if it is committed.
     pub logs: Vec<LogLine>,
+    /// How long the validation ran.
+    pub took: Duration,
 }
 
 /// The workers: the committer's own driver, which runs jobs whenever the
@@ -237,6 +240,26 @@ impl Workers {
         drop(queue);
         let local = (self.local.driver.stats().clone(), self.local.driver.module_shared());
         std::iter::once(local).chain(self.shared.status[1..].iter().map(|s| lock(s).clone())).collect()
+    }
+
+    /// Validates `tx`, the run's transaction `index`, on the committer's own
+    /// driver against `state`, the exact state at its position: nothing
+    /// recorded, nothing captured (it is committed as it runs). Returns
+    /// the verdict and how long it ran.
+    pub fn direct(&mut self, tx: &[u8], state: SharedState, index: u64) -> (Result<Verdict>, Duration) {
+        let (epoch, executor) = {
+            let queue = lock(&self.shared.queue);
+            (queue.epoch, queue.executor.clone())
+        };
+        let started = Instant::now();
+        let local = &mut self.local;
+        let backend = local.driver.backend();
+        let result = match executor.filter(|_| local.epoch < epoch) {
+            Some(executor) => guarded(backend, || local.driver.adopt(&executor)).map(|()| local.epoch = epoch),
+            None => Ok(()),
+        }
+        .and_then(|()| guarded(backend, || local.driver.validate_at(tx, state, index)));
+        (result, started.elapsed())
     }
 
     /// The next answer: a thread's, or — while none is back and a job is
@@ -394,7 +417,7 @@ impl Runner {
         let Taken { block, index, attempt, job, tx, epoch: current, executor } = taken;
         let driver = &mut self.driver;
         let backend = driver.backend();
-        let (result, reads, logs) = match job {
+        let (result, reads, logs, took) = match job {
             Job::Validate => {
                 let Input { txs, first, state } = tx.expect("taken with its block");
                 let adopted = match executor.filter(|_| self.epoch < current) {
@@ -402,13 +425,15 @@ impl Runner {
                     None => Ok(()),
                 };
                 let recorder = Arc::new(Recorder { state, reads: Mutex::new(Vec::new()) });
+                let started = Instant::now();
                 let (result, logs) = capture_logs(|| {
                     adopted?;
                     let shared_state: SharedState = recorder.clone();
                     guarded(backend, || driver.validate_at(&txs[index], shared_state, first + index as u64))
                 });
+                let took = started.elapsed();
                 let reads = std::mem::take(&mut *lock(&recorder.reads));
-                (result, reads, logs)
+                (result, reads, logs, took)
             }
             Job::Upgrade { executor, state, epoch: next } => {
                 let (result, logs) = capture_logs(|| guarded(backend, || driver.upgrade(&executor, state)));
@@ -423,10 +448,10 @@ impl Runner {
                         Ok(Verdict::rejected(Rejection::UpgradeFailed))
                     }
                 };
-                (result, Vec::new(), logs)
+                (result, Vec::new(), logs, Duration::ZERO)
             }
         };
-        Done { block, index, attempt, epoch: self.epoch, result, reads, logs }
+        Done { block, index, attempt, epoch: self.epoch, result, reads, logs, took }
     }
 }
 

@@ -36,6 +36,9 @@ struct Args {
     /// Hot shares to measure, percent.
     #[arg(long, value_delimiter = ',', default_value = "0,10,50,100")]
     hot: Vec<u64>,
+    /// Only this backend [default: every compiled-in one].
+    #[arg(long)]
+    backend: Option<backends::BackendKind>,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -57,9 +60,9 @@ struct Row {
 }
 
 fn main() {
-    let Args { transactions, rounds, hot, json } = clap::Parser::parse();
+    let Args { transactions, rounds, hot, backend: only, json } = clap::Parser::parse();
     let mut rows = Vec::new();
-    for backend in backends::compiled_in() {
+    for backend in backends::compiled_in().into_iter().filter(|b| only.is_none_or(|o| o == *b)) {
         for &hot_percent in &hot {
             let mut rates: BTreeMap<usize, Vec<(f64, u64)>> = BTreeMap::new();
             let mut digests = std::collections::BTreeSet::new();
