@@ -17,6 +17,7 @@ pub mod cases;
 pub mod determinism;
 pub mod fixtures;
 pub mod fuzz;
+pub mod load_budget;
 pub mod snapshot;
 
 pub use executor_core::HostFactory;
@@ -68,6 +69,7 @@ macro_rules! suite {
             init_failures,
             segments_out_of_bounds_are_load_errors,
             engine_limits_hold_at_the_edge,
+            load_limits_hold_at_the_edge,
             default_executor_judges_the_ledger,
             many_instances_do_not_exhaust_the_store,
             fuel_follows_the_documented_costs,

@@ -43,7 +43,9 @@ pub struct Limits {
     /// baked image too), and for each of the [`COMPILED_VARIANTS`] that may
     /// exist at once (the executor with and without the write barrier, each
     /// baked) a copy of the module and [`COMPILED_BYTES`] of machine code
-    /// and metadata per byte of its code section. Default 1 GiB.
+    /// and metadata per byte of its code section, plus what compiling it
+    /// may take at its peak ([`LOAD_BUDGET_BYTES`]). Default 2 GiB: an
+    /// executor and three more workers at the default memory limit.
     pub memory_cap: u64,
     /// Size limits of the module itself.
     pub module: ModuleLimits,
@@ -65,6 +67,17 @@ pub const COMPILED_VARIANTS: u64 = 4;
 /// each compiled variant (see [`Limits::memory_cap`]).
 pub const COMPILED_BYTES: u64 = 16;
 
+/// The most memory loading one executor within the default module limits
+/// takes above the process's before it — checks, instrumentation, the
+/// engine's compilation and the first instance — on any backend: 256 MiB,
+/// the load budget the limits that drive compilation cost (`functions`,
+/// `types`, `nesting_depth`, `instructions_per_function`, `instructions`,
+/// `locals`) were sized to, measured with each limit's worst case by
+/// `bench-load` (README, *Load budget*). Counted once in
+/// [`Limits::memory_estimate`]: further workers load after the first, from
+/// the cache where there is one (see [`Limits::worker_estimate`]).
+pub const LOAD_BUDGET_BYTES: u64 = 256 << 20;
+
 /// Instances one more worker of the same executor may have alive at once
 /// — its warm instance, an audit instance and, while it installs an
 /// upgrade, the new one (see [`Limits::worker_estimate`]).
@@ -82,7 +95,7 @@ impl Default for Limits {
             memory_bytes: 64 << 20,
             table_elements: 10_000,
             max_stack: 128 << 10,
-            memory_cap: 1 << 30,
+            memory_cap: 2 << 30,
             module: ModuleLimits::default(),
         }
     }
@@ -112,6 +125,7 @@ impl Limits {
     pub fn memory_estimate(&self, module_bytes: u64, code_bytes: u64) -> u64 {
         (LIVE_INSTANCES + BLANK_COPIES) * self.engine_memory_bytes()
             + COMPILED_VARIANTS * (module_bytes + COMPILED_BYTES * code_bytes)
+            + LOAD_BUDGET_BYTES
     }
 }
 
@@ -138,7 +152,8 @@ pub struct ModuleLimits {
     /// Binary module size in bytes (WAT text may be at most as long).
     /// Default 32 MiB.
     pub bytes: u64,
-    /// Functions, imported and defined. Default 100,000.
+    /// Functions, imported and defined. Default 30,000 (see
+    /// [`LOAD_BUDGET_BYTES`] for how the load-cost limits were sized).
     pub functions: u32,
     /// Locals of any one function, parameters included. Default (and
     /// most) 29,990: the strictest engine (wasmi) accepts
@@ -153,18 +168,38 @@ pub struct ModuleLimits {
     pub segments: u32,
     /// Tables. Default 10.
     pub tables: u32,
+    /// Function types the module declares. Default 10,000.
+    pub types: u32,
+    /// Control nesting of any one function: `block`, `loop` and `if`
+    /// inside each other, the function's own body counting as the first
+    /// level. Default 2,000 (one compiler's time grows with its square).
+    pub nesting_depth: u32,
+    /// Instructions (operators, `end` included) of any one function.
+    /// Default 100,000 (compilers hold a function's whole IR, one per
+    /// thread).
+    pub instructions_per_function: u32,
+    /// Instructions of all functions together. Default 1,000,000.
+    pub instructions: u64,
+    /// Locals of all functions together, parameters included. Default
+    /// 1,000,000.
+    pub locals: u64,
 }
 
 impl Default for ModuleLimits {
     fn default() -> Self {
         ModuleLimits {
             bytes: 32 << 20,
-            functions: 100_000,
+            functions: 30_000,
             locals_per_function: crate::module::engine_limits::LOCALS as u32 - crate::instrument::ADDED_LOCALS,
             globals: 10_000,
             exports: 10_000,
             segments: 100_000,
             tables: 10,
+            types: 10_000,
+            nesting_depth: 2_000,
+            instructions_per_function: 100_000,
+            instructions: 1_000_000,
+            locals: 1_000_000,
         }
     }
 }

@@ -393,6 +393,43 @@ fn logs_of_discarded_runs_are_never_emitted() {
     let _ = std::fs::remove_file(&path);
 }
 
+/// `memory_cap` bounds the whole run: an executor with a 40 MiB blank
+/// state, `--threads 8 --prevalidate 8`, audits and an upgrade every block
+/// run as many workers as fit (said so), and the process's peak memory
+/// stays under the cap plus a fixed overhead.
+#[test]
+fn memory_cap_bounds_workers_audits_and_upgrades_together() {
+    let dir = std::env::temp_dir().join(format!("peer-cli-cap-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let wat = dir.join("big.wat");
+    std::fs::write(
+        &wat,
+        r#"(module
+          (memory (export "memory") 640)
+          (func (export "executor_init") (memory.fill (i32.const 0) (i32.const 1) (i32.const 41943040)))
+          (func (export "executor_alloc") (param i32) (result i32) (i32.const 1024))
+          (func (export "executor_validate") (param i32 i32) (result i32)
+            (i32.store (i32.const 4096) (i32.const 7)) (i32.const 0)))"#,
+    )
+    .unwrap();
+    let cap: u64 = 1536 << 20;
+    let cfg = dir.join("c.json");
+    std::fs::write(&cfg, format!(r#"{{"memory_cap": {cap}, "init_fuel": 1000000000}}"#)).unwrap();
+    let (wat, cfg) = (wat.display().to_string(), cfg.display().to_string());
+    for backend in ["wasmtime", "wasmer", "wasmi"] {
+        let args = ["run", "--backend", backend, "--config", &cfg, "--executor", &wat, "--memory-limit", "50331648"];
+        let more = ["--threads", "8", "--prevalidate", "8", "--audit-every", "3", "--upgrade-every", "1"];
+        let v = json(&[&args[..], &more, &["--transactions", "120", "--block-size", "20", "--json"]].concat());
+        let (threads, prevalidate) = (v["threads"].as_u64().unwrap(), v["prevalidate"].as_u64().unwrap());
+        assert!(threads + prevalidate < 16, "{backend}: fewer workers than asked: {v}");
+        assert!(v["notes"][0].as_str().unwrap().contains("memory_cap"), "{backend}: {}", v["notes"]);
+        assert!(v["upgrades"].as_u64().unwrap() >= 5 && v["audits"].as_u64().unwrap() > 0, "{backend}");
+        let peak = v["peak_rss_bytes"].as_u64().unwrap();
+        assert!(peak < cap + (256 << 20), "{backend}: peak {peak} bytes with {threads} + {prevalidate} workers");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn config_file_settings_apply_and_flags_override_them() {
     let dir = std::env::temp_dir().join(format!("peer-cli-cfg-{}", std::process::id()));

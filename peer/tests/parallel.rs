@@ -94,9 +94,17 @@ fn sigcheck_digests_equal_on_every_worker_count() {
 
 #[test]
 fn workers_beyond_the_memory_cap_are_not_started() {
-    // At the default 64 MiB memory limit the 1 GiB cap fits two drivers of
-    // the default executor: `--threads 3 --prevalidate 2` runs 1 + 1.
-    let s = RunSettings { threads: NonZeroUsize::new(3), prevalidate: NonZeroUsize::new(2), ..base(100) };
+    // At the default 64 MiB memory limit a 1 GiB cap fits one driver of
+    // the default executor (its own estimate, with compilation's peak, and
+    // a worker's are 0.78 and 0.31 GiB): `--threads 3 --prevalidate 2`
+    // runs 1 + 1.
+    let limits = executor_core::Limits { memory_cap: 1 << 30, ..executor_core::Limits::default() };
+    let s = RunSettings {
+        limits: limits.clone(),
+        threads: NonZeroUsize::new(3),
+        prevalidate: NonZeroUsize::new(2),
+        ..base(100)
+    };
     let r = run(&s, &mut |_| {}).unwrap();
     assert_eq!((r.threads, r.prevalidate), (1, Some(1)), "{:?}", r.notes);
     assert_eq!(r.notes.len(), 2, "{:?}", r.notes);

@@ -188,11 +188,11 @@ pub fn segments_out_of_bounds_are_load_errors(factory: HostFactory) {
 /// The memory cap is checked at load, with an error that says what to
 /// change; within it the same executor loads.
 pub fn memory_cap_is_checked_at_load(factory: HostFactory) {
-    let big = Limits { memory_bytes: 512 << 20, ..Limits::default() };
+    let big = Limits { memory_bytes: 1 << 30, ..Limits::default() };
     let e = executor_core::Driver::new(factory(big.clone()), HOSTILE.as_bytes(), DriverConfig::default()).unwrap_err();
-    assert!(matches!(e, Error::MemoryCap { cap, .. } if cap == 1 << 30), "{e}");
+    assert!(matches!(e, Error::MemoryCap { cap, .. } if cap == 2 << 30), "{e}");
     assert!(e.to_string().contains("memory_cap"), "{e}");
-    let raised = Limits { memory_cap: 8 << 30, ..big };
+    let raised = Limits { memory_cap: 16 << 30, ..big };
     executor_core::Driver::new(factory(raised), HOSTILE.as_bytes(), DriverConfig::default()).unwrap();
 }
 
@@ -253,7 +253,8 @@ pub fn engine_limits_hold_at_the_edge(factory: HostFactory) {
     let locals = |n: u64| body(&format!("(func (param i32 i32) (local {}))", "i32 ".repeat(n as usize)));
     let br_table =
         |n: u64| body(&format!("(func (param i32) (block (br_table {} (local.get 0))))", "0 ".repeat(n as usize + 1)));
-    let deep = |n: u64| body(&format!("(func {} {})", "(i32.const 1)".repeat(n as usize), "(drop)".repeat(n as usize)));
+    // `return` drops the rest: the deepest stack in few instructions.
+    let deep = |n: u64| body(&format!("(func {} (return))", "(i32.const 1)".repeat(n as usize)));
     let added = u64::from(executor_core::instrument::ADDED_LOCALS);
     // Locals: parameters and the instrumentation's temporaries count.
     let at = engine_limits::LOCALS - added - 2;
@@ -270,5 +271,47 @@ pub fn engine_limits_hold_at_the_edge(factory: HostFactory) {
         let e = load_error(factory, past.as_bytes(), Limits::default());
         assert!(matches!(e, Error::ModuleLimit { .. }), "{name}: {e:?}");
         assert!(e.to_string().contains(name), "{e} should name {name:?}");
+    }
+}
+
+/// The limits that bound what loading costs (`functions`, `types`,
+/// `nesting_depth`, `instructions_per_function`, `instructions`,
+/// `locals`): each case of [`crate::load_budget::worst_cases`] at a small
+/// limit loads and runs; one past it is a load error naming the limit.
+pub fn load_limits_hold_at_the_edge(factory: HostFactory) {
+    let small = ModuleLimits {
+        functions: 60,
+        types: 40,
+        nesting_depth: 12,
+        instructions_per_function: 400,
+        instructions: 3_000,
+        locals: 900,
+        locals_per_function: 200,
+        segments: 300,
+        globals: 50,
+        exports: 50,
+        ..ModuleLimits::default()
+    };
+    let limits = Limits { module: small.clone(), ..Limits::default() };
+    let past: [(&str, ModuleLimits); 6] = [
+        ("functions", ModuleLimits { functions: small.functions + 1, ..small.clone() }),
+        ("types", ModuleLimits { types: small.types + 1, ..small.clone() }),
+        ("nesting", ModuleLimits { nesting_depth: small.nesting_depth + 1, ..small.clone() }),
+        (
+            "one big function",
+            ModuleLimits { instructions_per_function: small.instructions_per_function + 1, ..small.clone() },
+        ),
+        ("instructions in every function", ModuleLimits { instructions: small.instructions + 1, ..small.clone() }),
+        ("locals", ModuleLimits { locals: small.locals + 1, ..small.clone() }),
+    ];
+    for case in crate::load_budget::worst_cases(&small) {
+        let mut d = load(factory, &case.wasm, every_tx(1), limits.clone());
+        assert_eq!(run_bytes(&mut d, &[0]), vec![A], "{}: at the limit it loads and runs", case.name);
+    }
+    for (name, over) in past {
+        let case = crate::load_budget::worst_cases(&over).into_iter().find(|c| c.name == name).expect("a case");
+        let e = load_error(factory, &case.wasm, limits.clone());
+        let expected = format!("the module exceeds the {} limit: {} > {}", case.limit, case.value, case.value - 1);
+        assert_eq!(e.to_string(), expected, "{name}: one past the limit");
     }
 }

@@ -158,20 +158,43 @@ impl Workers {
         let (done_tx, done) = channel();
         let (ready_tx, ready) = channel::<(usize, Result<Driver>)>();
         let mut drivers: Vec<Option<Driver>> = hosts.iter().map(|_| None).collect();
-        // Load on the workers' own stacks and in parallel.
+        // Load on the workers' own stacks: the first alone (it compiles,
+        // and fills the cache), then the others — in parallel from the
+        // cache, else one at a time, so that compilation's peak memory is
+        // paid once at a time (`Limits::memory_estimate` counts it once).
         std::thread::scope(|s| {
-            for (i, host) in hosts.iter().enumerate() {
-                let (sender, config, host) = (ready_tx.clone(), config.clone(), host.clone());
+            let load = |i: usize| {
+                let (sender, config, host) = (ready_tx.clone(), config.clone(), hosts[i].clone());
                 let spawned = std::thread::Builder::new()
                     .name(format!("validate-{i}-load"))
                     .stack_size(stack)
                     .spawn_scoped(s, move || {
                         let _ = sender.send((i, Driver::new(host, executor, config)));
                     });
-                if let Err(e) = spawned {
-                    let _ = ready_tx.send((i, Err(thread_error(backend, &e))));
+                match spawned {
+                    Ok(handle) => Some(handle),
+                    Err(e) => {
+                        let _ = ready_tx.send((i, Err(thread_error(backend, &e))));
+                        None
+                    }
+                }
+            };
+            if let Some(h) = load(0) {
+                let _ = h.join();
+            }
+            let parallel = config.cache.is_some();
+            let mut handles = Vec::new();
+            for i in 1..hosts.len() {
+                let handle = load(i);
+                if parallel {
+                    handles.push(handle);
+                } else if let Some(h) = handle {
+                    let _ = h.join();
                 }
             }
+            handles.into_iter().flatten().for_each(|h| {
+                let _ = h.join();
+            });
         });
         drop(ready_tx);
         let mut errors = BTreeMap::new();
