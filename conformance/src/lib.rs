@@ -83,6 +83,7 @@ macro_rules! suite {
             parallel_validation_commits_one_thread_verdicts,
             parallel_validation_reruns_only_what_read_changed,
             workers_have_the_stack_the_budget_needs,
+            parallel_upgrades_keep_only_the_workers_that_fit,
         );
         $crate::case_tests!(snapshot, $factory;
             snapshots_restore_exactly_what_init_makes,

@@ -148,15 +148,22 @@ pub struct PreparedModule {
 }
 
 impl PreparedModule {
+    /// What its first driver and each further one may tie up under
+    /// `limits` ([`Limits::memory_estimate`], [`Limits::worker_estimate`]),
+    /// from the instrumented module.
+    pub fn estimates(&self, limits: &Limits) -> (u64, u64) {
+        let (bytes, code) = (self.wasm.len() as u64, code_bytes(&self.wasm));
+        (limits.memory_estimate(bytes, code), limits.worker_estimate(bytes, code))
+    }
+
     /// How many of `wanted` drivers of this executor fit in
     /// [`Limits::memory_cap`] — the first counted by
     /// [`Limits::memory_estimate`], each further one by
     /// [`Limits::worker_estimate`], both from the instrumented module — and
     /// never fewer than one: the first is checked when it loads.
     pub fn drivers_that_fit(&self, limits: &Limits, wanted: usize) -> usize {
-        let (bytes, code) = (self.wasm.len() as u64, code_bytes(&self.wasm));
-        let first = limits.memory_estimate(bytes, code);
-        let each = limits.worker_estimate(bytes, code).max(1);
+        let (first, each) = self.estimates(limits);
+        let each = each.max(1);
         let more = limits.memory_cap.saturating_sub(first) / each;
         usize::try_from(more).unwrap_or(usize::MAX).saturating_add(1).min(wanted).max(1)
     }

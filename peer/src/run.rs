@@ -364,7 +364,10 @@ pub fn run_observed(
     let Driving { in_order, pool, pre_digest, pre_time, .. } = driving;
     let (stats, module, threads, parallel) = match &in_order {
         InOrder::Driver(driver) => (driver.stats().clone(), driver.module_shared(), 1, ParallelStats::default()),
-        InOrder::Blocks(blocks) => (blocks.stats(), blocks.module(), blocks.threads(), blocks.parallel_stats()),
+        InOrder::Blocks(blocks) => {
+            notes.extend_from_slice(blocks.notes());
+            (blocks.stats(), blocks.module(), blocks.threads(), blocks.parallel_stats())
+        }
     };
     let secs = driven.validation.as_secs_f64();
     Ok(RunReport {

@@ -24,7 +24,7 @@ pub const COUNTER: &str = r#"(module
   (import "host" "state_get" (func $get (param i32 i32 i32 i32) (result i32)))
   (import "host" "deny_reason" (func $deny (param i32 i32)))
   (import "host" "log" (func $log (param i32 i32 i32)))
-  (memory (export "memory") 1)
+  (memory (export "memory") 8)
   (data (i32.const 3000) "gate")
   (func (export "executor_alloc") (param i32) (result i32) (i32.const 1024))
   (func (export "executor_validate") (param $p i32) (param $len i32) (result i32)
@@ -147,8 +147,13 @@ pub fn blocks() -> Vec<Vec<Vec<u8>>> {
 }
 
 /// The reference: one driver, in order, applying what it approves.
+/// Limits under which eight workers fit in the default `memory_cap`.
+fn small() -> Limits {
+    Limits { memory_bytes: 8 << 20, ..Limits::default() }
+}
+
 fn one_thread(factory: HostFactory, blocks: &[Vec<Vec<u8>>], world: &mut World) -> Vec<Verdict> {
-    let mut driver = Driver::new(factory(Limits::default()), &counter_v1(), DriverConfig::default())
+    let mut driver = Driver::new(factory(small()), &counter_v1(), DriverConfig::default())
         .unwrap_or_else(|e| panic!("load failed: {e}"));
     let mut verdicts = Vec::new();
     for block in blocks {
@@ -172,7 +177,7 @@ fn on_workers(
     blocks: &[Vec<Vec<u8>>],
     world: &mut World,
 ) -> (Vec<Verdict>, BlockValidator) {
-    let hosts = (0..threads).map(|_| factory(Limits::default())).collect();
+    let hosts = (0..threads).map(|_| factory(small())).collect();
     let mut validator =
         BlockValidator::new(hosts, &counter_v1(), config).unwrap_or_else(|e| panic!("load failed: {e}"));
     let mut verdicts = Vec::new();
@@ -275,4 +280,49 @@ pub fn workers_have_the_stack_the_budget_needs(factory: HostFactory) {
     let hosts = (0..2).map(|_| factory(limits.clone())).collect();
     let mut pool = ExecutorPool::new(hosts, heavy, &DriverConfig::default()).unwrap();
     assert_eq!(pool.prevalidate(&block, &crate::state(&[])).unwrap(), expected);
+}
+
+/// The cap is checked at each upgrade too: installing an executor of which
+/// fewer drivers fit in `memory_cap` stops the workers beyond them, says
+/// so, and changes no verdict.
+pub fn parallel_upgrades_keep_only_the_workers_that_fit(factory: HostFactory) {
+    // v2 is v1 with a large function it never calls: more compiled code
+    // to count per driver.
+    let mut big = String::new();
+    for _ in 0..2 {
+        big.push_str("(func (param i32)");
+        for _ in 0..20_000 {
+            big.push_str(" (i32.store (i32.const 0) (i32.const 0))");
+        }
+        big.push_str(")\n");
+    }
+    let v2 = wat::parse_str(COUNTER.replace("OFFSET", "1").replace("MIGRATE", &big)).expect("parses");
+    let mut limits = Limits { memory_bytes: 1 << 20, ..Limits::default() };
+    let prepared = |wasm: &[u8], limits: &Limits| executor_core::module::prepare(wasm, limits).unwrap();
+    let (v2_first, _) = prepared(&v2, &limits).estimates(&limits);
+    limits.memory_cap = v2_first + (1 << 20);
+    assert_eq!(prepared(&counter_v1(), &limits).drivers_that_fit(&limits, 4), 4, "all of v1's fit");
+    assert_eq!(prepared(&v2, &limits).drivers_that_fit(&limits, 4), 1, "one of v2's");
+    let block: Vec<Vec<u8>> = [vec![upgrade_tx(&v2)], (0..30u8).map(|i| vec![i, b'k']).collect()].concat();
+    let hosts = (0..4).map(|_| factory(limits.clone())).collect();
+    let mut validator = BlockValidator::new(hosts, &counter_v1(), DriverConfig::default()).unwrap();
+    assert_eq!(validator.threads(), 4);
+    let verdicts = validator.validate_block(&block, &mut World::new(Report::Keys)).unwrap();
+    assert_eq!(verdicts[0], A, "the upgrade installs");
+    assert_eq!(validator.threads(), 1, "{:?}", validator.notes());
+    assert!(validator.notes()[0].contains("memory_cap fits 1 driver(s)"), "{:?}", validator.notes());
+    let mut driver = Driver::new(factory(limits.clone()), &counter_v1(), DriverConfig::default()).unwrap();
+    let mut world = World::new(Report::Keys);
+    let expected: Vec<Verdict> = block
+        .iter()
+        .map(|tx| {
+            let v = driver.validate(tx, world.snapshot()).unwrap();
+            if v == A {
+                world.apply(tx);
+            }
+            v
+        })
+        .collect();
+    assert_eq!(verdicts, expected);
+    assert_eq!(validator.stats().upgrades, 1);
 }

@@ -194,6 +194,11 @@ impl Driver {
         &self.executor.module
     }
 
+    /// The limits it runs under (its host's).
+    pub fn limits(&self) -> &crate::Limits {
+        self.host.limits()
+    }
+
     /// The loaded executor, shared.
     pub fn module_shared(&self) -> Arc<PreparedModule> {
         self.executor.module.clone()

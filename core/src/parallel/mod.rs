@@ -117,6 +117,8 @@ struct Progress {
     /// Transactions are too short for parallel runs to pay: the committer
     /// validates each at its turn itself (see [`Progress::adapt`]).
     direct: bool,
+    /// What changed of what was asked, and why.
+    notes: Vec<String>,
 }
 
 enum Mode {
@@ -174,11 +176,23 @@ impl BlockValidator {
     /// as one [`Driver`] on the caller's thread.
     pub fn new(hosts: Vec<Arc<dyn ExecutorHost>>, executor: &[u8], config: DriverConfig) -> Result<Self> {
         assert!(!hosts.is_empty(), "a validator needs at least one host");
+        let limits = hosts[0].limits().clone();
+        let mut notes = Vec::new();
         let (mode, first) = if Self::runs_in_parallel(config.policy) {
             // Workers judge upgrades; the commit installs them.
             let config = DriverConfig { verdicts_only: true, ..config };
             let workers = Workers::start(hosts, executor, &config)?;
-            let first = workers.status().swap_remove(0).0;
+            let (first, module) = workers.status().swap_remove(0);
+            let fit = module.drivers_that_fit(&limits, workers.len());
+            if fit < workers.len() {
+                let note = format!(
+                    "memory_cap fits {fit} driver(s) of this executor: {} worker(s) stopped",
+                    workers.len() - fit
+                );
+                tracing::warn!("{note}");
+                notes.push(note);
+                workers.retire(fit);
+            }
             (Mode::Parallel(Box::new(workers)), first)
         } else {
             let host = hosts.into_iter().next().expect("checked non-empty");
@@ -198,6 +212,7 @@ impl BlockValidator {
             ran: std::time::Duration::ZERO,
             runs: 0,
             direct: false,
+            notes,
         };
         Ok(BlockValidator { mode, progress })
     }
@@ -260,6 +275,12 @@ impl BlockValidator {
                 stats
             }
         }
+    }
+
+    /// What the validator changed of what was asked (workers stopped at
+    /// an upgrade that fewer fit of), and why.
+    pub fn notes(&self) -> &[String] {
+        &self.progress.notes
     }
 
     /// What parallel validation did (all zero on one thread).
@@ -581,6 +602,18 @@ impl Progress {
         };
         done.logs.iter().for_each(|line| line.emit());
         let verdict = done.result?;
+        if let Some(fit) = done.fit.filter(|fit| *fit < workers.len()) {
+            // The cap is checked at each upgrade too: fewer workers, never
+            // another verdict.
+            let note = format!(
+                "memory_cap fits {fit} driver(s) of the executor installed at block {}: {} worker(s) stopped",
+                self.block,
+                workers.len() - fit
+            );
+            tracing::warn!("{note}");
+            self.notes.push(note);
+            workers.retire(fit);
+        }
         if verdict == Verdict::Approved {
             self.epoch += 1;
             self.committed.upgrades += 1;

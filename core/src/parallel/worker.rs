@@ -77,6 +77,9 @@ pub(super) struct Queue {
     pub latest: Option<SharedState>,
     /// Workers running a job or not yet idle since their last one.
     pub busy: usize,
+    /// Workers with a lower index take jobs; the others end (an upgrade
+    /// to an executor of which fewer fit in `memory_cap`).
+    pub active: usize,
     /// The validator is gone: workers end.
     pub closed: bool,
 }
@@ -125,6 +128,9 @@ pub(super) struct Done {
     pub logs: Vec<LogLine>,
     /// How long the validation ran.
     pub took: Duration,
+    /// For an installed upgrade: how many drivers of the new executor fit
+    /// in `memory_cap`.
+    pub fit: Option<usize>,
 }
 
 /// The workers: the committer's own driver, which runs jobs whenever the
@@ -221,6 +227,7 @@ impl Workers {
                 executor: None,
                 latest: None,
                 busy: 0,
+                active: hosts.len(),
                 closed: false,
             }),
             wake: Condvar::new(),
@@ -313,9 +320,18 @@ impl Workers {
         }
     }
 
-    /// The number of workers.
+    /// The number of workers taking jobs.
     pub fn len(&self) -> usize {
-        self.handles.len() + 1
+        lock(&self.shared.queue).active
+    }
+
+    /// Ends every worker from the `n`-th on (at least the committer's own
+    /// stays), each once its current job is done.
+    pub fn retire(&self, n: usize) {
+        let mut queue = lock(&self.shared.queue);
+        queue.active = queue.active.min(n.max(1));
+        drop(queue);
+        self.shared.wake.notify_all();
     }
 }
 
@@ -379,11 +395,20 @@ fn pop(shared: &Shared, queue: &mut Queue) -> Option<Taken> {
 
 /// Waits for the next current job; `None` when the validator is gone.
 /// `idle` runs (without the lock) before the worker sleeps after a job.
-fn take(shared: &Shared, ran: &mut bool, idle: &mut dyn FnMut()) -> Option<Taken> {
+fn take(shared: &Shared, id: usize, ran: &mut bool, idle: &mut dyn FnMut()) -> Option<Taken> {
     let mut spins = 0;
     let mut queue = lock(&shared.queue);
     loop {
-        if queue.closed {
+        if queue.closed || id >= queue.active {
+            if *ran {
+                drop(queue);
+                idle();
+                queue = lock(&shared.queue);
+                queue.busy -= 1;
+                if queue.busy == 0 {
+                    shared.idle.notify_all();
+                }
+            }
             return None;
         }
         if let Some(taken) = pop(shared, &mut queue) {
@@ -424,7 +449,9 @@ fn work(id: usize, mut runner: Runner, shared: &Shared, done: &Sender<Done>) {
     loop {
         let taken = {
             let driver = &runner.driver;
-            take(shared, &mut ran, &mut || *lock(&shared.status[id]) = (driver.stats().clone(), driver.module_shared()))
+            take(shared, id, &mut ran, &mut || {
+                *lock(&shared.status[id]) = (driver.stats().clone(), driver.module_shared())
+            })
         };
         let Some(taken) = taken else { return };
         if done.send(runner.run(taken)).is_err() {
@@ -440,6 +467,7 @@ impl Runner {
         let Taken { block, index, attempt, job, tx, epoch: current, executor } = taken;
         let driver = &mut self.driver;
         let backend = driver.backend();
+        let mut fit = None;
         let (result, reads, logs, took) = match job {
             Job::Validate => {
                 let Input { txs, first, state } = tx.expect("taken with its block");
@@ -463,6 +491,7 @@ impl Runner {
                 let result = match result {
                     Ok(()) => {
                         self.epoch = next;
+                        fit = Some(driver.module_shared().drivers_that_fit(driver.limits(), usize::MAX));
                         Ok(Verdict::Approved)
                     }
                     Err(e) if e.is_host_failure() => Err(e),
@@ -474,7 +503,7 @@ impl Runner {
                 (result, Vec::new(), logs, Duration::ZERO)
             }
         };
-        Done { block, index, attempt, epoch: self.epoch, result, reads, logs, took }
+        Done { block, index, attempt, epoch: self.epoch, result, reads, logs, took, fit }
     }
 }
 
