@@ -29,6 +29,12 @@
 #![no_std]
 #![warn(missing_docs)]
 
+/// The version of the executor ABI this crate and the host implement:
+/// raised whenever anything an executor relies on changes (exports,
+/// imports, features, limits' meaning, verdicts, what a blank keeps).
+/// Version 1 is the ABI as amended on 2026-11-29.
+pub const ABI_VERSION: u32 = 1;
+
 use serde::{Deserialize, Serialize};
 
 /// An account, identified by number. Authorities are accounts too.

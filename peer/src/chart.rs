@@ -19,6 +19,17 @@ const COLOURS: [&str; 6] = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2
 
 /// The chart as an SVG document.
 pub fn grouped_bars(title: &str, unit: &str, bars: &[Bar<'_>]) -> String {
+    // Names come from the user (an executor's file name): escaped, so the
+    // SVG stays well-formed XML whatever they hold.
+    let title = &escape(title);
+    let unit = &escape(unit);
+    let escaped: Vec<(String, String)> = bars.iter().map(|b| (escape(b.group), escape(b.series))).collect();
+    let bars: Vec<Bar<'_>> = bars
+        .iter()
+        .zip(&escaped)
+        .map(|(b, (group, series))| Bar { group: group.as_str(), series: series.as_str(), value: b.value })
+        .collect();
+    let bars = &bars[..];
     let mut groups: Vec<&str> = Vec::new();
     let mut series: Vec<&str> = Vec::new();
     for b in bars {
@@ -136,5 +147,32 @@ mod tests {
             (short(1330.0), short(1_225_989.0), short(993.0), short(783_050.0)),
             ("1.3k".into(), "1.2M".into(), "993".into(), "783k".into())
         );
+    }
+}
+
+/// `text` with XML's special characters escaped.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod escape_tests {
+    #[test]
+    fn names_from_users_cannot_break_the_xml() {
+        let svg =
+            super::grouped_bars("a&b<c>.wat \"q\"", "tx/s", &[super::Bar { group: "<g>", series: "s&", value: 3.0 }]);
+        assert!(svg.contains("a&amp;b&lt;c&gt;.wat &quot;q&quot;"), "{svg}");
+        assert!(!svg.contains("a&b") && !svg.contains("<g>") && !svg.contains("s&<"), "{svg}");
     }
 }

@@ -450,6 +450,7 @@ mod tests {
             prevalidation_digest: None,
             prevalidation_tx_per_sec: None,
             notes: Vec::new(),
+            config: None,
         }
     }
 

@@ -11,14 +11,25 @@ use std::path::{Path, PathBuf};
 /// The default config file, relative to the working directory.
 pub const DEFAULT_PATH: &str = "configs/peer/config.json";
 
+/// The environment variable naming the config file when `--config` does
+/// not.
+pub const CONFIG_ENV: &str = "PEER_CONFIG";
+
 /// The config file's contents.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// A JSON Schema reference for editors; ignored.
+    #[serde(rename = "$schema")]
+    pub schema: Option<String>,
     /// Backend to run; default wasmtime when compiled in, else the first of
     /// wasmer, wasmi.
     pub backend: Option<BackendKind>,
-    /// Persistence policy; default `{"every_transactions": 1}`.
+    /// Persistence policy; default every transaction. Either the command
+    /// line's spelling (`"every-tx:1"`, `"every-block:2"`, `"until-crash"`,
+    /// `"fresh"`) or the object forms (`{"every_transactions": 1}`,
+    /// `"until_crash"`).
+    #[serde(default, deserialize_with = "any_policy")]
     pub policy: Option<PersistencePolicy>,
     /// Executor file (`.wasm` or `.wat`), relative to the config file's
     /// directory; default the embedded default executor.
@@ -67,6 +78,23 @@ pub struct Config {
     pub upgrade_offset: Option<u64>,
     /// Prometheus metrics file (`--metrics`), relative to the config file.
     pub metrics: Option<PathBuf>,
+}
+
+/// A policy in the command line's spelling or in its object forms.
+fn any_policy<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<PersistencePolicy>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Any {
+        Text(String),
+        Object(PersistencePolicy),
+    }
+    Ok(match Option::<Any>::deserialize(d)? {
+        None => None,
+        Some(Any::Object(policy)) => Some(policy),
+        Some(Any::Text(text)) => Some(text.parse().or_else(|e: executor_core::policy::ParsePolicyError| {
+            serde_json::from_value(serde_json::Value::String(text.clone())).map_err(|_| serde::de::Error::custom(e))
+        })?),
+    })
 }
 
 /// The `cache` key: where compiled executors are kept between runs.
@@ -182,6 +210,18 @@ mod tests {
         assert!(load_str("{").unwrap_err().to_string().contains("config "));
         let ok = load_str(r#"{"policy": "until_crash", "memory_limit": 1048576}"#).unwrap();
         assert_eq!(ok.policy, Some(PersistencePolicy::UntilCrash));
+        for (text, spelled) in [
+            (r#""until-crash""#, "until-crash"),
+            (r#""every-tx:3""#, "every-tx:3"),
+            (r#""every-block:2""#, "every-block:2"),
+            (r#""fresh""#, "fresh"),
+            (r#"{"every_blocks": 4}"#, "every-block:4"),
+        ] {
+            let c = load_str(&format!(r#"{{"$schema": "./peer.schema.json", "policy": {text}}}"#)).unwrap();
+            assert_eq!(c.policy.unwrap().to_string(), spelled, "{text}");
+        }
+        let e = load_str(r#"{"policy": "every-tx:0"}"#).unwrap_err();
+        assert!(e.to_string().contains("field `policy`"), "{e}");
         assert_eq!(ok.limits().memory_bytes, 1 << 20);
     }
 }

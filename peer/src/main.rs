@@ -13,11 +13,26 @@ use std::process::ExitCode;
 /// on wasmtime, wasmer and wasmi. Without a command: `peer run` with the
 /// config's settings.
 #[derive(Parser, Debug)]
-#[command(name = "peer", version)]
+#[command(name = "peer", version, long_version = LONG_VERSION, args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    /// Without a command, `peer run`'s flags.
+    #[command(flatten)]
+    run: RunFlags,
 }
+
+/// `peer --version`: the engines compiled in, the executor ABI and the
+/// commit, as an operator reports a bug with them.
+const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    "\nengines: ",
+    env!("PEER_ENGINES"),
+    "\nexecutor ABI: ",
+    "1",
+    "\ncommit: ",
+    env!("PEER_COMMIT")
+);
 
 #[derive(Subcommand, Debug)]
 enum Command {
@@ -41,7 +56,7 @@ struct CompareArgs {
     repeat: u32,
     /// Also validate every-tx:1 in order on N workers on every backend, and show the scaling
     /// against one thread (the digests must agree) [default: the config's `threads`].
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = settings::positive::<std::num::NonZeroUsize>)]
     threads: Option<std::num::NonZeroUsize>,
 }
 
@@ -103,6 +118,14 @@ fn main() -> ExitCode {
     // A panic inside the host is caught and retried by the driver; report
     // it as a log line, never as a raw panic message on the user's terminal.
     std::panic::set_hook(Box::new(|info| tracing::error!("host panic: {info}")));
+    // A closed pipe (`peer … | head -1`) ends the program quietly, as it
+    // does any Unix tool, instead of a failed print panicking.
+    // SAFETY: restoring a signal's default disposition at start-up, before
+    // any thread exists.
+    #[cfg(unix)]
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -119,7 +142,7 @@ fn main() -> ExitCode {
         }
     };
     let result = match &cli.command {
-        None => cmd_run(&RunFlags::default()),
+        None => cmd_run(&cli.run),
         Some(Command::Run(flags)) => cmd_run(flags),
         Some(Command::Compare(args)) => cmd_compare(args),
     };

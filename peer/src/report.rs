@@ -130,6 +130,9 @@ pub struct RunReport {
     /// than asked, one thread under a stateful policy).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// The config file used (`--config`, `$PEER_CONFIG` or the default
+    /// path); `null`: none was found, the defaults ran.
+    pub config: Option<String>,
 }
 
 impl RunReport {
@@ -153,6 +156,7 @@ pub fn print_summary(r: &RunReport) {
         r.executor,
         &r.executor_hash[..12]
     );
+    println!("  config: {}", r.config.as_deref().unwrap_or("none found (the defaults)"));
     println!(
         "  {} transactions in {} block(s): {} approved, {} denied, {} rejected",
         s.transactions,

@@ -104,6 +104,8 @@ pub struct RunSettings {
     pub threads: Option<std::num::NonZeroUsize>,
     /// Pre-validate each block on this many worker threads first.
     pub prevalidate: Option<std::num::NonZeroUsize>,
+    /// The config file these settings came from, if any (reported).
+    pub config: Option<std::path::PathBuf>,
 }
 
 impl RunSettings {
@@ -130,6 +132,7 @@ impl RunSettings {
             blank: executor_core::BlankMethod::default(),
             threads: None,
             prevalidate: None,
+            config: None,
         }
     }
 }
@@ -393,6 +396,7 @@ pub fn run_observed(
         hot_percent: settings.hot_percent,
         profile: settings.profile.then(|| Profile::of(&stats, secs, driven.workload.as_secs_f64())),
         notes,
+        config: settings.config.as_ref().map(|p| p.display().to_string()),
         stats,
     })
 }

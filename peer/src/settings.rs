@@ -18,41 +18,42 @@ pub const MAX_THREADS: usize = 64;
 #[derive(Args, Debug, Default, Clone)]
 pub struct CommonFlags {
     /// Config file [default: configs/peer/config.json].
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", help_heading = "Output and config")]
     pub config: Option<PathBuf>,
     /// Executor to run (.wasm or .wat) [default: the embedded default executor].
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", help_heading = "Workload")]
     pub executor: Option<PathBuf>,
     /// Transactions to validate [default: 10000].
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", help_heading = "Workload")]
     pub transactions: Option<u64>,
     /// Transactions per block [default: 100].
-    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "K", value_parser = positive_u64, help_heading = "Workload")]
     pub block_size: Option<u64>,
     /// Workload seed [default: 42].
-    #[arg(long, value_name = "S")]
+    #[arg(long, value_name = "S", help_heading = "Workload")]
     pub seed: Option<u64>,
     /// Fuel per transaction [default: 10000000].
-    #[arg(long, value_name = "UNITS")]
+    #[arg(long, value_name = "UNITS", help_heading = "Limits")]
     pub fuel: Option<u64>,
-    /// Most linear memory per instance, bytes [default: 67108864].
-    #[arg(long, value_name = "BYTES")]
+    /// Most linear memory per instance, bytes or with KiB/MiB/GiB [default: 64MiB].
+    #[arg(long, value_name = "BYTES", value_parser = parse_bytes, help_heading = "Limits")]
     pub memory_limit: Option<u64>,
-    /// Deterministic stack budget, bytes of the engine-independent frame model [default: 131072].
-    #[arg(long, value_name = "BYTES")]
+    /// Deterministic stack budget, bytes (or KiB/MiB) of the engine-independent frame model
+    /// [default: 128KiB].
+    #[arg(long, value_name = "BYTES", value_parser = parse_bytes, help_heading = "Limits")]
     pub max_stack: Option<u64>,
     /// Keep compiled executors in DIR (created owner-only) [default: the config's `cache`].
-    #[arg(long, value_name = "DIR", conflicts_with = "no_cache")]
+    #[arg(long, value_name = "DIR", conflicts_with = "no_cache", help_heading = "Cache")]
     pub cache_dir: Option<PathBuf>,
     /// Compile every time, even if the config enables the cache.
-    #[arg(long)]
+    #[arg(long, help_heading = "Cache")]
     pub no_cache: bool,
     /// Run `executor_init` for every instance built, instead of restoring the blank snapshot
     /// taken after the first (in memory, and in the cache across restarts).
-    #[arg(long)]
+    #[arg(long, help_heading = "Backend and policy")]
     pub no_snapshot: bool,
     /// Print JSON on stdout.
-    #[arg(long)]
+    #[arg(long, help_heading = "Output and config")]
     pub json: bool,
 }
 
@@ -63,44 +64,79 @@ pub struct RunFlags {
     #[command(flatten)]
     pub common: CommonFlags,
     /// The engine [default: the config's, else the first compiled in].
-    #[arg(long)]
+    #[arg(long, help_heading = "Backend and policy")]
     pub backend: Option<BackendKind>,
     /// every-tx:N, every-block:N, until-crash or fresh [default: every-tx:1].
-    #[arg(long, value_name = "SPEC")]
+    #[arg(long, value_name = "SPEC", help_heading = "Backend and policy")]
     pub policy: Option<PersistencePolicy>,
     /// Every N blocks, upgrade the executor (alternating it and a variant with other bytes).
-    #[arg(long, value_name = "BLOCKS", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "BLOCKS", value_parser = positive_u64, help_heading = "Workload")]
     pub upgrade_every: Option<u64>,
     /// Also validate every K-th transaction on a blank instance; differences count as state leaks.
-    #[arg(long, value_name = "K")]
+    #[arg(long, value_name = "K", value_parser = positive::<std::num::NonZeroU32>, help_heading = "Validation")]
     pub audit_every: Option<std::num::NonZeroU32>,
     /// How a blank is done: auto (measured per executor), restore (in place, write barrier) or
     /// rebuild (no barrier) [default: auto].
-    #[arg(long, value_name = "METHOD")]
+    #[arg(long, value_name = "METHOD", help_heading = "Backend and policy")]
     pub blank: Option<executor_core::BlankMethod>,
     /// Validate each block in order on N workers, with exactly the verdicts and final state of one
     /// thread (transactions run optimistically and run again where a value they read changed;
     /// in parallel under every-tx:1 and fresh, on one thread under other policies).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = positive::<std::num::NonZeroUsize>, help_heading = "Validation")]
     pub threads: Option<std::num::NonZeroUsize>,
     /// Pre-validate each block on N worker threads (each transaction on a blank instance, against
     /// the state at the block's start) after its in-order validation; reports
     /// prevalidation_digest and prevalidation_tx_per_sec.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = positive::<std::num::NonZeroUsize>, help_heading = "Validation")]
     pub prevalidate: Option<std::num::NonZeroUsize>,
     /// Make P percent of transactions transfers from the block's hot account, each reading the
     /// balance the previous one wrote (conflicts for --threads) [default: 0].
-    #[arg(long, value_name = "P", value_parser = clap::value_parser!(u64).range(0..=100))]
+    #[arg(long, value_name = "P", value_parser = clap::value_parser!(u64).range(0..=100), help_heading = "Workload")]
     pub hot_percent: Option<u64>,
     /// Put --upgrade-every's upgrade at position K of its block [default: 0, the first].
-    #[arg(long, value_name = "K")]
+    #[arg(long, value_name = "K", help_heading = "Workload")]
     pub upgrade_offset: Option<u64>,
     /// Time each phase and print where the time went (workload, guest calls, blanks, recycles).
-    #[arg(long)]
+    #[arg(long, help_heading = "Output and config")]
     pub profile: bool,
     /// Write the run's counters and timings to FILE in the Prometheus text format.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", help_heading = "Output and config")]
     pub metrics: Option<PathBuf>,
+}
+
+/// A byte size: a number of bytes, or a number with an IEC unit (`KiB`,
+/// `MiB`, `GiB`: powers of 1024), e.g. `64MiB`.
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(digits);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| "not a size: a number of bytes, or one with KiB, MiB or GiB (e.g. 64MiB)".to_string())?;
+    let unit = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        other => return Err(format!("unknown unit `{other}`: use KiB, MiB or GiB (powers of 1024)")),
+    };
+    number.checked_mul(unit).ok_or_else(|| "too large".to_string())
+}
+
+/// A count of at least 1, with an error that says so.
+pub fn positive_u64(text: &str) -> Result<u64, String> {
+    match text.trim().parse::<u64>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err("not a whole number".into()),
+    }
+}
+
+/// A non-zero count (`NonZeroUsize`, `NonZeroU32`), with an error that
+/// says what is wrong.
+pub fn positive<T: std::str::FromStr>(text: &str) -> Result<T, String> {
+    positive_u64(text)?;
+    text.trim().parse().map_err(|_| "too large".into())
 }
 
 /// A run's settings and where its outputs go.
@@ -112,18 +148,32 @@ pub struct Resolved {
     pub metrics: Option<PathBuf>,
 }
 
-/// The config file the flags name, or the default one if it exists.
-fn load_config(common: &CommonFlags) -> Result<(Config, Option<PathBuf>), Error> {
-    match &common.config {
-        Some(path) => Config::load(path, true),
-        None => Config::load(Path::new(config::DEFAULT_PATH), false),
+/// The config file used — `--config FILE`, else `$PEER_CONFIG`, else the
+/// default path if it exists (a named file must exist) — its directory, and
+/// its path (`None`: no file, the defaults).
+fn load_config(common: &CommonFlags) -> Result<(Config, Option<PathBuf>, Option<PathBuf>), Error> {
+    let named = common
+        .config
+        .clone()
+        .or_else(|| std::env::var_os(config::CONFIG_ENV).filter(|v| !v.is_empty()).map(PathBuf::from));
+    match named {
+        Some(path) => {
+            let (config, dir) = Config::load(&path, true)?;
+            Ok((config, dir, Some(path)))
+        }
+        None => {
+            let path = Path::new(config::DEFAULT_PATH);
+            let (config, dir) = Config::load(path, false)?;
+            let used = dir.is_some().then(|| path.to_path_buf());
+            Ok((config, dir, used))
+        }
     }
 }
 
 /// `peer run`'s settings: `flags` over the config file over the defaults.
 pub fn resolve(flags: &RunFlags) -> Result<Resolved, Error> {
     let common = &flags.common;
-    let (config, dir) = load_config(common)?;
+    let (config, dir, used) = load_config(common)?;
     let dir = dir.as_deref();
     let mut limits = config.limits();
     limits.max_stack = common.max_stack.unwrap_or(limits.max_stack);
@@ -134,7 +184,7 @@ pub fn resolve(flags: &RunFlags) -> Result<Resolved, Error> {
     let invalid = |flag: &str, field: &str, from_flag: bool, why: String| match from_flag {
         true => Error::Usage(format!("{flag} {why}")),
         false => Error::Config {
-            path: common.config.as_ref().map_or(config::DEFAULT_PATH.into(), |p| p.display().to_string()),
+            path: used.as_ref().map_or(config::DEFAULT_PATH.into(), |p| p.display().to_string()),
             message: format!("field `{field}`: {why}"),
         },
     };
@@ -212,6 +262,7 @@ pub fn resolve(flags: &RunFlags) -> Result<Resolved, Error> {
         threads,
         prevalidate,
         hot_percent,
+        config: used.clone(),
         upgrade_offset: flags.upgrade_offset.or(config.upgrade_offset).unwrap_or(0),
         ..defaults
     };
@@ -261,6 +312,20 @@ mod tests {
         let common = CommonFlags { config: Some(write_config(r#"{"threads": 65}"#)), ..Default::default() };
         let e = resolve(&RunFlags { common, ..Default::default() }).unwrap_err();
         assert!(e.to_string().contains("field `threads`"), "{e}");
+    }
+
+    #[test]
+    fn sizes_take_iec_units_and_counts_say_they_must_be_positive() {
+        assert_eq!(parse_bytes("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_bytes("512 KiB"), Ok(512 << 10));
+        assert_eq!(parse_bytes("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_bytes("65536"), Ok(65536));
+        assert!(parse_bytes("64MB").unwrap_err().contains("KiB, MiB or GiB"));
+        assert!(parse_bytes("lots").is_err());
+        assert!(parse_bytes("99999999999GiB").is_err());
+        assert_eq!(positive_u64("0"), Err("must be at least 1".into()));
+        assert_eq!(positive::<std::num::NonZeroUsize>("3").unwrap().get(), 3);
+        assert!(positive::<std::num::NonZeroU32>("5000000000").is_err());
     }
 
     #[test]

@@ -430,6 +430,71 @@ fn memory_cap_bounds_workers_audits_and_upgrades_together() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Operator conventions: a closed pipe ends the program quietly; sizes
+/// take IEC units; counts say they must be positive; `$PEER_CONFIG` names
+/// the config file, whose path the JSON reports (`null` without one).
+#[test]
+fn operator_conventions() {
+    for args in [&["run", "--help"][..], &["run", "--transactions", "200000"]] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_peer"))
+            .args(args)
+            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take()); // the reader is gone before anything is written
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panic") && !stderr.contains("Broken pipe"), "{args:?}: {stderr}");
+        assert_ne!(out.status.code(), Some(101), "{args:?}");
+    }
+    let v = json(&["run", "--memory-limit", "2MiB", "--max-stack", "64KiB", "--transactions", "20", "--json"]);
+    assert_eq!(v["transactions"].as_u64(), Some(20));
+    assert_eq!(v["config"].as_str(), Some("configs/peer/config.json"), "the default file, found");
+    usage_error(&["run", "--memory-limit", "64MB"], "KiB, MiB or GiB");
+    usage_error(&["run", "--threads", "0"], "must be at least 1");
+    usage_error(&["run", "--block-size", "0"], "must be at least 1");
+    let dir = std::env::temp_dir().join(format!("peer-cli-env-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("env.json");
+    std::fs::write(&cfg, r#"{"$schema": "x", "policy": "until-crash", "transactions": 30}"#).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_peer"))
+        .args(["run", "--json"])
+        .env("PEER_CONFIG", &cfg)
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((v["policy"].as_str(), v["transactions"].as_u64()), (Some("until-crash"), Some(30)));
+    assert_eq!(v["config"].as_str(), Some(cfg.display().to_string().as_str()));
+    let out = Command::new(env!("CARGO_BIN_EXE_peer"))
+        .args(["run", "--json", "--transactions", "5"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["config"].is_null(), "no config file found: {}", v["config"]);
+    let _ = std::fs::remove_dir_all(&dir);
+    // `peer` is `peer run`, flags included.
+    let v = json(&["--json", "--transactions", "15", "--backend", "wasmi"]);
+    assert_eq!((v["transactions"].as_u64(), v["backend"].as_str()), (Some(15), Some("wasmi")));
+    // `--version`: every engine compiled in with its version, the ABI, the commit.
+    let out = peer(&["--version"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    for engine in ["wasmtime 48.", "wasmer 7.4.", "wasmi 2."] {
+        assert!(text.contains(engine), "{text}");
+    }
+    assert!(text.contains(&format!("executor ABI: {}", abi::ABI_VERSION)), "{text}");
+    assert!(text.contains("commit: "), "{text}");
+    let help = String::from_utf8_lossy(&peer(&["run", "--help"]).stdout).to_string();
+    for heading in ["Backend and policy:", "Workload:", "Limits:", "Validation:", "Cache:", "Output and config:"] {
+        assert!(help.contains(heading), "{heading} in {help}");
+    }
+}
+
 #[test]
 fn config_file_settings_apply_and_flags_override_them() {
     let dir = std::env::temp_dir().join(format!("peer-cli-cfg-{}", std::process::id()));
