@@ -111,9 +111,24 @@ fn cmd_compare(args: &CompareArgs) -> Result<(), Error> {
 }
 
 fn main() -> ExitCode {
+    // RUST_LOG, when set, must parse: a typo would otherwise silence the
+    // logs an operator asked for.
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(spec) if !spec.is_empty() => match tracing_subscriber::EnvFilter::try_new(&spec) {
+            Ok(filter) => filter,
+            Err(e) => {
+                eprintln!("error: RUST_LOG {spec:?}: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        _ => "warn".into(),
+    };
+    // Colour only for a terminal: logs redirected to a file stay plain text.
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+        .with_env_filter(filter)
         .init();
     // A panic inside the host is caught and retried by the driver; report
     // it as a log line, never as a raw panic message on the user's terminal.

@@ -51,6 +51,9 @@ impl Out {
     }
 }
 
+/// [`abi::ABI_VERSION`] as a label value (a test keeps them equal).
+const ABI_VERSION: &str = "1";
+
 /// The report as Prometheus text.
 pub fn render(r: &RunReport) -> String {
     let mut o = Out {
@@ -60,11 +63,25 @@ pub fn render(r: &RunReport) -> String {
     let s = &r.stats;
     let c = "counter";
     let g = "gauge";
+    // Engines separated by "; " (a comma in a label value trips simple
+    // parsers).
+    let engines = env!("PEER_ENGINES").replace(", ", "; ");
+    let build = [
+        ("version", env!("CARGO_PKG_VERSION")),
+        ("engines", engines.as_str()),
+        ("abi", ABI_VERSION),
+        ("commit", env!("PEER_COMMIT")),
+    ];
+    o.family("build_info", g, "1, labelled with what this peer was built from.", &[(&build[..], 1.0)]);
     o.one("transactions_total", c, "Transactions validated.", s.transactions as f64);
     o.one("blocks_total", c, "Blocks ended.", s.blocks as f64);
     let kinds: Vec<(String, u64)> = s.rejected.iter().map(|(k, n)| (k.to_string(), *n)).collect();
-    let mut verdicts: Vec<(Vec<(&str, &str)>, f64)> =
-        vec![(vec![("verdict", "approved")], s.approved as f64), (vec![("verdict", "denied")], s.denied as f64)];
+    // One label set for the whole family: `kind` is "none" but for
+    // rejections.
+    let mut verdicts: Vec<(Vec<(&str, &str)>, f64)> = vec![
+        (vec![("verdict", "approved"), ("kind", "none")], s.approved as f64),
+        (vec![("verdict", "denied"), ("kind", "none")], s.denied as f64),
+    ];
     verdicts.extend(kinds.iter().map(|(k, n)| (vec![("verdict", "rejected"), ("kind", k.as_str())], *n as f64)));
     let verdicts: Vec<(&[(&str, &str)], f64)> = verdicts.iter().map(|(l, v)| (&l[..], *v)).collect();
     o.family("verdicts_total", c, "Verdicts by outcome and rejection kind.", &verdicts);
@@ -158,4 +175,12 @@ pub fn write(path: &Path, r: &RunReport) -> Result<(), Error> {
         let _ = std::fs::remove_file(&temp);
         err(e)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_abi_label_is_the_abi_version() {
+        assert_eq!(super::ABI_VERSION, abi::ABI_VERSION.to_string());
+    }
 }

@@ -281,7 +281,17 @@ fn metrics_file_is_prometheus_text_matching_the_run() {
             .2
     };
     assert_eq!(get("peer_executor_transactions_total", &[]), v["transactions"].as_f64().unwrap());
-    assert_eq!(get("peer_executor_verdicts_total", &[("verdict", "approved")]), v["approved"].as_f64().unwrap());
+    assert_eq!(
+        get("peer_executor_verdicts_total", &[("verdict", "approved"), ("kind", "none")]),
+        v["approved"].as_f64().unwrap()
+    );
+    let verdict_labels: std::collections::BTreeSet<Vec<&str>> = samples
+        .iter()
+        .filter(|(n, _, _)| n == "peer_executor_verdicts_total")
+        .map(|(_, labels, _)| labels.iter().map(|(k, _)| k.as_str()).collect())
+        .collect();
+    assert_eq!(verdict_labels.len(), 1, "one label set for every verdict sample: {verdict_labels:?}");
+    assert_eq!(get("peer_executor_build_info", &[("abi", &abi::ABI_VERSION.to_string())]), 1.0);
     assert_eq!(get("peer_executor_blanks_total", &[]), v["blanks"].as_f64().unwrap());
     for (kind, n) in v["rejected"].as_object().unwrap() {
         assert_eq!(
@@ -489,6 +499,13 @@ fn operator_conventions() {
     }
     assert!(text.contains(&format!("executor ABI: {}", abi::ABI_VERSION)), "{text}");
     assert!(text.contains("commit: "), "{text}");
+    let out = Command::new(env!("CARGO_BIN_EXE_peer"))
+        .args(["run", "--transactions", "1"])
+        .env("RUST_LOG", "executor=bogus")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "an invalid RUST_LOG is an error");
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("error: RUST_LOG"));
     let help = String::from_utf8_lossy(&peer(&["run", "--help"]).stdout).to_string();
     for heading in ["Backend and policy:", "Workload:", "Limits:", "Validation:", "Cache:", "Output and config:"] {
         assert!(help.contains(heading), "{heading} in {help}");
