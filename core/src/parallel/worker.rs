@@ -401,13 +401,7 @@ fn take(shared: &Shared, id: usize, ran: &mut bool, idle: &mut dyn FnMut()) -> O
     loop {
         if queue.closed || id >= queue.active {
             if *ran {
-                drop(queue);
-                idle();
-                queue = lock(&shared.queue);
-                queue.busy -= 1;
-                if queue.busy == 0 {
-                    shared.idle.notify_all();
-                }
+                drop(rest(shared, queue, ran, idle));
             }
             return None;
         }
@@ -429,18 +423,30 @@ fn take(shared: &Shared, id: usize, ran: &mut bool, idle: &mut dyn FnMut()) -> O
             continue;
         }
         if *ran {
-            drop(queue);
-            idle();
-            queue = lock(&shared.queue);
-            *ran = false;
-            queue.busy -= 1;
-            if queue.busy == 0 {
-                shared.idle.notify_all();
-            }
+            queue = rest(shared, queue, ran, idle);
             continue;
         }
         queue = shared.wake.wait(queue).unwrap_or_else(PoisonError::into_inner);
     }
+}
+
+/// A worker goes idle: publishes its status (`idle`, without the lock) and
+/// stops counting as busy.
+fn rest<'a>(
+    shared: &'a Shared,
+    queue: MutexGuard<'a, Queue>,
+    ran: &mut bool,
+    idle: &mut dyn FnMut(),
+) -> MutexGuard<'a, Queue> {
+    drop(queue);
+    idle();
+    let mut queue = lock(&shared.queue);
+    *ran = false;
+    queue.busy -= 1;
+    if queue.busy == 0 {
+        shared.idle.notify_all();
+    }
+    queue
 }
 
 /// A worker thread's loop: take a job, run it, answer.

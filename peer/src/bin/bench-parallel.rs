@@ -17,31 +17,22 @@
 use executor_core::PersistencePolicy;
 use peer::backends;
 use peer::bench::median;
-use peer::run::{Executor, RunSettings, run};
+use peer::run::{RunSettings, run};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::num::NonZeroUsize;
 
-const SIGCHECK: &[u8] = include_bytes!("../../../executors/bench/sigcheck.wasm");
-
 /// In-order parallel validation against the conflict rate, interleaved.
 #[derive(clap::Parser)]
 struct Args {
-    /// Transactions per measurement.
-    #[arg(long, default_value_t = 400)]
-    transactions: u64,
-    /// Interleaved rounds; the figures are medians.
-    #[arg(long, default_value_t = 3)]
-    rounds: usize,
+    #[command(flatten)]
+    rounds: peer::bench::Rounds,
     /// Hot shares to measure, percent.
     #[arg(long, value_delimiter = ',', default_value = "0,10,50,100")]
     hot: Vec<u64>,
     /// Only this backend [default: every compiled-in one].
     #[arg(long)]
     backend: Option<backends::BackendKind>,
-    /// Print JSON.
-    #[arg(long)]
-    json: bool,
 }
 
 /// One backend at one hot share: median throughputs and what was re-run.
@@ -60,7 +51,7 @@ struct Row {
 }
 
 fn main() {
-    let Args { transactions, rounds, hot, backend: only, json } = clap::Parser::parse();
+    let Args { rounds: peer::bench::Rounds { transactions, rounds, json }, hot, backend: only } = clap::Parser::parse();
     let mut rows = Vec::new();
     for backend in backends::compiled_in().into_iter().filter(|b| only.is_none_or(|o| o == *b)) {
         for &hot_percent in &hot {
@@ -72,11 +63,7 @@ fn main() {
                         transactions,
                         hot_percent,
                         threads: NonZeroUsize::new(threads),
-                        ..RunSettings::new(
-                            backend,
-                            PersistencePolicy::default(),
-                            Executor { name: "sigcheck".into(), bytes: SIGCHECK.to_vec() },
-                        )
+                        ..RunSettings::new(backend, PersistencePolicy::default(), peer::bench::sigcheck())
                     };
                     let report = run(&settings, &mut |_| {}).unwrap_or_else(|e| panic!("{backend}: {e}"));
                     digests.insert((report.verdict_digest, report.state_digest));

@@ -12,28 +12,19 @@
 use executor_core::PersistencePolicy;
 use peer::backends;
 use peer::bench::median;
-use peer::run::{Executor, RunSettings, run};
+use peer::run::{RunSettings, run};
 use std::collections::BTreeMap;
 use std::num::NonZeroUsize;
-
-const SIGCHECK: &[u8] = include_bytes!("../../../executors/bench/sigcheck.wasm");
 
 /// Pre-validation scaling: 2 threads ÷ 1, interleaved rounds, medians.
 #[derive(clap::Parser)]
 struct Args {
-    /// Transactions per measurement.
-    #[arg(long, default_value_t = 400)]
-    transactions: u64,
-    /// Interleaved rounds; the figures are medians.
-    #[arg(long, default_value_t = 3)]
-    rounds: usize,
-    /// Print JSON.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    rounds: peer::bench::Rounds,
 }
 
 fn main() {
-    let Args { transactions: n, rounds, json } = clap::Parser::parse();
+    let Args { rounds: peer::bench::Rounds { transactions: n, rounds, json } } = clap::Parser::parse();
     let mut rows = Vec::new();
     for backend in backends::compiled_in() {
         let mut rates: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
@@ -43,11 +34,7 @@ fn main() {
                 let settings = RunSettings {
                     transactions: n,
                     prevalidate: NonZeroUsize::new(threads),
-                    ..RunSettings::new(
-                        backend,
-                        PersistencePolicy::default(),
-                        Executor { name: "sigcheck".into(), bytes: SIGCHECK.to_vec() },
-                    )
+                    ..RunSettings::new(backend, PersistencePolicy::default(), peer::bench::sigcheck())
                 };
                 let report = run(&settings, &mut |_| {}).unwrap_or_else(|e| panic!("{backend}: {e}"));
                 digests.insert(report.prevalidation_digest.expect("with --prevalidate"));
