@@ -102,7 +102,8 @@ pub struct RunSettings {
     /// parallel validation; one thread under policies other than
     /// `every-tx:1` and `fresh`).
     pub threads: Option<std::num::NonZeroUsize>,
-    /// Pre-validate each block on this many worker threads first.
+    /// Also pre-validate each block on this many worker threads, against
+    /// its starting state (after its in-order validation, timed apart).
     pub prevalidate: Option<std::num::NonZeroUsize>,
     /// The config file these settings came from, if any (reported).
     pub config: Option<std::path::PathBuf>,
