@@ -31,6 +31,9 @@ pub struct CompareRow {
     pub report: RunReport,
     /// Throughput of every measured repetition.
     pub tx_per_sec_runs: Vec<f64>,
+    /// Their spread: half the range between the slowest and the fastest
+    /// repetition, as a share of the median (0.05 = ±5 %).
+    pub spread: f64,
     /// Median throughput ÷ the same backend's `fresh`.
     pub vs_fresh: f64,
     /// Median throughput ÷ the same backend's `until-crash`.
@@ -103,21 +106,39 @@ impl Comparison {
     }
 }
 
-/// Runs every backend × policy of `base` (whose backend and policy are
-/// ignored): one short warm-up run per configuration (caches, page faults,
-/// lazy engine set-up), then `repeat` measured repetitions interleaved so
-/// machine noise hits every configuration alike; peak memory reset before
-/// each run.
-pub fn compare(base: &RunSettings, repeat: u32, bar: &ProgressBar) -> Result<Comparison, Error> {
-    let backends = backends::compiled_in();
+/// Which configurations `peer compare` runs: empty lists mean every
+/// compiled-in backend and every policy of [`policies`].
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    /// `--backend` (repeatable).
+    pub backends: Vec<BackendKind>,
+    /// `--policy` (repeatable), in the order given.
+    pub policies: Vec<PersistencePolicy>,
+}
+
+/// Runs every selected backend × policy of `base` (whose backend and
+/// policy are ignored): one short warm-up run per configuration (caches,
+/// page faults, lazy engine set-up), then `repeat` measured repetitions
+/// interleaved so machine noise hits every configuration alike; peak
+/// memory reset before each run.
+pub fn compare(base: &RunSettings, selection: &Selection, repeat: u32, bar: &ProgressBar) -> Result<Comparison, Error> {
+    let mut backends = backends::compiled_in();
     if backends.is_empty() {
         return Err(Error::Usage("no backend is compiled in".into()));
     }
+    if let Some(missing) = selection.backends.iter().find(|b| !backends.contains(b)) {
+        return Err(Error::Usage(format!("--backend {missing}: not compiled in")));
+    }
+    if !selection.backends.is_empty() {
+        backends.retain(|b| selection.backends.contains(b));
+    }
+    let policies: Vec<PersistencePolicy> =
+        if selection.policies.is_empty() { policies().to_vec() } else { selection.policies.clone() };
     // Every policy on one thread; with `--threads N` (N > 1), also the
     // policy in-order parallel validation runs (every-tx:1) on N workers.
     let threads = base.threads.filter(|n| n.get() > 1);
     let mut configs: Vec<(BackendKind, PersistencePolicy, Option<std::num::NonZeroUsize>)> =
-        policies().into_iter().flat_map(|p| backends.iter().map(move |b| (*b, p, None))).collect();
+        policies.iter().flat_map(|p| backends.iter().map(move |b| (*b, *p, None))).collect();
     if threads.is_some() {
         configs.extend(backends.iter().map(|b| (*b, PersistencePolicy::default(), threads)));
     }
@@ -213,8 +234,11 @@ pub fn rows(runs: Vec<Vec<RunReport>>) -> Vec<CompareRow> {
             reps.sort_by(|a, b| a.tx_per_sec.total_cmp(&b.tx_per_sec));
             let same = reps.iter().all(|r| digests(r) == digests(&reps[0]));
             let report = reps.swap_remove(reps.len() / 2);
+            let (lo, hi) = tx_per_sec_runs.iter().fold((f64::MAX, 0.0f64), |(lo, hi), r| (lo.min(*r), hi.max(*r)));
+            let spread = if report.tx_per_sec > 0.0 { (hi - lo) / 2.0 / report.tx_per_sec } else { 0.0 };
             CompareRow {
                 report,
+                spread,
                 tx_per_sec_runs,
                 vs_fresh: 0.0,
                 vs_until_crash: 0.0,
@@ -275,10 +299,11 @@ pub fn print(c: &Comparison) {
         c.repeat
     );
     println!(
-        "{:<9} {:<22} {:>10} {:>7} {:>7} {:>6} {:>7} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}  digests",
+        "{:<9} {:<22} {:>10} {:>6} {:>7} {:>7} {:>6} {:>7} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}  digests",
         "backend",
         "policy",
         "tx/s",
+        "±%",
         "×fresh",
         "×u-c",
         "×best",
@@ -294,10 +319,11 @@ pub fn print(c: &Comparison) {
         let r = &row.report;
         let profile = |f: fn(&crate::report::Profile) -> f64| r.profile.as_ref().map_or(0.0, f);
         println!(
-            "{:<9} {:<22} {:>10.0} {:>7.2} {:>7.2} {:>6.2} {:>7} {:>8} {:>8.2} {:>8.3} {:>8.3} {:>8.1} {:>8.1}  {} {}",
+            "{:<9} {:<22} {:>10.0} {:>6.1} {:>7.2} {:>7.2} {:>6.2} {:>7} {:>8} {:>8.2} {:>8.3} {:>8.3} {:>8.1} {:>8.1}  {} {}",
             r.backend.to_string(),
             row.label(),
             r.tx_per_sec,
+            row.spread * 100.0,
             row.vs_fresh,
             row.vs_until_crash,
             row.vs_best_backend,
@@ -473,6 +499,7 @@ mod tests {
         let row = |b, p: &str| rows.iter().find(|r| r.key() == (b, p.parse().unwrap(), 1)).unwrap();
         assert_eq!(row(Wasmtime, "fresh").report.tx_per_sec, 20.0, "the median repetition");
         assert_eq!(row(Wasmtime, "fresh").tx_per_sec_runs, vec![10.0, 30.0, 20.0]);
+        assert_eq!(row(Wasmtime, "fresh").spread, 0.5, "±10 around 20");
         assert_eq!(row(Wasmtime, "every-tx:1").vs_fresh, 20.0);
         assert_eq!(row(Wasmtime, "every-tx:1").vs_until_crash, 0.8);
         assert_eq!(row(Wasmi, "every-tx:1").vs_fresh, 20.0);

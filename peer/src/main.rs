@@ -54,6 +54,13 @@ struct CompareArgs {
     /// Measured repetitions of every configuration, interleaved; the table shows medians.
     #[arg(long, value_name = "R", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
     repeat: u32,
+    /// Only this backend (repeatable) [default: every compiled-in one].
+    #[arg(long, value_name = "BACKEND")]
+    backend: Vec<peer::backends::BackendKind>,
+    /// Only this policy (repeatable, in this order) [default: fresh, every-tx:1, every-block:1,
+    /// until-crash].
+    #[arg(long, value_name = "SPEC")]
+    policy: Vec<executor_core::PersistencePolicy>,
     /// Also validate every-tx:1 in order on N workers on every backend, and show the scaling
     /// against one thread (the digests must agree) [default: the config's `threads`].
     #[arg(long, value_name = "N", value_parser = settings::positive::<std::num::NonZeroUsize>)]
@@ -88,7 +95,8 @@ fn cmd_compare(args: &CompareArgs) -> Result<(), Error> {
         peer::input::check_output(path).map_err(|e| Error::Usage(format!("--chart {}: {e}", path.display())))?;
     }
     let bar = progress_bar(0, args.common.json);
-    let comparison = peer::compare::compare(&base, args.repeat, &bar);
+    let selection = peer::compare::Selection { backends: args.backend.clone(), policies: args.policy.clone() };
+    let comparison = peer::compare::compare(&base, &selection, args.repeat, &bar);
     bar.finish_and_clear();
     let comparison = comparison?;
     if let Some(path) = &args.chart {

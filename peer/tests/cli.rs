@@ -487,6 +487,25 @@ fn operator_conventions() {
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(v["config"].is_null(), "no config file found: {}", v["config"]);
     let _ = std::fs::remove_dir_all(&dir);
+    // `peer compare` filters backends and policies, and reports the spread.
+    let out = peer(&[
+        "compare",
+        "--backend",
+        "wasmi",
+        "--policy",
+        "until-crash",
+        "--transactions",
+        "50",
+        "--repeat",
+        "2",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!((rows[0]["backend"].as_str(), rows[0]["policy"].as_str()), (Some("wasmi"), Some("until-crash")));
+    assert!(rows[0]["spread"].as_f64().unwrap() >= 0.0);
     // `peer` is `peer run`, flags included.
     let v = json(&["--json", "--transactions", "15", "--backend", "wasmi"]);
     assert_eq!((v["transactions"].as_u64(), v["backend"].as_str()), (Some(15), Some("wasmi")));
