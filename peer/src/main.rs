@@ -132,12 +132,19 @@ fn main() -> ExitCode {
         _ => "warn".into(),
     };
     // Colour only for a terminal: logs redirected to a file stay plain text.
+    // PEER_LOG_FORMAT=json: one JSON object per line, for log shippers.
     use std::io::IsTerminal;
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
-        .with_env_filter(filter)
-        .init();
+    let builder = tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter);
+    match std::env::var("PEER_LOG_FORMAT").as_deref() {
+        Ok("json") => builder.json().init(),
+        Ok("text") | Err(_) => {
+            builder.with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()).init()
+        }
+        Ok(other) => {
+            eprintln!("error: PEER_LOG_FORMAT {other:?}: use \"text\" or \"json\"");
+            return ExitCode::from(2);
+        }
+    }
     // A panic inside the host is caught and retried by the driver; report
     // it as a log line, never as a raw panic message on the user's terminal.
     std::panic::set_hook(Box::new(|info| tracing::error!("host panic: {info}")));

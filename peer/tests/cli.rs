@@ -525,6 +525,23 @@ fn operator_conventions() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "an invalid RUST_LOG is an error");
     assert!(String::from_utf8_lossy(&out.stderr).starts_with("error: RUST_LOG"));
+    // PEER_LOG_FORMAT=json: every log line is a JSON object.
+    let out = Command::new(env!("CARGO_BIN_EXE_peer"))
+        .args(["run", "--transactions", "5", "--json"])
+        .env("RUST_LOG", "info")
+        .env("PEER_LOG_FORMAT", "json")
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let logs = String::from_utf8_lossy(&out.stderr);
+    assert!(logs.lines().count() > 0);
+    for line in logs.lines() {
+        let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(v["level"].is_string() && v["fields"].is_object(), "{line}");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_peer")).args(["run"]).env("PEER_LOG_FORMAT", "xml").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
     let help = String::from_utf8_lossy(&peer(&["run", "--help"]).stdout).to_string();
     for heading in ["Backend and policy:", "Workload:", "Limits:", "Validation:", "Cache:", "Output and config:"] {
         assert!(help.contains(heading), "{heading} in {help}");
