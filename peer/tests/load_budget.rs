@@ -12,13 +12,6 @@ use executor_core::{Driver, DriverConfig, Limits};
 use peer::backends;
 use std::time::{Duration, Instant};
 
-fn status_bytes(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with(field))?.split_whitespace().nth(1)?.parse::<u64>().ok())
-        .map_or(0, |kib| kib * 1024)
-}
-
 #[test]
 fn every_worst_case_loads_within_generous_bounds() {
     let limits = Limits::default();
@@ -28,11 +21,11 @@ fn every_worst_case_loads_within_generous_bounds() {
         for backend in backends::compiled_in() {
             let host = backends::host(backend, limits.clone()).unwrap();
             peer::rss::reset_peak();
-            let before = status_bytes("VmRSS:");
+            let before = peer::rss::current_rss_bytes();
             let started = Instant::now();
             let driver = Driver::new(host, &case.wasm, DriverConfig::default());
             let took = started.elapsed();
-            let peak = status_bytes("VmHWM:").saturating_sub(before);
+            let peak = peer::rss::peak_rss_bytes().saturating_sub(before);
             eprintln!(
                 "{:<32} {:>9} {:<9} {:>7.2} s {:>7.1} MiB",
                 case.name,

@@ -284,11 +284,9 @@ impl Workers {
         let started = Instant::now();
         let local = &mut self.local;
         let backend = local.driver.backend();
-        let result = match executor.filter(|_| local.epoch < epoch) {
-            Some(executor) => guarded(backend, || local.driver.adopt(&executor)).map(|()| local.epoch = epoch),
-            None => Ok(()),
-        }
-        .and_then(|()| guarded(backend, || local.driver.validate_at(tx, state, index)));
+        let result = local
+            .catch_up(epoch, executor)
+            .and_then(|()| guarded(backend, || local.driver.validate_at(tx, state, index)));
         (result, started.elapsed())
     }
 
@@ -467,6 +465,18 @@ fn work(id: usize, mut runner: Runner, shared: &Shared, done: &Sender<Done>) {
 }
 
 impl Runner {
+    /// Installs the executor in force (`epoch`, its bytes) if this driver
+    /// is behind it.
+    fn catch_up(&mut self, epoch: u64, executor: Option<Arc<[u8]>>) -> Result<()> {
+        match executor.filter(|_| self.epoch < epoch) {
+            Some(executor) => {
+                let backend = self.driver.backend();
+                guarded(backend, || self.driver.adopt(&executor)).map(|()| self.epoch = epoch)
+            }
+            None => Ok(()),
+        }
+    }
+
     /// Runs a job: brings the executor up to date, validates with the
     /// reads recorded and the logs captured, or installs an upgrade.
     fn run(&mut self, taken: Taken) -> Done {
@@ -477,10 +487,8 @@ impl Runner {
         let (result, reads, logs, took) = match job {
             Job::Validate => {
                 let Input { txs, first, state } = tx.expect("taken with its block");
-                let adopted = match executor.filter(|_| self.epoch < current) {
-                    Some(executor) => guarded(backend, || driver.adopt(&executor)).map(|()| self.epoch = current),
-                    None => Ok(()),
-                };
+                let adopted = self.catch_up(current, executor);
+                let driver = &mut self.driver;
                 let recorder = Arc::new(Recorder { state, reads: Mutex::new(Vec::new()) });
                 let started = Instant::now();
                 let (result, logs) = capture_logs(|| {

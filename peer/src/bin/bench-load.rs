@@ -52,13 +52,6 @@ struct Measured {
     error: Option<String>,
 }
 
-fn status_bytes(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with(field))?.split_whitespace().nth(1)?.parse::<u64>().ok())
-        .map_or(0, |kib| kib * 1024)
-}
-
 fn child(name: &str, backend: &str) {
     let backend: BackendKind = backend.parse().expect("a backend");
     let limits = Limits::default();
@@ -66,11 +59,11 @@ fn child(name: &str, backend: &str) {
         conformance::load_budget::worst_cases(&limits.module).into_iter().find(|c| c.name == name).expect("a case");
     let host = backends::host(backend, limits).expect("compiled in");
     peer::rss::reset_peak();
-    let before = status_bytes("VmRSS:");
+    let before = peer::rss::current_rss_bytes();
     let started = Instant::now();
     let loaded = Driver::new(host, &case.wasm, DriverConfig::default());
     let load_s = started.elapsed().as_secs_f64();
-    let peak_bytes = status_bytes("VmHWM:").saturating_sub(before);
+    let peak_bytes = peer::rss::peak_rss_bytes().saturating_sub(before);
     let m = Measured {
         limit: case.name.into(),
         value: case.value,
