@@ -1,0 +1,95 @@
+//! The size limits that need only counts — functions, types, locals,
+//! instructions, nesting, globals, exports, segments — checked in one pass
+//! before validation: what bounds the engines' compilation cost (README,
+//! *Load budget*).
+
+use super::{invalid, limit};
+use crate::Result;
+use wasmparser::{Parser, Payload, TypeRef};
+
+/// The size limits that need only counts, checked first, cheaply, so an
+/// oversized module is refused before the validator spends time on it.
+pub(super) fn check_counts(wasm: &[u8], m: &crate::ModuleLimits) -> Result<()> {
+    let (mut functions, mut instructions, mut all_locals, mut types) = (0u64, 0u64, 0u64, 0u64);
+    let mut params: Vec<u64> = Vec::new();
+    let mut signatures: Vec<u32> = Vec::new();
+    let mut bodies = 0usize;
+    for payload in Parser::new(0).parse_all(wasm) {
+        match payload.map_err(invalid)? {
+            Payload::TypeSection(s) => {
+                for group in s {
+                    for ty in group.map_err(invalid)?.into_types() {
+                        types += 1;
+                        limit("types", types, m.types.into())?;
+                        let n = match &ty.composite_type.inner {
+                            wasmparser::CompositeInnerType::Func(f) => f.params().len() as u64,
+                            _ => 0,
+                        };
+                        params.push(n);
+                    }
+                }
+            }
+            Payload::FunctionSection(s) => {
+                functions += u64::from(s.count());
+                limit("functions", functions, m.functions.into())?;
+                for ty in s {
+                    signatures.push(ty.map_err(invalid)?);
+                }
+            }
+            Payload::ImportSection(s) => {
+                for imp in s.into_imports() {
+                    if matches!(imp.map_err(invalid)?.ty, TypeRef::Func(_) | TypeRef::FuncExact(_)) {
+                        functions += 1;
+                    }
+                }
+            }
+            Payload::GlobalSection(s) => limit("globals", s.count().into(), m.globals.into())?,
+            Payload::ExportSection(s) => limit("exports", s.count().into(), m.exports.into())?,
+            Payload::DataSection(s) => limit("data segments", s.count().into(), m.segments.into())?,
+            Payload::ElementSection(s) => limit("element segments", s.count().into(), m.segments.into())?,
+            Payload::CodeSectionEntry(body) => {
+                // Parameters count as locals: the engines allocate both.
+                let ty = signatures.get(bodies).copied();
+                bodies += 1;
+                let mut locals = ty.and_then(|t| params.get(t as usize)).copied().unwrap_or(0);
+                for l in body.get_locals_reader().map_err(invalid)? {
+                    locals += u64::from(l.map_err(invalid)?.0);
+                    limit("locals per function (parameters included)", locals, m.locals_per_function.into())?;
+                }
+                all_locals += locals;
+                limit("locals", all_locals, m.locals)?;
+                let (count, depth) = count_instructions(&body, m)?;
+                limit("control nesting depth", depth, m.nesting_depth.into())?;
+                limit("instructions per function", count, m.instructions_per_function.into())?;
+                instructions += count;
+                limit("instructions", instructions, m.instructions)?;
+            }
+            _ => {}
+        }
+    }
+    limit("functions", functions, m.functions.into())
+}
+
+/// The instructions of a function body (`end` included) and its deepest
+/// control nesting (the body itself is level 1), stopping early past
+/// either limit.
+fn count_instructions(body: &wasmparser::FunctionBody<'_>, m: &crate::ModuleLimits) -> Result<(u64, u64)> {
+    use wasmparser::Operator;
+    let (mut count, mut depth, mut deepest) = (0u64, 1u64, 1u64);
+    let mut reader = body.get_operators_reader().map_err(invalid)?;
+    while !reader.eof() {
+        match reader.read().map_err(invalid)? {
+            Operator::Block { .. } | Operator::Loop { .. } | Operator::If { .. } => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            Operator::End => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        count += 1;
+        if count > u64::from(m.instructions_per_function) || deepest > u64::from(m.nesting_depth) {
+            break;
+        }
+    }
+    Ok((count, deepest))
+}
