@@ -8,6 +8,7 @@
 //! is recorded in the [`HostEnv`]; the driver reads it from there, so the
 //! engine never decides a verdict.
 
+use crate::guest_log;
 use crate::instrument::{Layout, cost};
 use std::sync::Arc;
 
@@ -399,80 +400,14 @@ pub fn log(env: &mut HostEnv, memory: &mut [u8], level: i32, ptr: i32, len: i32)
     let r = range(env, memory.len(), "log", ptr, len)?;
     let kept = &memory[r.start..r.end.min(r.start + MAX_LOG_LEN)];
     env.charge(reserved, cost::HOST_CALL + cost::HOST_BYTE * kept.len() as u64)?;
-    let line = LogLine { level, text: String::from_utf8_lossy(kept).into_owned() };
-    let emitted = CAPTURED.with_borrow_mut(|captured| match captured {
-        Some(lines) if lines.len() < MAX_CAPTURED_LINES => {
-            lines.push(line.clone());
-            false
-        }
-        // Over the cap the rest of the execution's lines are dropped:
-        // bounded memory whatever the guest logs.
-        Some(_) => false,
-        None => true,
-    });
-    if emitted {
-        line.emit();
-    }
+    guest_log::logged(level, String::from_utf8_lossy(kept).into_owned());
     Ok(())
-}
-
-/// Lines of `host.log` kept per captured execution ([`capture_logs`]);
-/// later ones are dropped.
-pub const MAX_CAPTURED_LINES: usize = 256;
-
-/// One line a guest logged with `host.log`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LogLine {
-    /// The guest's level: 0 error … 4 trace (higher counts as trace).
-    pub level: i32,
-    /// The text, at most [`MAX_LOG_LEN`] bytes of it, lossily decoded.
-    pub text: String,
-}
-
-impl LogLine {
-    /// Emits the line as a `tracing` event of target `executor`.
-    pub fn emit(&self) {
-        let line = &self.text;
-        match self.level {
-            0 => tracing::error!(target: "executor", "{line}"),
-            1 => tracing::warn!(target: "executor", "{line}"),
-            2 => tracing::info!(target: "executor", "{line}"),
-            3 => tracing::debug!(target: "executor", "{line}"),
-            _ => tracing::trace!(target: "executor", "{line}"),
-        }
-    }
-}
-
-thread_local! {
-    /// The lines of the execution being captured on this thread, if one is.
-    static CAPTURED: std::cell::RefCell<Option<Vec<LogLine>>> = const { std::cell::RefCell::new(None) };
-}
-
-/// Runs `f` and returns, instead of emitting them, the lines `host.log`
-/// was given on this thread meanwhile (at most [`MAX_CAPTURED_LINES`]):
-/// in-order parallel validation emits only the lines of the execution it
-/// commits, in commit order. Every engine calls imports on the thread that
-/// called into the guest, so a thread-local sees exactly that call's lines.
-pub fn capture_logs<R>(f: impl FnOnce() -> R) -> (R, Vec<LogLine>) {
-    /// Restores the outer capture even if `f` unwinds.
-    struct Restore(Option<Option<Vec<LogLine>>>);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            if let Some(outer) = self.0.take() {
-                CAPTURED.set(outer);
-            }
-        }
-    }
-    let mut restore = Restore(Some(CAPTURED.replace(Some(Vec::new()))));
-    let result = f();
-    let outer = restore.0.take().expect("taken only here or on drop");
-    let lines = CAPTURED.replace(outer).unwrap_or_default();
-    (result, lines)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::guest_log::{MAX_CAPTURED_LINES, capture_logs};
     use std::collections::BTreeMap;
 
     fn env_with(state: &[(&[u8], &[u8])]) -> HostEnv {
@@ -593,10 +528,8 @@ mod tests {
             }
         });
         assert_eq!(lines.len(), MAX_CAPTURED_LINES);
-        assert!(CAPTURED.with_borrow(Option::is_none), "capture ends with the call");
         let unwound = std::panic::catch_unwind(|| capture_logs(|| panic!("guest host bug")));
         assert!(unwound.is_err());
-        assert!(CAPTURED.with_borrow(Option::is_none), "and when it unwinds");
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod backend;
 pub mod cache;
 pub mod driver;
 mod error;
+pub mod guest_log;
 pub mod histogram;
 pub mod host;
 pub mod instrument;
@@ -32,8 +33,9 @@ pub use backend::{
 pub use cache::{ArtifactCache, CacheConfig, CacheOutcome};
 pub use driver::{BlankMethod, Driver, DriverConfig, RecycleCause, SnapshotOutcome, Stats};
 pub use error::{Error, Result};
+pub use guest_log::LogLine;
 pub use histogram::Histogram;
-pub use host::{Aborted, HostEnv, LogLine, Phase, SharedState, StateView};
+pub use host::{Aborted, HostEnv, Phase, SharedState, StateView};
 pub use limits::{Limits, ModuleLimits};
 pub use module::PreparedModule;
 pub use parallel::{BlockValidator, ParallelStats, WorldState};

@@ -265,7 +265,15 @@ impl Driver {
     /// ([`DriverConfig::audit_every`]): a worker of in-order parallel
     /// validation sees only some of the transactions, yet audits are chosen
     /// by committed position, as on one thread.
+    ///
+    /// What the guest logs meanwhile carries the executor's hash and
+    /// `index` ([`crate::guest_log`]).
     pub fn validate_at(&mut self, tx: &[u8], state: SharedState, index: u64) -> Result<Verdict> {
+        let context = crate::guest_log::LogContext::new(&self.executor.module.hash, index);
+        crate::guest_log::in_context(context, || self.validate_in_context(tx, state, index))
+    }
+
+    fn validate_in_context(&mut self, tx: &[u8], state: SharedState, index: u64) -> Result<Verdict> {
         self.ready()?;
         let mut verdict = match self.run(tx, state.clone()) {
             Ok(v) => v,

@@ -2,7 +2,7 @@
 //! [`Driver`] and take executions from one queue, lowest position first,
 //! and the read-set recording every execution runs under.
 
-use crate::host::{LogLine, capture_logs};
+use crate::guest_log::{LogLine, capture_logs};
 use crate::verdict::{Rejection, Verdict};
 use crate::{Driver, DriverConfig, Error, ExecutorHost, PreparedModule, Result, SharedState, StateView, Stats};
 use std::collections::BTreeMap;
