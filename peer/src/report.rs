@@ -36,6 +36,15 @@ pub struct Profile {
     pub blank_us: f64,
     /// Mean guest call time per transaction, µs.
     pub call_us: f64,
+    /// Median guest call time per transaction, µs (from the histogram:
+    /// within a few per cent; 0 when none).
+    pub call_p50_us: f64,
+    /// 99th percentile of the guest call time, µs.
+    pub call_p99_us: f64,
+    /// Median scheduled blank, µs (0 when none).
+    pub blank_p50_us: f64,
+    /// 99th percentile of the scheduled blanks, µs.
+    pub blank_p99_us: f64,
 }
 
 impl Profile {
@@ -57,8 +66,16 @@ impl Profile {
             init_ms: per(builds.saturating_sub(stats.instantiate_time), stats.instances_built, 1e3),
             blank_us: per(stats.blank_histogram.sum(), stats.blanks, 1e6),
             call_us: per(stats.call_histogram.sum(), stats.transactions, 1e6),
+            call_p50_us: micros(stats.call_histogram.quantile(0.5)),
+            call_p99_us: micros(stats.call_histogram.quantile(0.99)),
+            blank_p50_us: micros(stats.blank_histogram.quantile(0.5)),
+            blank_p99_us: micros(stats.blank_histogram.quantile(0.99)),
         }
     }
+}
+
+fn micros(d: Option<std::time::Duration>) -> f64 {
+    d.map_or(0.0, |d| d.as_secs_f64() * 1e6)
 }
 
 fn display<T: std::fmt::Display, S: serde::Serializer>(value: &T, s: S) -> Result<S::Ok, S::Error> {
@@ -214,8 +231,19 @@ fn print_profile(p: &Profile) {
     let rows = [
         ("workload (make transactions, apply approved)".to_string(), p.workload_s, None),
         ("validation".to_string(), p.validation_s, Some(100.0)),
-        (format!("  guest calls ({:.2} µs/tx)", p.call_us), p.calls_s, Some(share(p.calls_s))),
-        (format!("  scheduled blanks ({:.2} µs each)", p.blank_us), p.blanks_s, Some(share(p.blanks_s))),
+        (
+            format!("  guest calls ({:.2} µs/tx, p50 {:.2}, p99 {:.2})", p.call_us, p.call_p50_us, p.call_p99_us),
+            p.calls_s,
+            Some(share(p.calls_s)),
+        ),
+        (
+            format!(
+                "  scheduled blanks ({:.2} µs each, p50 {:.2}, p99 {:.2})",
+                p.blank_us, p.blank_p50_us, p.blank_p99_us
+            ),
+            p.blanks_s,
+            Some(share(p.blanks_s)),
+        ),
         (
             format!(
                 "  recycles (a build: {:.3} ms = instantiate {:.3} + init or snapshot {:.3})",
@@ -228,6 +256,6 @@ fn print_profile(p: &Profile) {
     ];
     for (label, secs, pct) in rows {
         let pct = pct.map_or(String::new(), |p| format!("{p:>5.0}%"));
-        println!("    {label:<46} {secs:>9.4} {pct}");
+        println!("    {label:<58} {secs:>9.4} {pct}");
     }
 }
