@@ -4,7 +4,12 @@
 //! load times, and the table and chart. Beside them, in the table and the
 //! chart only, each engine's plain references ([`crate::anchor`]): the
 //! unmodified executor as a team without this project would embed it —
-//! never in `--json`'s array, never in the digest check.
+//! never in `--json`'s array, never in the digest check. The tables, and
+//! their Markdown and CSV exports, are in [`table`].
+
+mod table;
+
+pub use table::{csv, markdown, print};
 
 use crate::anchor::{self, Reference};
 use crate::backends::{self, BackendKind};
@@ -55,6 +60,15 @@ pub struct CompareRow {
 }
 
 impl CompareRow {
+    /// The slowest and the fastest repetition, tx/s.
+    pub fn range(&self) -> (f64, f64) {
+        let runs = &self.tx_per_sec_runs;
+        match runs.is_empty() {
+            true => (self.report.tx_per_sec, self.report.tx_per_sec),
+            false => runs.iter().fold((f64::MAX, 0.0f64), |(lo, hi), r| (lo.min(*r), hi.max(*r))),
+        }
+    }
+
     fn key(&self) -> (BackendKind, PersistencePolicy, usize) {
         (self.report.backend, self.report.policy, self.report.threads)
     }
@@ -92,6 +106,8 @@ pub struct Comparison {
     pub loads: BTreeMap<BackendKind, LoadTimes>,
     /// Measured repetitions per row.
     pub repeat: u32,
+    /// Transactions of each configuration's warm-up run.
+    pub warmup: u64,
 }
 
 impl Comparison {
@@ -116,12 +132,36 @@ pub struct Selection {
     pub policies: Vec<PersistencePolicy>,
 }
 
+/// How many runs `peer compare` makes of each configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct Rounds {
+    /// Transactions of the (timed, unmeasured) warm-up run per
+    /// configuration; 0: none, and no profile.
+    pub warmup: u64,
+    /// Measured repetitions, interleaved.
+    pub repeat: u32,
+}
+
+impl Rounds {
+    /// The default warm-up for a workload of `transactions`: as long, up
+    /// to 500 transactions.
+    pub fn default_warmup(transactions: u64) -> u64 {
+        transactions.min(500)
+    }
+}
+
 /// Runs every selected backend × policy of `base` (whose backend and
-/// policy are ignored): one short warm-up run per configuration (caches,
-/// page faults, lazy engine set-up), then `repeat` measured repetitions
+/// policy are ignored): a short warm-up run per configuration (caches,
+/// page faults, lazy engine set-up), then the measured repetitions
 /// interleaved so machine noise hits every configuration alike; peak
 /// memory reset before each run.
-pub fn compare(base: &RunSettings, selection: &Selection, repeat: u32, bar: &ProgressBar) -> Result<Comparison, Error> {
+pub fn compare(
+    base: &RunSettings,
+    selection: &Selection,
+    rounds: Rounds,
+    bar: &ProgressBar,
+) -> Result<Comparison, Error> {
+    let Rounds { warmup: warm_up, repeat } = rounds;
     let mut backends = backends::compiled_in();
     if backends.is_empty() {
         return Err(Error::Usage("no backend is compiled in".into()));
@@ -142,7 +182,6 @@ pub fn compare(base: &RunSettings, selection: &Selection, repeat: u32, bar: &Pro
     if threads.is_some() {
         configs.extend(backends.iter().map(|b| (*b, PersistencePolicy::default(), threads)));
     }
-    let warm_up = base.transactions.min(500);
     let references: Vec<(BackendKind, Reference)> =
         backends.iter().flat_map(|b| Reference::iter().map(move |r| (*b, r))).collect();
     let per_round = (configs.len() + references.len()) as u64;
@@ -150,7 +189,8 @@ pub fn compare(base: &RunSettings, selection: &Selection, repeat: u32, bar: &Pro
     let mut runs: Vec<Vec<RunReport>> = vec![Vec::new(); configs.len()];
     let mut reference_runs: Vec<Vec<Option<f64>>> = vec![Vec::new(); references.len()];
     let mut profiles = vec![None; configs.len()];
-    for round in 0..=repeat {
+    let first = if warm_up == 0 { 1 } else { 0 };
+    for round in first..=repeat {
         for (i, (backend, policy, threads)) in configs.iter().enumerate() {
             let mut s = base.clone();
             s.backend = *backend;
@@ -220,7 +260,7 @@ pub fn compare(base: &RunSettings, selection: &Selection, repeat: u32, bar: &Pro
         row.report.profile = profile;
         row.load = loads.get(&row.report.backend).copied();
     }
-    Ok(Comparison { rows, references, loads, repeat })
+    Ok(Comparison { rows, references, loads, repeat, warmup: warm_up })
 }
 
 /// The median repetition of each configuration, with its ratios and
@@ -234,11 +274,9 @@ pub fn rows(runs: Vec<Vec<RunReport>>) -> Vec<CompareRow> {
             reps.sort_by(|a, b| a.tx_per_sec.total_cmp(&b.tx_per_sec));
             let same = reps.iter().all(|r| digests(r) == digests(&reps[0]));
             let report = reps.swap_remove(reps.len() / 2);
-            let (lo, hi) = tx_per_sec_runs.iter().fold((f64::MAX, 0.0f64), |(lo, hi), r| (lo.min(*r), hi.max(*r)));
-            let spread = if report.tx_per_sec > 0.0 { (hi - lo) / 2.0 / report.tx_per_sec } else { 0.0 };
-            CompareRow {
+            let mut row = CompareRow {
                 report,
-                spread,
+                spread: 0.0,
                 tx_per_sec_runs,
                 vs_fresh: 0.0,
                 vs_until_crash: 0.0,
@@ -246,7 +284,10 @@ pub fn rows(runs: Vec<Vec<RunReport>>) -> Vec<CompareRow> {
                 vs_one_thread: None,
                 digests_agree: same,
                 load: None,
-            }
+            };
+            let (lo, hi) = row.range();
+            row.spread = if row.report.tx_per_sec > 0.0 { (hi - lo) / 2.0 / row.report.tx_per_sec } else { 0.0 };
+            row
         })
         .collect();
     let rates: std::collections::HashMap<(BackendKind, PersistencePolicy, usize), f64> =
@@ -288,162 +329,36 @@ fn digests(r: &RunReport) -> (&str, &str) {
     (&r.verdict_digest, &r.state_digest)
 }
 
-fn mib(bytes: u64) -> f64 {
-    bytes as f64 / (1024.0 * 1024.0)
-}
-
-/// Prints the throughput table and the load table.
-pub fn print(c: &Comparison) {
-    println!(
-        "median of {} interleaved repetitions after a warm-up; peak memory reset between runs; blank, instantiate and init times from the (timed) warm-up",
-        c.repeat
-    );
-    println!(
-        "{:<9} {:<22} {:>10} {:>6} {:>7} {:>7} {:>6} {:>7} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}  digests",
-        "backend",
-        "policy",
-        "tx/s",
-        "±%",
-        "×fresh",
-        "×u-c",
-        "×best",
-        "blanks",
-        "recycles",
-        "blank µs",
-        "inst ms",
-        "init ms",
-        "peak MiB",
-        "load ms"
-    );
-    for row in &c.rows {
-        let r = &row.report;
-        let profile = |f: fn(&crate::report::Profile) -> f64| r.profile.as_ref().map_or(0.0, f);
-        println!(
-            "{:<9} {:<22} {:>10.0} {:>6.1} {:>7.2} {:>7.2} {:>6.2} {:>7} {:>8} {:>8.2} {:>8.3} {:>8.3} {:>8.1} {:>8.1}  {} {}",
-            r.backend.to_string(),
-            row.label(),
-            r.tx_per_sec,
-            row.spread * 100.0,
-            row.vs_fresh,
-            row.vs_until_crash,
-            row.vs_best_backend,
-            r.stats.blanks,
-            r.stats.recycles,
-            profile(|p| p.blank_us),
-            profile(|p| p.instantiate_ms),
-            profile(|p| p.init_ms),
-            mib(r.peak_rss_bytes),
-            r.load_s * 1e3,
-            &r.verdict_digest[..12],
-            if row.digests_agree { "agree" } else { "DIFFER" }
-        );
-    }
-    print_scaling(c);
-    print_references(c);
-    println!();
-    println!(
-        "starting the executor (median of 5): cold = checks + instrumentation + compile; warm = from the cache; \
-         then the first blank instance, by executor_init or from the cached blank snapshot"
-    );
-    println!(
-        "{:<9} {:>10} {:>12} {:>10} {:>10} {:>10} {:>12} {:>10}",
-        "backend", "cold ms", "of it prep", "warm ms", "cold÷warm", "init ms", "snapshot ms", "init÷snap"
-    );
-    let ratio = |a: f64, b: Option<f64>| b.map_or("-".into(), |b| format!("{:.1}", a / b));
-    let ms = |x: Option<f64>, none: &str| x.map_or(none.into(), |x| format!("{:.3}", x * 1e3));
-    for (backend, l) in &c.loads {
-        println!(
-            "{:<9} {:>10.3} {:>12.3} {:>10} {:>10} {:>10.3} {:>12} {:>10}",
-            backend.to_string(),
-            l.cold_s * 1e3,
-            l.prepare_s * 1e3,
-            ms(l.warm_s, "(no cache)"),
-            ratio(l.cold_s, l.warm_s),
-            l.init_build_s * 1e3,
-            ms(l.snapshot_build_s, "(unportable)"),
-            ratio(l.init_build_s, l.snapshot_build_s),
-        );
-    }
-}
-
-/// With `--threads`: each backend's in-order parallel validation against
-/// its one-thread run of the same policy.
-fn print_scaling(c: &Comparison) {
-    let scaled: Vec<&CompareRow> = c.rows.iter().filter(|r| r.vs_one_thread.is_some()).collect();
-    if scaled.is_empty() {
-        return;
-    }
-    println!();
-    println!("in-order parallel validation (--threads): the same verdicts and state, and the scaling");
-    println!(
-        "{:<9} {:<14} {:>8} {:>10} {:>8} {:>12} {:>10}",
-        "backend", "policy", "threads", "tx/s", "×1 thr", "re-executed", "conflicts"
-    );
-    for row in scaled {
-        let r = &row.report;
-        println!(
-            "{:<9} {:<14} {:>8} {:>10.0} {:>8.2} {:>12} {:>10}",
-            r.backend.to_string(),
-            r.policy.to_string(),
-            r.threads,
-            r.tx_per_sec,
-            row.vs_one_thread.unwrap_or(0.0),
-            r.parallel.reexecutions,
-            r.parallel.conflicts
-        );
-    }
-}
-
-/// The plain references of each engine, and how the driver's `every-tx:1`
-/// and `until-crash` compare with them.
-fn print_references(c: &Comparison) {
-    if c.references.is_empty() {
-        return;
-    }
-    println!();
-    println!(
-        "plain-engine references: the unmodified executor embedded as without this project (table and chart only; \
-         not in --json, not in the digest check; — = not measured: plain warm+fuel ran out of fuel or stack, so the unmetered run might not end)"
-    );
-    println!(
-        "{:<9} {:<18} {:>10} {:>16} {:>16}",
-        "backend", "reference", "tx/s", "every-tx:1 ÷ it", "until-crash ÷ it"
-    );
-    let rate = |backend, policy: &str| {
-        c.rows
-            .iter()
-            .find(|r| r.report.backend == backend && r.report.threads == 1 && r.report.policy.to_string() == policy)
-            .map(|r| r.report.tx_per_sec)
-    };
-    for r in &c.references {
-        let ratio = |policy| match (rate(r.backend, policy), r.tx_per_sec) {
-            (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
-            _ => "—".into(),
-        };
-        println!(
-            "{:<9} {:<18} {:>10} {:>16} {:>16}",
-            r.backend.to_string(),
-            r.reference.to_string(),
-            r.tx_per_sec.map_or("—".into(), |t| format!("{t:.0}")),
-            ratio("every-tx:1"),
-            ratio("until-crash"),
-        );
-    }
-}
-
-/// The chart's bars: median throughput per policy (group) and backend
-/// (series), then each plain reference (a group each, marked as such).
+/// The chart: median throughput per policy (column) and backend
+/// (colour) with min–max whiskers, then each plain reference (a column
+/// each, drawn hollow).
 pub fn chart(c: &Comparison, title: &str) -> String {
-    let mut names: Vec<(String, String, f64)> =
-        c.rows.iter().map(|r| (r.label(), r.report.backend.to_string(), r.report.tx_per_sec)).collect();
-    names.extend(
-        c.references
-            .iter()
-            .filter_map(|r| Some((format!("ref: {}", r.reference), r.backend.to_string(), r.tx_per_sec?))),
-    );
-    let bars: Vec<crate::chart::Bar<'_>> =
-        names.iter().map(|(group, series, value)| crate::chart::Bar { group, series, value: *value }).collect();
-    crate::chart::grouped_bars(title, "tx/s", &bars)
+    let labels: Vec<(String, String)> = c.rows.iter().map(|r| (r.label(), r.report.backend.to_string())).collect();
+    let mut points: Vec<crate::chart::Point<'_>> = c
+        .rows
+        .iter()
+        .zip(&labels)
+        .map(|(r, (group, series))| crate::chart::Point {
+            group,
+            series,
+            value: r.report.tx_per_sec,
+            range: Some(r.range()),
+            reference: false,
+        })
+        .collect();
+    let references: Vec<(String, String, f64)> = c
+        .references
+        .iter()
+        .filter_map(|r| Some((format!("ref: {}", r.reference), r.backend.to_string(), r.tx_per_sec?)))
+        .collect();
+    points.extend(references.iter().map(|(group, series, value)| crate::chart::Point {
+        group,
+        series,
+        value: *value,
+        range: None,
+        reference: true,
+    }));
+    crate::chart::dot_plot(title, "policy (ref: plain-engine references)", "tx/s", &points)
 }
 
 #[cfg(test)]
@@ -451,7 +366,7 @@ mod tests {
     use super::*;
     use executor_core::{CacheOutcome, Stats};
 
-    fn report(backend: BackendKind, policy: &str, tx_per_sec: f64, digest: &str) -> RunReport {
+    pub(super) fn report(backend: BackendKind, policy: &str, tx_per_sec: f64, digest: &str) -> RunReport {
         RunReport {
             backend,
             policy: policy.parse().unwrap(),
@@ -542,7 +457,7 @@ mod tests {
             vec![report(Wasmtime, "until-crash", 1.0, "a"), report(Wasmtime, "until-crash", 1.0, "a")],
             vec![report(Wasmi, "until-crash", 1.0, "a")],
         ];
-        let c = Comparison { rows: rows(runs), references: Vec::new(), loads: BTreeMap::new(), repeat: 1 };
+        let c = Comparison { rows: rows(runs), references: Vec::new(), loads: BTreeMap::new(), repeat: 1, warmup: 0 };
         let agree: Vec<bool> = c.rows.iter().map(|r| r.digests_agree).collect();
         assert_eq!(agree, vec![false, false, true, true]);
         assert!(c.disagreement().unwrap().contains("every-tx:1"));
