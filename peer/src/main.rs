@@ -20,6 +20,19 @@ struct Cli {
     /// Without a command, `peer run`'s flags.
     #[command(flatten)]
     run: RunFlags,
+    /// Log lines as text (coloured on a terminal) or one JSON object per line, for log shippers
+    /// [default: $PEER_LOG_FORMAT, else text].
+    #[arg(long, global = true, value_name = "FORMAT", help_heading = "Output and config")]
+    log_format: Option<LogFormat>,
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// `LEVEL target: message fields`, coloured only on a terminal.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// `peer --version`: the engines compiled in, the executor ABI and the
@@ -48,18 +61,29 @@ enum Command {
 struct CompareArgs {
     #[command(flatten)]
     common: CommonFlags,
-    /// Also write a grouped bar chart of the median throughputs to FILE (SVG).
+    /// Also write a chart of the throughputs to FILE (SVG): medians as dots on a log axis,
+    /// min–max whiskers.
     #[arg(long, value_name = "FILE.svg")]
     chart: Option<PathBuf>,
+    /// Also write the tables to FILE as Markdown.
+    #[arg(long, value_name = "FILE.md")]
+    export_markdown: Option<PathBuf>,
+    /// Also write the raw numbers to FILE as CSV: one row per configuration and reference.
+    #[arg(long, value_name = "FILE.csv")]
+    export_csv: Option<PathBuf>,
     /// Measured repetitions of every configuration, interleaved; the table shows medians.
     #[arg(long, value_name = "R", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
     repeat: u32,
+    /// Transactions of the unmeasured warm-up run of every configuration (0: none; the profile
+    /// columns are then empty) [default: --transactions, at most 500].
+    #[arg(long, value_name = "N")]
+    warmup: Option<u64>,
     /// Only this backend (repeatable) [default: every compiled-in one].
     #[arg(long, value_name = "BACKEND")]
     backend: Vec<peer::backends::BackendKind>,
     /// Only this policy (repeatable, in this order) [default: fresh, every-tx:1, every-block:1,
     /// until-crash].
-    #[arg(long, value_name = "SPEC")]
+    #[arg(long, value_name = "SPEC", value_parser = settings::PolicyParser)]
     policy: Vec<executor_core::PersistencePolicy>,
     /// Also validate every-tx:1 in order on N workers on every backend, and show the scaling
     /// against one thread (the digests must agree) [default: the config's `threads`].
@@ -68,7 +92,7 @@ struct CompareArgs {
 }
 
 fn cmd_run(flags: &RunFlags) -> Result<(), Error> {
-    let settings::Resolved { run: s, metrics } = settings::resolve(flags)?;
+    let settings::Resolved { run: s, metrics, metrics_format } = settings::resolve(flags)?;
     if let Some(path) = &metrics {
         peer::input::check_output(path).map_err(|e| Error::Usage(format!("--metrics {}: {e}", path.display())))?;
     }
@@ -76,9 +100,10 @@ fn cmd_run(flags: &RunFlags) -> Result<(), Error> {
     bar.set_message(format!("{} {}", s.backend, s.policy));
     let report = peer::run::run(&s, &mut |done| bar.set_position(done));
     bar.finish_and_clear();
+    executor_core::guest_log::report_dropped();
     let report = report?;
     if let Some(path) = &metrics {
-        peer::metrics::write(path, &report)?;
+        peer::metrics::write(path, &report, metrics_format)?;
     }
     if flags.common.json {
         println!("{}", serde_json::to_string(&report).expect("report serialises"));
@@ -91,22 +116,34 @@ fn cmd_run(flags: &RunFlags) -> Result<(), Error> {
 fn cmd_compare(args: &CompareArgs) -> Result<(), Error> {
     let flags = RunFlags { common: args.common.clone(), threads: args.threads, ..Default::default() };
     let base = settings::resolve(&flags)?.run;
-    if let Some(path) = &args.chart {
-        peer::input::check_output(path).map_err(|e| Error::Usage(format!("--chart {}: {e}", path.display())))?;
+    // Every output is checked before the (long) run, not after it.
+    let outputs =
+        [("--chart", &args.chart), ("--export-markdown", &args.export_markdown), ("--export-csv", &args.export_csv)];
+    for (flag, path) in outputs {
+        if let Some(path) = path {
+            peer::input::check_output(path).map_err(|e| Error::Usage(format!("{flag} {}: {e}", path.display())))?;
+        }
     }
     let bar = progress_bar(0, args.common.json);
     let selection = peer::compare::Selection { backends: args.backend.clone(), policies: args.policy.clone() };
-    let comparison = peer::compare::compare(&base, &selection, args.repeat, &bar);
+    let rounds = peer::compare::Rounds {
+        warmup: args.warmup.unwrap_or_else(|| peer::compare::Rounds::default_warmup(base.transactions)),
+        repeat: args.repeat,
+    };
+    let comparison = peer::compare::compare(&base, &selection, rounds, &bar);
     bar.finish_and_clear();
+    executor_core::guest_log::report_dropped();
     let comparison = comparison?;
-    if let Some(path) = &args.chart {
-        let title = format!(
-            "peer compare: {} ({} transactions, median of {})",
-            base.executor.name, base.transactions, args.repeat
-        );
-        std::fs::write(path, peer::compare::chart(&comparison, &title))
-            .map_err(|e| Error::Usage(format!("cannot write the chart {}: {e}", path.display())))?;
-    }
+    let title =
+        format!("peer compare: {} ({} transactions, median of {})", base.executor.name, base.transactions, args.repeat);
+    let write = |flag: &str, path: &Option<PathBuf>, text: &dyn Fn() -> String| match path {
+        Some(path) => std::fs::write(path, text())
+            .map_err(|e| Error::Usage(format!("{flag} {}: cannot write: {e}", path.display()))),
+        None => Ok(()),
+    };
+    write("--chart", &args.chart, &|| peer::compare::chart(&comparison, &title))?;
+    write("--export-markdown", &args.export_markdown, &|| peer::compare::markdown(&comparison, &title))?;
+    write("--export-csv", &args.export_csv, &|| peer::compare::csv(&comparison))?;
     if args.common.json {
         println!("{}", serde_json::to_string(&comparison.rows).expect("rows serialise"));
     } else {
@@ -118,36 +155,51 @@ fn cmd_compare(args: &CompareArgs) -> Result<(), Error> {
     }
 }
 
-fn main() -> ExitCode {
-    // RUST_LOG, when set, must parse: a typo would otherwise silence the
-    // logs an operator asked for.
+/// clap's rendered error as one line: the `error:` line, then what clap
+/// puts under it — possible values, tips ("a similar argument exists") —
+/// folded in; the usage is dropped.
+fn one_line(rendered: &str) -> String {
+    let mut lines = rendered.lines().skip_while(|l| !l.starts_with("error:"));
+    let mut line = lines.next().unwrap_or("error: bad usage").to_string();
+    for more in lines.map(str::trim).filter(|l| !l.is_empty()) {
+        if more.starts_with("Usage:") || more.starts_with("For more information") {
+            break;
+        }
+        line.push_str(if more.starts_with('[') { " " } else { "; " });
+        line.push_str(more);
+    }
+    line
+}
+
+/// Sets up the logs: `RUST_LOG` (default `warn`; an invalid filter is an
+/// error, not silence), the format, and the writer that keeps them apart
+/// from the progress bar.
+fn init_logs(format: Option<LogFormat>) -> Result<(), String> {
     let filter = match std::env::var("RUST_LOG") {
-        Ok(spec) if !spec.is_empty() => match tracing_subscriber::EnvFilter::try_new(&spec) {
-            Ok(filter) => filter,
-            Err(e) => {
-                eprintln!("error: RUST_LOG {spec:?}: {e}");
-                return ExitCode::from(2);
-            }
-        },
+        Ok(spec) if !spec.is_empty() => {
+            tracing_subscriber::EnvFilter::try_new(&spec).map_err(|e| format!("RUST_LOG {spec:?}: {e}"))?
+        }
         _ => "warn".into(),
     };
-    // Colour only for a terminal: logs redirected to a file stay plain text.
-    // PEER_LOG_FORMAT=json: one JSON object per line, for log shippers.
+    let format = match (format, std::env::var("PEER_LOG_FORMAT").as_deref()) {
+        (Some(format), _) => format,
+        (None, Ok("json")) => LogFormat::Json,
+        (None, Ok("text") | Err(_)) => LogFormat::Text,
+        (None, Ok(other)) => return Err(format!("PEER_LOG_FORMAT {other:?}: use \"text\" or \"json\"")),
+    };
     use std::io::IsTerminal;
-    let builder = tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter);
-    match std::env::var("PEER_LOG_FORMAT").as_deref() {
-        Ok("json") => builder.json().init(),
-        Ok("text") | Err(_) => {
+    let builder = tracing_subscriber::fmt().with_writer(peer::progress::LogWriter).with_env_filter(filter);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        // Colour only for a terminal: logs redirected to a file stay text.
+        LogFormat::Text => {
             builder.with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()).init()
         }
-        Ok(other) => {
-            eprintln!("error: PEER_LOG_FORMAT {other:?}: use \"text\" or \"json\"");
-            return ExitCode::from(2);
-        }
     }
-    // A panic inside the host is caught and retried by the driver; report
-    // it as a log line, never as a raw panic message on the user's terminal.
-    std::panic::set_hook(Box::new(|info| tracing::error!("host panic: {info}")));
+    Ok(())
+}
+
+fn main() -> ExitCode {
     // A closed pipe (`peer … | head -1`) ends the program quietly, as it
     // does any Unix tool, instead of a failed print panicking.
     // SAFETY: restoring a signal's default disposition at start-up, before
@@ -164,13 +216,18 @@ fn main() -> ExitCode {
                 print!("{e}");
                 return ExitCode::SUCCESS;
             }
-            // cli.md: one `error:` line, status 2.
-            let rendered = e.render().to_string();
-            let line = rendered.lines().find(|l| l.starts_with("error:")).unwrap_or("error: bad usage");
-            eprintln!("{line}");
+            // cli.md: one `error:` line, status 2 — clap's tips folded in.
+            eprintln!("{}", one_line(&e.render().to_string()));
             return ExitCode::from(2);
         }
     };
+    if let Err(e) = init_logs(cli.log_format) {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
+    // A panic inside the host is caught and retried by the driver; report
+    // it as a log line, never as a raw panic message on the user's terminal.
+    std::panic::set_hook(Box::new(|info| tracing::error!("host panic: {info}")));
     let result = match &cli.command {
         None => cmd_run(&cli.run),
         Some(Command::Run(flags)) => cmd_run(flags),

@@ -1,7 +1,9 @@
 //! `peer run --metrics FILE`: the run's counters and timings in the
 //! Prometheus text exposition format (version 0.0.4), for a node exporter's
-//! textfile collector or any scraper that reads files. Every sample carries
-//! the `backend` and `policy` labels.
+//! textfile collector or any scraper that reads files, or in OpenMetrics
+//! 1.0 (`--metrics-format openmetrics`). Every sample carries the `backend`
+//! and `policy` labels; every label combination is present from the start
+//! (zeros), so rates and alerts need no `absent()`.
 
 use crate::Error;
 use crate::report::RunReport;
@@ -13,16 +15,53 @@ fn escape(v: &str) -> String {
     v.replace('\\', r"\\").replace('"', "\\\"").replace('\n', r"\n")
 }
 
+/// Which text format `--metrics` writes.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    strum::Display,
+    strum::EnumString,
+    clap::ValueEnum,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+#[non_exhaustive]
+pub enum MetricsFormat {
+    /// The Prometheus text format 0.0.4 (`text/plain; version=0.0.4`).
+    #[default]
+    Prometheus,
+    /// OpenMetrics 1.0 (`application/openmetrics-text; version=1.0.0`):
+    /// counter families named without `_total`, and a final `# EOF`.
+    #[value(name = "openmetrics")]
+    #[strum(serialize = "openmetrics")]
+    #[serde(rename = "openmetrics")]
+    OpenMetrics,
+}
+
 struct Out {
     text: String,
     labels: String,
+    format: MetricsFormat,
 }
 
 impl Out {
     /// One metric family: its help, type, and samples (extra labels, value).
     fn family(&mut self, name: &str, kind: &str, help: &str, samples: &[(&[(&str, &str)], f64)]) {
-        let _ = writeln!(self.text, "# HELP peer_executor_{name} {help}");
-        let _ = writeln!(self.text, "# TYPE peer_executor_{name} {kind}");
+        // OpenMetrics names a counter's family without the `_total` its
+        // samples carry; 0.0.4 names the family as its samples.
+        let family = match (self.format, kind) {
+            (MetricsFormat::OpenMetrics, "counter") => name.strip_suffix("_total").unwrap_or(name),
+            _ => name,
+        };
+        let _ = writeln!(self.text, "# HELP peer_executor_{family} {help}");
+        let _ = writeln!(self.text, "# TYPE peer_executor_{family} {kind}");
         for (extra, value) in samples {
             let mut labels = self.labels.clone();
             for (k, v) in *extra {
@@ -54,11 +93,12 @@ impl Out {
 /// [`abi::ABI_VERSION`] as a label value (a test keeps them equal).
 const ABI_VERSION: &str = "1";
 
-/// The report as Prometheus text.
-pub fn render(r: &RunReport) -> String {
+/// The report as metrics text in `format`.
+pub fn render(r: &RunReport, format: MetricsFormat) -> String {
     let mut o = Out {
         text: String::new(),
         labels: format!("backend=\"{}\",policy=\"{}\"", r.backend, escape(&r.policy.to_string())),
+        format,
     };
     let s = &r.stats;
     let c = "counter";
@@ -162,15 +202,24 @@ pub fn render(r: &RunReport) -> String {
     if let Some(rate) = r.prevalidation_tx_per_sec {
         o.one("prevalidation_transactions_per_second", g, "Parallel pre-validation throughput.", rate);
     }
+    o.one(
+        "guest_log_lines_dropped_total",
+        c,
+        "Guest log lines the rate limit dropped (PEER_GUEST_LOG_RATE).",
+        executor_core::guest_log::dropped_total() as f64,
+    );
+    if format == MetricsFormat::OpenMetrics {
+        o.text.push_str("# EOF\n");
+    }
     o.text
 }
 
 /// Writes [`render`] to `path` atomically (a temporary file renamed), so a
 /// collector never reads half a file.
-pub fn write(path: &Path, r: &RunReport) -> Result<(), Error> {
+pub fn write(path: &Path, r: &RunReport, format: MetricsFormat) -> Result<(), Error> {
     let err = |e: std::io::Error| Error::Output { path: path.display().to_string(), message: e.to_string() };
     let temp = path.with_extension(format!("tmp.{}", std::process::id()));
-    std::fs::write(&temp, render(r)).map_err(err)?;
+    std::fs::write(&temp, render(r, format)).map_err(err)?;
     std::fs::rename(&temp, path).map_err(|e| {
         let _ = std::fs::remove_file(&temp);
         err(e)

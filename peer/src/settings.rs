@@ -66,8 +66,8 @@ pub struct RunFlags {
     /// The engine [default: the config's, else the first compiled in].
     #[arg(long, help_heading = "Backend and policy")]
     pub backend: Option<BackendKind>,
-    /// every-tx:N, every-block:N, until-crash or fresh [default: every-tx:1].
-    #[arg(long, value_name = "SPEC", help_heading = "Backend and policy")]
+    /// How long an instance stays warm [default: every-tx:1].
+    #[arg(long, value_name = "SPEC", value_parser = PolicyParser, help_heading = "Backend and policy")]
     pub policy: Option<PersistencePolicy>,
     /// Every N blocks, upgrade the executor (alternating it and a variant with other bytes).
     #[arg(long, value_name = "BLOCKS", value_parser = positive_u64, help_heading = "Workload")]
@@ -77,7 +77,7 @@ pub struct RunFlags {
     pub audit_every: Option<std::num::NonZeroU32>,
     /// How a blank is done: auto (measured per executor), restore (in place, write barrier) or
     /// rebuild (no barrier) [default: auto].
-    #[arg(long, value_name = "METHOD", help_heading = "Backend and policy")]
+    #[arg(long, value_name = "METHOD", value_parser = choice::<executor_core::BlankMethod>(), help_heading = "Backend and policy")]
     pub blank: Option<executor_core::BlankMethod>,
     /// Validate each block in order on N workers, with exactly the verdicts and final state of one
     /// thread (transactions run optimistically and run again where a value they read changed;
@@ -102,6 +102,65 @@ pub struct RunFlags {
     /// Write the run's counters and timings to FILE in the Prometheus text format.
     #[arg(long, value_name = "FILE", help_heading = "Output and config")]
     pub metrics: Option<PathBuf>,
+    /// --metrics' format [default: prometheus, the 0.0.4 text format].
+    #[arg(long, value_name = "FORMAT", help_heading = "Output and config")]
+    pub metrics_format: Option<crate::metrics::MetricsFormat>,
+}
+
+/// A value parser for a `strum` enum of the core (which knows no clap):
+/// its spellings as clap's possible values, listed in help and in errors.
+pub fn choice<T>() -> impl clap::builder::TypedValueParser<Value = T>
+where
+    T: strum::IntoEnumIterator + Into<&'static str> + std::str::FromStr + Clone + Send + Sync + 'static,
+{
+    use clap::builder::TypedValueParser as _;
+    let names: Vec<&'static str> = T::iter().map(Into::into).collect();
+    clap::builder::PossibleValuesParser::new(names)
+        .map(|name: String| T::from_str(&name).unwrap_or_else(|_| unreachable!("a possible value parses")))
+}
+
+/// `--policy`: the spellings of [`PersistencePolicy`] as possible values
+/// (help, errors, completions), parsed by the core's `FromStr`.
+#[derive(Clone, Copy, Debug)]
+pub struct PolicyParser;
+
+impl clap::builder::TypedValueParser for PolicyParser {
+    type Value = PersistencePolicy;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<PersistencePolicy, clap::Error> {
+        let text = value.to_string_lossy();
+        text.parse().map_err(|_| {
+            let arg = arg.map_or("--policy".to_string(), |a| a.to_string());
+            let values: Vec<String> =
+                self.possible_values().into_iter().flatten().map(|v| v.get_name().to_string()).collect();
+            clap::Error::raw(
+                clap::error::ErrorKind::InvalidValue,
+                format!(
+                    "invalid value '{text}' for '{arg}' [possible values: {}] (N a whole number ≥ 1)\n",
+                    values.join(", ")
+                ),
+            )
+            .with_cmd(cmd)
+        })
+    }
+
+    fn possible_values(&self) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
+        use clap::builder::PossibleValue;
+        Some(Box::new(
+            [
+                PossibleValue::new("every-tx:N").help("blank after every N transactions (default N = 1)"),
+                PossibleValue::new("every-block:N").help("blank after every N blocks"),
+                PossibleValue::new("until-crash").help("blank only when a trap or a recycle rebuilds"),
+                PossibleValue::new("fresh").help("a new instance and executor_init per transaction (reference)"),
+            ]
+            .into_iter(),
+        ))
+    }
 }
 
 /// A byte size: a number of bytes, or a number with an IEC unit (`KiB`,
@@ -146,6 +205,8 @@ pub struct Resolved {
     pub run: RunSettings,
     /// `--metrics` (or the config's `metrics`), resolved.
     pub metrics: Option<PathBuf>,
+    /// Its format.
+    pub metrics_format: crate::metrics::MetricsFormat,
 }
 
 /// The config file used — `--config FILE`, else `$PEER_CONFIG`, else the
@@ -271,7 +332,8 @@ pub fn resolve(flags: &RunFlags) -> Result<Resolved, Error> {
         let why = format!("{}: must be below the block size ({})", run.upgrade_offset, run.block_size);
         return Err(invalid("--upgrade-offset", "upgrade_offset", from_flag, why));
     }
-    Ok(Resolved { run, metrics })
+    let metrics_format = flags.metrics_format.or(config.metrics_format).unwrap_or_default();
+    Ok(Resolved { run, metrics, metrics_format })
 }
 
 #[cfg(test)]

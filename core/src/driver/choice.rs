@@ -47,8 +47,10 @@ use std::thread::JoinHandle;
     serde::Deserialize,
     strum::Display,
     strum::EnumString,
+    strum::EnumIter,
     strum::IntoStaticStr,
 )]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 #[strum(serialize_all = "snake_case")]
 #[non_exhaustive]
