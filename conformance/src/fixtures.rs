@@ -3,22 +3,22 @@
 use executor_core::{Rejection, TrapCode, Verdict};
 
 /// The default executor (Rust guest, committed build).
-pub const DEFAULT_EXECUTOR: &[u8] = include_bytes!("../../executors/default.wasm");
+pub const DEFAULT_EXECUTOR: &[u8] = include_bytes!("../executors/default.wasm");
 /// The default executor's variant: the same rules, other bytes.
-pub const DEFAULT_VARIANT: &[u8] = include_bytes!("../../executors/default-variant.wasm");
+pub const DEFAULT_VARIANT: &[u8] = include_bytes!("../executors/default-variant.wasm");
 /// Every way to fail, selected by the payload's first byte.
-pub const HOSTILE: &str = include_str!("../../executors/fixtures/hostile.wat");
+pub const HOSTILE: &str = include_str!("../executors/fixtures/hostile.wat");
 /// Remembers in a global, a memory byte, a grown page and a table slot.
-pub const STATEFUL: &str = include_str!("../../executors/fixtures/stateful.wat");
+pub const STATEFUL: &str = include_str!("../executors/fixtures/stateful.wat");
 /// Calls `host.state_get` in `executor_init`.
-pub const INIT_READS_STATE: &str = include_str!("../../executors/fixtures/init_reads_state.wat");
+pub const INIT_READS_STATE: &str = include_str!("../executors/fixtures/init_reads_state.wat");
 /// Memory semantics the instrumentation must preserve.
-pub const MEMORY_OPS: &str = include_str!("../../executors/fixtures/memory_ops.wat");
+pub const MEMORY_OPS: &str = include_str!("../executors/fixtures/memory_ops.wat");
 /// Write patterns dirty tracking must cover, one per payload byte; payload
 /// 0 checks that guest memory is blank.
-pub const DIRTY: &str = include_str!("../../executors/fixtures/dirty.wat");
+pub const DIRTY: &str = include_str!("../executors/fixtures/dirty.wat");
 /// Reads world state under the payload as key.
-pub const READS_STATE: &str = include_str!("../../executors/fixtures/reads_state.wat");
+pub const READS_STATE: &str = include_str!("../executors/fixtures/reads_state.wat");
 
 /// A `rejected(kind)` verdict.
 pub const fn rejected(r: Rejection) -> Verdict {
@@ -56,15 +56,15 @@ pub const HOSTILE_CASES: &[(u8, &str, Verdict)] = &[
 ];
 
 /// Work that grows with the payload, for fuel sweeps.
-pub const FUEL_SWEEP: &str = include_str!("../../executors/fixtures/fuel_sweep.wat");
+pub const FUEL_SWEEP: &str = include_str!("../executors/fixtures/fuel_sweep.wat");
 /// Recursion as deep as the payload says, for stack sweeps.
-pub const RECURSION: &str = include_str!("../../executors/fixtures/recursion.wat");
+pub const RECURSION: &str = include_str!("../executors/fixtures/recursion.wat");
 /// Recursion with heavy frames, against the engines' own stacks.
-pub const HEAVY_FRAMES: &str = include_str!("../../executors/fixtures/heavy_frames.wat");
+pub const HEAVY_FRAMES: &str = include_str!("../executors/fixtures/heavy_frames.wat");
 /// NaN results of every NaN-producing instruction.
-pub const NAN: &str = include_str!("../../executors/fixtures/nan.wat");
+pub const NAN: &str = include_str!("../executors/fixtures/nan.wat");
 /// Grows memory by a resident page on every transaction.
-pub const GROWS: &str = include_str!("../../executors/fixtures/grows.wat");
+pub const GROWS: &str = include_str!("../executors/fixtures/grows.wat");
 /// Every kind of post-init state a blank snapshot must carry (see the file);
 /// `;; (variant)` and `;; (globals)` mark where cases splice more.
-pub const SNAPSHOT: &str = include_str!("../../executors/fixtures/snapshot.wat");
+pub const SNAPSHOT: &str = include_str!("../executors/fixtures/snapshot.wat");

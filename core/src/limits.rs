@@ -147,6 +147,7 @@ impl Limits {
 /// Size limits checked at load, before any engine sees the module; a module
 /// over any of them is a load error on every backend alike.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct ModuleLimits {
     /// Binary module size in bytes (WAT text may be at most as long).

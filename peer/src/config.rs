@@ -15,9 +15,17 @@ pub const DEFAULT_PATH: &str = "configs/peer/config.json";
 /// not.
 pub const CONFIG_ENV: &str = "PEER_CONFIG";
 
+/// Where the config's JSON Schema is kept, relative to the repository
+/// root (a test keeps it equal to [`schema`]).
+pub const SCHEMA_PATH: &str = "configs/peer/config.schema.json";
+
 /// The config file's contents.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(
+    title = "peer config",
+    description = "configs/peer/config.json: every key optional; `peer run` flags override them."
+)]
 pub struct Config {
     /// A JSON Schema reference for editors; ignored.
     #[serde(rename = "$schema")]
@@ -30,6 +38,7 @@ pub struct Config {
     /// `"fresh"`) or the object forms (`{"every_transactions": 1}`,
     /// `"until_crash"`).
     #[serde(default, deserialize_with = "any_policy")]
+    #[schemars(schema_with = "policy_schema")]
     pub policy: Option<PersistencePolicy>,
     /// Executor file (`.wasm` or `.wat`), relative to the config file's
     /// directory; default the embedded default executor.
@@ -78,6 +87,9 @@ pub struct Config {
     pub upgrade_offset: Option<u64>,
     /// Prometheus metrics file (`--metrics`), relative to the config file.
     pub metrics: Option<PathBuf>,
+    /// Its format (`--metrics-format`): `prometheus` (0.0.4, default) or
+    /// `openmetrics`.
+    pub metrics_format: Option<crate::metrics::MetricsFormat>,
 }
 
 /// A policy in the command line's spelling or in its object forms.
@@ -97,8 +109,37 @@ fn any_policy<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Persisten
     })
 }
 
+/// The schema of [`any_policy`]'s spellings.
+fn policy_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "description": "Persistence policy: the command line's spelling or an object form.",
+        "oneOf": [
+            {"type": "string", "pattern": "^(every-tx|every-block)(:[1-9][0-9]*)?$|^(until-crash|until_crash|fresh)$"},
+            {
+                "type": "object",
+                "properties": {"every_transactions": {"type": "integer", "minimum": 1, "maximum": u32::MAX}},
+                "required": ["every_transactions"],
+                "additionalProperties": false
+            },
+            {
+                "type": "object",
+                "properties": {"every_blocks": {"type": "integer", "minimum": 1, "maximum": u32::MAX}},
+                "required": ["every_blocks"],
+                "additionalProperties": false
+            },
+            {"type": "null"}
+        ]
+    })
+}
+
+/// The config's JSON Schema (draft 2020-12), generated from [`Config`].
+pub fn schema() -> String {
+    let schema = schemars::schema_for!(Config);
+    serde_json::to_string_pretty(&schema).expect("a schema serialises") + "\n"
+}
+
 /// The `cache` key: where compiled executors are kept between runs.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CacheSettings {
     /// Default true.
@@ -191,6 +232,31 @@ mod tests {
         let (config, _) = Config::load(&path, true).unwrap();
         assert_eq!(config.policy, Some(PersistencePolicy::default()));
         assert_eq!(config.limits(), Limits::default(), "the shipped file states the defaults");
+    }
+
+    /// The checked-in schema is the one the types generate (run with
+    /// `UPDATE_SCHEMA=1` to rewrite it), and the shipped config names it.
+    #[test]
+    fn the_checked_in_schema_is_current() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(SCHEMA_PATH);
+        let generated = schema();
+        if std::env::var_os("UPDATE_SCHEMA").is_some() {
+            std::fs::write(&path, &generated).unwrap();
+        }
+        let kept = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(kept == generated, "{SCHEMA_PATH} is stale: run `UPDATE_SCHEMA=1 cargo test -p peer --lib schema`");
+        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/peer/config.json");
+        let shipped: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(shipped).unwrap()).unwrap();
+        assert_eq!(shipped["$schema"], "./config.schema.json");
+        let v: serde_json::Value = serde_json::from_str(&generated).unwrap();
+        let keys = v["properties"].as_object().unwrap();
+        for key in ["policy", "backend", "module_limits", "cache", "blank", "metrics_format", "$schema"] {
+            assert!(keys.contains_key(key), "{key} in the schema");
+        }
+        assert_eq!(v["additionalProperties"], false, "unknown keys are refused, as the loader does");
+        for key in shipped.as_object().unwrap().keys() {
+            assert!(keys.contains_key(key), "the shipped config's {key} is in the schema");
+        }
     }
 
     #[test]
