@@ -18,6 +18,7 @@ pub mod config;
 pub mod input;
 pub mod metrics;
 pub mod progress;
+pub mod recording;
 pub mod report;
 pub mod rss;
 pub mod run;
@@ -75,6 +76,15 @@ pub enum Error {
     /// can write it): a configuration error.
     #[error("{0}")]
     Cache(executor_core::Error),
+    /// A workload file that cannot be replayed; the message names the line,
+    /// block and transaction.
+    #[error("workload {path}: {message}")]
+    Workload {
+        /// The file.
+        path: String,
+        /// What is wrong, and where.
+        message: String,
+    },
     /// Backends disagreed in `peer compare`.
     #[error("{0}")]
     Inconsistent(String),

@@ -55,48 +55,78 @@ enum Command {
     /// Run the same workload on every compiled-in backend under fresh,
     /// every-tx:1, every-block:1 and until-crash, side by side.
     Compare(CompareArgs),
+    /// Run the synthetic workload as `peer run` does and record it to a workload file (genesis
+    /// state, blocks, each transaction with its writes), for `--workload FILE` to replay.
+    Record(RecordArgs),
+}
+
+#[derive(Args, Debug)]
+struct RecordArgs {
+    /// The workload file to write (docs/workload.md); replaced only when complete.
+    #[arg(long, value_name = "FILE", help_heading = "Output and config")]
+    out: PathBuf,
+    #[command(flatten)]
+    run: RunFlags,
 }
 
 #[derive(Args, Debug)]
 struct CompareArgs {
+    /// Only this backend (repeatable) [default: every compiled-in one].
+    #[arg(long, value_name = "BACKEND", help_heading = "Backend and policy")]
+    backend: Vec<peer::backends::BackendKind>,
+    /// Only this policy (repeatable, in this order) [default: fresh, every-tx:1, every-block:1,
+    /// until-crash].
+    #[arg(long, value_name = "SPEC", value_parser = settings::PolicyParser, help_heading = "Backend and policy")]
+    policy: Vec<executor_core::PersistencePolicy>,
+    /// Also validate every-tx:1 in order on N workers on every backend, and show the scaling
+    /// against one thread (the digests must agree) [default: the config's `threads`].
+    #[arg(long, value_name = "N", value_parser = settings::positive::<std::num::NonZeroUsize>, help_heading = "Validation")]
+    threads: Option<std::num::NonZeroUsize>,
+    /// Measured repetitions of every configuration, interleaved; the table shows medians.
+    #[arg(long, value_name = "R", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..), help_heading = "Measurement")]
+    repeat: u32,
+    /// Transactions of the unmeasured warm-up run of every configuration (0: none; the profile
+    /// columns are then empty) [default: --transactions, at most 500].
+    #[arg(long, value_name = "N", help_heading = "Measurement")]
+    warmup: Option<u64>,
     #[command(flatten)]
     common: CommonFlags,
     /// Also write a chart of the throughputs to FILE (SVG): medians as dots on a log axis,
     /// min–max whiskers.
-    #[arg(long, value_name = "FILE.svg")]
+    #[arg(long, value_name = "FILE.svg", help_heading = "Output and config")]
     chart: Option<PathBuf>,
     /// Also write the tables to FILE as Markdown.
-    #[arg(long, value_name = "FILE.md")]
+    #[arg(long, value_name = "FILE.md", help_heading = "Output and config")]
     export_markdown: Option<PathBuf>,
     /// Also write the raw numbers to FILE as CSV: one row per configuration and reference.
-    #[arg(long, value_name = "FILE.csv")]
+    #[arg(long, value_name = "FILE.csv", help_heading = "Output and config")]
     export_csv: Option<PathBuf>,
-    /// Measured repetitions of every configuration, interleaved; the table shows medians.
-    #[arg(long, value_name = "R", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
-    repeat: u32,
-    /// Transactions of the unmeasured warm-up run of every configuration (0: none; the profile
-    /// columns are then empty) [default: --transactions, at most 500].
-    #[arg(long, value_name = "N")]
-    warmup: Option<u64>,
-    /// Only this backend (repeatable) [default: every compiled-in one].
-    #[arg(long, value_name = "BACKEND")]
-    backend: Vec<peer::backends::BackendKind>,
-    /// Only this policy (repeatable, in this order) [default: fresh, every-tx:1, every-block:1,
-    /// until-crash].
-    #[arg(long, value_name = "SPEC", value_parser = settings::PolicyParser)]
-    policy: Vec<executor_core::PersistencePolicy>,
-    /// Also validate every-tx:1 in order on N workers on every backend, and show the scaling
-    /// against one thread (the digests must agree) [default: the config's `threads`].
-    #[arg(long, value_name = "N", value_parser = settings::positive::<std::num::NonZeroUsize>)]
-    threads: Option<std::num::NonZeroUsize>,
 }
 
-fn cmd_run(flags: &RunFlags) -> Result<(), Error> {
-    let settings::Resolved { run: s, metrics, metrics_format } = settings::resolve(flags)?;
+fn cmd_run(flags: &RunFlags, record: Option<&PathBuf>) -> Result<(), Error> {
+    let settings::Resolved { run: mut s, metrics, metrics_format } = settings::resolve(flags)?;
     if let Some(path) = &metrics {
         peer::input::check_output(path).map_err(|e| Error::Usage(format!("--metrics {}: {e}", path.display())))?;
     }
-    let bar = progress_bar(s.transactions, flags.common.json);
+    if let Some(path) = record {
+        let refused = [
+            ("--workload", s.workload.is_some()),
+            ("--threads", flags.threads.is_some()),
+            ("--prevalidate", flags.prevalidate.is_some()),
+        ];
+        if let Some((flag, _)) = refused.iter().find(|(_, given)| *given) {
+            return Err(Error::Usage(format!(
+                "{flag}: not with `peer record`, which records the synthetic workload on one thread"
+            )));
+        }
+        peer::input::check_output(path).map_err(|e| Error::Usage(format!("--out {}: {e}", path.display())))?;
+        (s.threads, s.prevalidate, s.record) = (None, None, Some(path.clone()));
+    }
+    let total = match &s.workload {
+        Some(path) => peer::recording::peek_header(path).and_then(|h| h.transactions).unwrap_or(0).min(s.transactions),
+        None => s.transactions,
+    };
+    let bar = progress_bar(total, flags.common.json);
     bar.set_message(format!("{} {}", s.backend, s.policy));
     let report = peer::run::run(&s, &mut |done| bar.set_position(done));
     bar.finish_and_clear();
@@ -229,8 +259,9 @@ fn main() -> ExitCode {
     // it as a log line, never as a raw panic message on the user's terminal.
     std::panic::set_hook(Box::new(|info| tracing::error!("host panic: {info}")));
     let result = match &cli.command {
-        None => cmd_run(&cli.run),
-        Some(Command::Run(flags)) => cmd_run(flags),
+        None => cmd_run(&cli.run, None),
+        Some(Command::Run(flags)) => cmd_run(flags, None),
+        Some(Command::Record(args)) => cmd_run(&args.run, Some(&args.out)),
         Some(Command::Compare(args)) => cmd_compare(args),
     };
     match result {

@@ -150,6 +150,10 @@ pub struct RunReport {
     /// The config file used (`--config`, `$PEER_CONFIG` or the default
     /// path); `null`: none was found, the defaults ran.
     pub config: Option<String>,
+    /// The workload file replayed (`--workload`); absent: the synthetic
+    /// workload (`seed`, `block_size` and `hot_percent` describe it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workload: Option<String>,
 }
 
 impl RunReport {
@@ -174,6 +178,10 @@ pub fn print_summary(r: &RunReport) {
         &r.executor_hash[..12]
     );
     println!("  config: {}", r.config.as_deref().unwrap_or("none found (the defaults)"));
+    match &r.workload {
+        Some(path) => println!("  workload: {path} (replayed)"),
+        None => println!("  workload: synthetic ledger, seed {}, blocks of {}", r.seed, r.block_size),
+    }
     println!(
         "  {} transactions in {} block(s): {} approved, {} denied, {} rejected",
         s.transactions,

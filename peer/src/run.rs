@@ -107,6 +107,13 @@ pub struct RunSettings {
     pub prevalidate: Option<std::num::NonZeroUsize>,
     /// The config file these settings came from, if any (reported).
     pub config: Option<std::path::PathBuf>,
+    /// Replay this workload file instead of the synthetic workload (its
+    /// first [`RunSettings::transactions`]; seed, block size, upgrades and
+    /// hot transfers are the file's).
+    pub workload: Option<std::path::PathBuf>,
+    /// Record the workload as it runs into this file ([`crate::recording`]):
+    /// validated on one thread, the state before each transaction known.
+    pub record: Option<std::path::PathBuf>,
 }
 
 impl RunSettings {
@@ -134,6 +141,8 @@ impl RunSettings {
             threads: None,
             prevalidate: None,
             config: None,
+            workload: None,
+            record: None,
         }
     }
 }
@@ -195,46 +204,52 @@ pub fn drive(
     progress: &mut dyn FnMut(u64),
     observe: &mut dyn FnMut(&Verdict),
 ) -> Result<Driven, Error> {
-    let mut rng = Rng::new(settings.seed);
-    let mut world = LedgerState(Arc::new(Ledger::genesis(&mut rng)));
-    let mut generator = Generator::new(rng);
+    let (mut world, mut source) = Source::open(settings)?;
+    let mut recorder = match &settings.record {
+        Some(path) => Some(Recording::start(path, settings, &world.0)?),
+        None => None,
+    };
     let mut digest = VerdictDigest::new();
     let (mut validation, mut workload) = (Duration::ZERO, Duration::ZERO);
     let timed = |since: Option<Instant>| since.map_or(Duration::ZERO, |t| t.elapsed());
     let mut done = 0u64;
     while done < settings.transactions {
-        let in_block = settings.block_size.min(settings.transactions - done);
-        let block = done / settings.block_size;
         let generating = settings.profile.then(Instant::now);
-        let upgrade = match (upgrades, settings.upgrade_every) {
-            (Some(versions), Some(every)) if block > 0 && block.is_multiple_of(every) => {
-                Some((settings.upgrade_offset, versions[((block / every - 1) % 2) as usize].as_slice()))
-            }
-            _ => None,
-        };
-        let shape = BlockShape { hot_percent: settings.hot_percent, upgrade };
-        let txs = generator.block(&world.0, in_block, shape);
+        let Some((txs, writes)) = source.block(settings, upgrades, &world.0, done)? else { break };
+        let in_block = txs.len() as u64;
+        world.recorded(writes);
         workload += timed(generating);
         // Pre-validation judges the block against its starting state: keep
         // it (a pointer; the ledger is a persistent map) — only then.
         let block_start = validator.wants_blocks().then(|| world.snapshot());
         let started = Instant::now();
-        let verdicts = match validator.validate_block(&txs, &mut world) {
+        // A recording needs the state before each transaction: one at a time.
+        let whole = match recorder {
+            None => validator.validate_block(&txs, &mut world),
+            Some(_) => None,
+        };
+        let verdicts = match whole {
             Some(verdicts) => {
                 let verdicts = verdicts?;
                 validation += started.elapsed();
                 verdicts
             }
             None => {
+                if let Some(r) = recorder.as_mut() {
+                    r.block()?;
+                }
                 let mut verdicts = Vec::with_capacity(txs.len());
-                for tx in &txs {
+                for (i, tx) in txs.iter().enumerate() {
+                    if let Some(r) = recorder.as_mut() {
+                        r.tx(tx, &world)?;
+                    }
                     let t = Instant::now();
                     let verdict = validator.validate(tx, world.snapshot())?;
                     validation += t.elapsed();
                     if verdict == Verdict::Approved {
                         let applying = settings.profile.then(Instant::now);
                         // The validator released its handle: nothing is copied.
-                        world.apply(tx);
+                        world.apply_at(i, tx);
                         workload += timed(applying);
                     }
                     verdicts.push(verdict);
@@ -250,7 +265,134 @@ pub fn drive(
         done += in_block;
         progress(done);
     }
+    if let Some(r) = recorder {
+        r.finish()?;
+    }
     Ok(Driven { digest, ledger: world.0, validation, workload })
+}
+
+/// Where a run's blocks come from.
+enum Source {
+    /// The seeded ledger's generator.
+    Synthetic(Generator),
+    /// A workload file.
+    File(Box<crate::recording::Replay>),
+}
+
+impl Source {
+    /// The source of `settings` and its genesis world.
+    fn open(settings: &RunSettings) -> Result<(LedgerState, Source), Error> {
+        match &settings.workload {
+            None => {
+                let mut rng = Rng::new(settings.seed);
+                let genesis = Ledger::genesis(&mut rng);
+                Ok((LedgerState::new(genesis), Source::Synthetic(Generator::new(rng))))
+            }
+            Some(path) => {
+                let (replay, genesis) = crate::recording::Replay::open(path, settings.limits.module.bytes)
+                    .map_err(|message| Error::Workload { path: path.display().to_string(), message })?;
+                Ok((LedgerState::new(genesis), Source::File(Box::new(replay))))
+            }
+        }
+    }
+
+    /// The next block (at most the transactions still to run) and, from a
+    /// file, its recorded writes; `None` when the file ends.
+    #[allow(clippy::type_complexity)]
+    fn block(
+        &mut self,
+        settings: &RunSettings,
+        upgrades: Option<&[Vec<u8>; 2]>,
+        ledger: &Ledger,
+        done: u64,
+    ) -> Result<Option<(Vec<Vec<u8>>, Option<Vec<crate::workload::Writes>>)>, Error> {
+        let left = settings.transactions - done;
+        match self {
+            Source::Synthetic(generator) => {
+                let in_block = settings.block_size.min(left);
+                let block = done / settings.block_size;
+                let upgrade = match (upgrades, settings.upgrade_every) {
+                    (Some(versions), Some(every)) if block > 0 && block.is_multiple_of(every) => {
+                        Some((settings.upgrade_offset, versions[((block / every - 1) % 2) as usize].as_slice()))
+                    }
+                    _ => None,
+                };
+                let shape = BlockShape { hot_percent: settings.hot_percent, upgrade };
+                Ok(Some((generator.block(ledger, in_block, shape), None)))
+            }
+            Source::File(replay) => {
+                let path = || settings.workload.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
+                let block = replay.next_block().map_err(|message| Error::Workload { path: path(), message })?;
+                Ok(block.map(|mut b| {
+                    let keep = usize::try_from(left).unwrap_or(usize::MAX).min(b.txs.len());
+                    b.txs.truncate(keep);
+                    b.writes.truncate(keep);
+                    (b.txs, Some(b.writes))
+                }))
+            }
+        }
+    }
+}
+
+/// A recording in progress: written to a temporary file beside the
+/// output, renamed over it when complete, so a failed run leaves no
+/// half-written workload.
+struct Recording {
+    recorder: crate::recording::Recorder<std::io::BufWriter<std::fs::File>>,
+    temp: std::path::PathBuf,
+    path: std::path::PathBuf,
+}
+
+impl Recording {
+    fn start(path: &std::path::Path, settings: &RunSettings, genesis: &Ledger) -> Result<Self, Error> {
+        let temp = path.with_extension(format!("tmp.{}", std::process::id()));
+        let err = |e: std::io::Error| Error::Output { path: path.display().to_string(), message: e.to_string() };
+        let file = std::fs::File::create(&temp).map_err(err)?;
+        let header = crate::recording::Header {
+            format: crate::recording::FORMAT.into(),
+            version: crate::recording::VERSION,
+            transactions: Some(settings.transactions),
+            blocks: Some(settings.transactions.div_ceil(settings.block_size)),
+            source: Some(format!(
+                "peer record: synthetic ledger, seed {}, blocks of {}, {}, {}% hot transfers, executor {}",
+                settings.seed,
+                settings.block_size,
+                settings.upgrade_every.map_or("no upgrades".into(), |n| format!(
+                    "an upgrade every {n} blocks at position {}",
+                    settings.upgrade_offset
+                )),
+                settings.hot_percent,
+                settings.executor.name
+            )),
+        };
+        let recorder = crate::recording::Recorder::new(std::io::BufWriter::new(file), &header, genesis).map_err(err)?;
+        Ok(Recording { recorder, temp, path: path.to_path_buf() })
+    }
+
+    fn err(&self, e: std::io::Error) -> Error {
+        let _ = std::fs::remove_file(&self.temp);
+        Error::Output { path: self.path.display().to_string(), message: e.to_string() }
+    }
+
+    fn block(&mut self) -> Result<(), Error> {
+        self.recorder.block().map_err(|e| self.err(e))
+    }
+
+    /// `tx` with what it writes if approved against `world` now.
+    fn tx(&mut self, tx: &[u8], world: &LedgerState) -> Result<(), Error> {
+        let writes = world.0.writes_of(tx).unwrap_or_default();
+        self.recorder.tx(tx, &writes).map_err(|e| self.err(e))
+    }
+
+    fn finish(self) -> Result<(), Error> {
+        let Recording { recorder, temp, path } = self;
+        let err = |e: std::io::Error| {
+            let _ = std::fs::remove_file(&temp);
+            Error::Output { path: path.display().to_string(), message: e.to_string() }
+        };
+        recorder.finish().map_err(err)?;
+        std::fs::rename(&temp, &path).map_err(err)
+    }
 }
 
 /// How the run validates in order.
@@ -398,6 +540,7 @@ pub fn run_observed(
         profile: settings.profile.then(|| Profile::of(&stats, secs, driven.workload.as_secs_f64())),
         notes,
         config: settings.config.as_ref().map(|p| p.display().to_string()),
+        workload: settings.workload.as_ref().map(|p| p.display().to_string()),
         stats,
     })
 }

@@ -17,9 +17,10 @@ pub const MAX_THREADS: usize = 64;
 /// Settings shared by `run` and `compare`.
 #[derive(Args, Debug, Default, Clone)]
 pub struct CommonFlags {
-    /// Config file [default: configs/peer/config.json].
-    #[arg(long, value_name = "FILE", help_heading = "Output and config")]
-    pub config: Option<PathBuf>,
+    /// Replay this workload file (docs/workload.md: genesis state, blocks, each transaction with
+    /// its writes) instead of the synthetic ledger; all of it, or the first --transactions.
+    #[arg(long, value_name = "FILE", help_heading = "Workload")]
+    pub workload: Option<PathBuf>,
     /// Executor to run (.wasm or .wat) [default: the embedded default executor].
     #[arg(long, value_name = "FILE", help_heading = "Workload")]
     pub executor: Option<PathBuf>,
@@ -55,30 +56,27 @@ pub struct CommonFlags {
     /// Print JSON on stdout.
     #[arg(long, help_heading = "Output and config")]
     pub json: bool,
+    /// Config file [default: $PEER_CONFIG, else configs/peer/config.json].
+    #[arg(long, value_name = "FILE", help_heading = "Output and config")]
+    pub config: Option<PathBuf>,
 }
 
 /// `peer run`'s own settings.
 #[derive(Args, Debug, Default, Clone)]
 pub struct RunFlags {
-    /// Settings shared with `compare`.
-    #[command(flatten)]
-    pub common: CommonFlags,
     /// The engine [default: the config's, else the first compiled in].
     #[arg(long, help_heading = "Backend and policy")]
     pub backend: Option<BackendKind>,
     /// How long an instance stays warm [default: every-tx:1].
     #[arg(long, value_name = "SPEC", value_parser = PolicyParser, help_heading = "Backend and policy")]
     pub policy: Option<PersistencePolicy>,
-    /// Every N blocks, upgrade the executor (alternating it and a variant with other bytes).
-    #[arg(long, value_name = "BLOCKS", value_parser = positive_u64, help_heading = "Workload")]
-    pub upgrade_every: Option<u64>,
-    /// Also validate every K-th transaction on a blank instance; differences count as state leaks.
-    #[arg(long, value_name = "K", value_parser = positive::<std::num::NonZeroU32>, help_heading = "Validation")]
-    pub audit_every: Option<std::num::NonZeroU32>,
     /// How a blank is done: auto (measured per executor), restore (in place, write barrier) or
     /// rebuild (no barrier) [default: auto].
     #[arg(long, value_name = "METHOD", value_parser = choice::<executor_core::BlankMethod>(), help_heading = "Backend and policy")]
     pub blank: Option<executor_core::BlankMethod>,
+    /// Also validate every K-th transaction on a blank instance; differences count as state leaks.
+    #[arg(long, value_name = "K", value_parser = positive::<std::num::NonZeroU32>, help_heading = "Validation")]
+    pub audit_every: Option<std::num::NonZeroU32>,
     /// Validate each block in order on N workers, with exactly the verdicts and final state of one
     /// thread (transactions run optimistically and run again where a value they read changed;
     /// in parallel under every-tx:1 and fresh, on one thread under other policies).
@@ -89,6 +87,12 @@ pub struct RunFlags {
     /// prevalidation_digest and prevalidation_tx_per_sec.
     #[arg(long, value_name = "N", value_parser = positive::<std::num::NonZeroUsize>, help_heading = "Validation")]
     pub prevalidate: Option<std::num::NonZeroUsize>,
+    /// Settings shared with `compare`.
+    #[command(flatten)]
+    pub common: CommonFlags,
+    /// Every N blocks, upgrade the executor (alternating it and a variant with other bytes).
+    #[arg(long, value_name = "BLOCKS", value_parser = positive_u64, help_heading = "Workload")]
+    pub upgrade_every: Option<u64>,
     /// Make P percent of transactions transfers from the block's hot account, each reading the
     /// balance the previous one wrote (conflicts for --threads) [default: 0].
     #[arg(long, value_name = "P", value_parser = clap::value_parser!(u64).range(0..=100), help_heading = "Workload")]
@@ -332,8 +336,37 @@ pub fn resolve(flags: &RunFlags) -> Result<Resolved, Error> {
         let why = format!("{}: must be below the block size ({})", run.upgrade_offset, run.block_size);
         return Err(invalid("--upgrade-offset", "upgrade_offset", from_flag, why));
     }
+    let run = match &common.workload {
+        None => run,
+        Some(path) => replaying(run, path, flags)?,
+    };
     let metrics_format = flags.metrics_format.or(config.metrics_format).unwrap_or_default();
     Ok(Resolved { run, metrics, metrics_format })
+}
+
+/// `run` replaying the workload file `path`: the flags that shape the
+/// synthetic workload are refused (the file has its own blocks, upgrades
+/// and state), the config's are ignored, and without `--transactions`
+/// the whole file runs.
+fn replaying(mut run: RunSettings, path: &Path, flags: &RunFlags) -> Result<RunSettings, Error> {
+    let common = &flags.common;
+    let shaping = [
+        ("--seed", common.seed.is_some()),
+        ("--block-size", common.block_size.is_some()),
+        ("--upgrade-every", flags.upgrade_every.is_some()),
+        ("--upgrade-offset", flags.upgrade_offset.is_some()),
+        ("--hot-percent", flags.hot_percent.is_some()),
+    ];
+    if let Some((flag, _)) = shaping.iter().find(|(_, given)| *given) {
+        return Err(Error::Usage(format!(
+            "{flag} shapes the synthetic workload; a --workload file has its own blocks"
+        )));
+    }
+    run.workload = Some(path.to_path_buf());
+    run.transactions = common.transactions.unwrap_or(u64::MAX);
+    run.upgrade_every = None;
+    run.hot_percent = 0;
+    Ok(run)
 }
 
 #[cfg(test)]

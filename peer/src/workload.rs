@@ -55,29 +55,43 @@ pub struct Ledger {
     entries: imbl::OrdMap<Inline, Inline>,
 }
 
-/// A key or value of the ledger (at most [`Inline::MAX`] bytes: the `abi`
-/// layout's longest key is 10 bytes, its longest value 8), kept inline so
-/// that copying a map node — a persistent map copies every node a write
-/// changes while a snapshot still shares it — allocates nothing. Ordered
+/// A key or value of the ledger. The synthetic ledger's are short (the
+/// `abi` layout's longest key is 10 bytes, its longest value 8) and kept
+/// inline, so that copying a map node — a persistent map copies every node
+/// a write changes while a snapshot still shares it — allocates nothing; a
+/// replayed workload's may be longer and are shared on the heap. Ordered
 /// as its bytes are.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-struct Inline {
-    len: u8,
-    bytes: [u8; Inline::MAX],
+#[derive(Clone, PartialEq, Eq)]
+enum Inline {
+    /// Up to [`Inline::MAX`] bytes.
+    Short { len: u8, bytes: [u8; Inline::MAX] },
+    /// Longer.
+    Long(Arc<[u8]>),
 }
 
 impl Inline {
     const MAX: usize = 15;
 
     fn new(bytes: &[u8]) -> Self {
-        assert!(bytes.len() <= Self::MAX, "ledger keys and values are at most {} bytes", Self::MAX);
-        let mut inline = Inline { len: bytes.len() as u8, bytes: [0; Self::MAX] };
-        inline.bytes[..bytes.len()].copy_from_slice(bytes);
-        inline
+        if bytes.len() > Self::MAX {
+            return Inline::Long(bytes.into());
+        }
+        let mut inline = [0; Self::MAX];
+        inline[..bytes.len()].copy_from_slice(bytes);
+        Inline::Short { len: bytes.len() as u8, bytes: inline }
     }
 
     fn as_slice(&self) -> &[u8] {
-        &self.bytes[..usize::from(self.len)]
+        match self {
+            Inline::Short { len, bytes } => &bytes[..usize::from(*len)],
+            Inline::Long(bytes) => bytes,
+        }
+    }
+}
+
+impl std::hash::Hash for Inline {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_slice().hash(state)
     }
 }
 
@@ -142,6 +156,46 @@ impl Ledger {
 
     fn put(&mut self, key: &[u8], value: &[u8]) {
         self.entries.insert(Inline::new(key), Inline::new(value));
+    }
+
+    /// Writes `value` under `key`; `None` removes the key.
+    pub fn write(&mut self, key: &[u8], value: Option<&[u8]>) {
+        match value {
+            Some(value) => self.put(key, value),
+            None => {
+                self.entries.remove(key);
+            }
+        }
+    }
+
+    /// Every entry, in key order.
+    pub fn entries(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.entries.iter().map(|(k, v)| (k.as_slice(), v.as_slice()))
+    }
+
+    /// Entries held.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether it holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The writes the synthetic transaction `tx` makes if approved against
+    /// this state — each key it writes with its new value (`None`: removed)
+    /// — computed on a copy (which shares all it does not change); `None`
+    /// if `tx` is not a transaction of this ledger.
+    pub fn writes_of(&self, tx: &[u8]) -> Option<Writes> {
+        let instruction = decode(tx)?.instruction;
+        let mut after = self.clone();
+        let keys = after.apply(&instruction);
+        let writes = keys.into_iter().map(|key| {
+            let value = after.get(&key).map(<[u8]>::to_vec);
+            (key, value)
+        });
+        Some(writes.collect())
     }
 
     /// The balance with the most of `asset` (the lowest account of equals),
@@ -358,12 +412,32 @@ pub struct BlockShape<'a> {
     pub upgrade: Option<(u64, &'a [u8])>,
 }
 
+/// What a transaction writes if approved: each key with its new value
+/// (`None`: the key is removed), in order.
+pub type Writes = Vec<(Vec<u8>, Option<Vec<u8>>)>;
+
 /// The ledger as the embedder's world state for in-order parallel
 /// validation: snapshots are a pointer copy, approved transactions are
 /// applied in place (copying only what a running execution still shares),
-/// and the keys each wrote are reported.
+/// and the keys each wrote are reported. A replayed workload's block
+/// carries its transactions' writes ([`LedgerState::recorded`]): they are
+/// applied as recorded, whatever the transaction's bytes mean.
 #[derive(Debug, Clone, Default)]
-pub struct LedgerState(pub Arc<Ledger>);
+pub struct LedgerState(pub Arc<Ledger>, pub Option<Vec<Writes>>);
+
+impl LedgerState {
+    /// The world of `ledger`, its transactions' writes computed from their
+    /// bytes.
+    pub fn new(ledger: Ledger) -> Self {
+        LedgerState(Arc::new(ledger), None)
+    }
+
+    /// The current block's writes, by position, as a recording holds them
+    /// (`None`: computed from the synthetic transactions' bytes).
+    pub fn recorded(&mut self, writes: Option<Vec<Writes>>) {
+        self.1 = writes;
+    }
+}
 
 impl StateView for LedgerState {
     fn get(&self, key: &[u8]) -> Option<&[u8]> {
@@ -379,6 +453,16 @@ impl WorldState for LedgerState {
     fn apply(&mut self, tx: &[u8]) -> Option<Vec<Vec<u8>>> {
         let decoded = decode(tx).expect("the generator's own encoding decodes");
         Some(Arc::make_mut(&mut self.0).apply(&decoded.instruction))
+    }
+
+    fn apply_at(&mut self, index: usize, tx: &[u8]) -> Option<Vec<Vec<u8>>> {
+        let Some(recorded) = &self.1 else { return self.apply(tx) };
+        let writes = recorded.get(index)?;
+        let ledger = Arc::make_mut(&mut self.0);
+        for (key, value) in writes {
+            ledger.write(key, value.as_deref());
+        }
+        Some(writes.iter().map(|(k, _)| k.clone()).collect())
     }
 }
 

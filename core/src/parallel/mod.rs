@@ -59,6 +59,15 @@ pub trait WorldState: StateView {
     /// commit reads its keys again, so a wrong report cannot change a
     /// verdict.
     fn apply(&mut self, tx: &[u8]) -> Option<Vec<Vec<u8>>>;
+
+    /// [`WorldState::apply`] for the block's `index`-th transaction (0-based),
+    /// which the validator always knows: for embedders whose writes are
+    /// kept per position (a replayed recording) rather than computed from
+    /// the transaction's bytes.
+    fn apply_at(&mut self, index: usize, tx: &[u8]) -> Option<Vec<Vec<u8>>> {
+        let _ = index;
+        self.apply(tx)
+    }
 }
 
 /// What in-order parallel validation did beyond one run per transaction.
@@ -239,10 +248,10 @@ impl BlockValidator {
     pub fn validate_block(&mut self, txs: &[Vec<u8>], world: &mut dyn WorldState) -> Result<Vec<Verdict>> {
         if let Mode::Sequential(driver) = &mut self.mode {
             let mut verdicts = Vec::with_capacity(txs.len());
-            for tx in txs {
+            for (i, tx) in txs.iter().enumerate() {
                 let verdict = driver.validate(tx, world.snapshot())?;
                 if verdict == Verdict::Approved {
-                    world.apply(tx);
+                    world.apply_at(i, tx);
                 }
                 verdicts.push(verdict);
             }
@@ -548,7 +557,7 @@ impl Progress {
         let written = {
             let mut queue = lock(&workers.shared.queue);
             drop(queue.latest.take());
-            let written = world.apply(&txs[j]);
+            let written = world.apply_at(j, &txs[j]);
             queue.latest = Some(world.snapshot());
             written
         };

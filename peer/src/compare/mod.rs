@@ -392,6 +392,7 @@ mod tests {
             prevalidation_tx_per_sec: None,
             notes: Vec::new(),
             config: None,
+            workload: None,
         }
     }
 
