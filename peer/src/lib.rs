@@ -23,6 +23,7 @@ pub mod report;
 pub mod rss;
 pub mod run;
 pub mod settings;
+pub mod tools;
 pub mod workload;
 
 pub use backends::BackendKind;

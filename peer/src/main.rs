@@ -58,6 +58,102 @@ enum Command {
     /// Run the synthetic workload as `peer run` does and record it to a workload file (genesis
     /// state, blocks, each transaction with its writes), for `--workload FILE` to replay.
     Record(RecordArgs),
+    /// Load an executor under the limits on every compiled-in backend and report what an operator
+    /// needs before an upgrade: features, imports, exports, each module limit used and allowed,
+    /// init fuel, blank state, snapshot, compile times.
+    Check(CheckArgs),
+    /// Fill the compiled-executor cache (every backend by default) under the keys `peer run` with
+    /// the same settings looks up, so a peer deployed with it starts warm.
+    Compile(CompileArgs),
+    /// List, verify or clear the compiled-executor cache.
+    Cache(CacheArgs),
+}
+
+/// The settings that decide how an executor loads: the config and the
+/// limit flags (`peer check`, `peer compile`).
+#[derive(Args, Debug, Clone)]
+struct LoadFlags {
+    /// The executor (.wasm or .wat).
+    #[arg(value_name = "EXECUTOR")]
+    executor: PathBuf,
+    /// Fuel per transaction [default: 10000000].
+    #[arg(long, value_name = "UNITS", help_heading = "Limits")]
+    fuel: Option<u64>,
+    /// Most linear memory per instance, bytes or with KiB/MiB/GiB [default: 64MiB].
+    #[arg(long, value_name = "BYTES", value_parser = settings::parse_bytes, help_heading = "Limits")]
+    memory_limit: Option<u64>,
+    /// Deterministic stack budget, bytes or with KiB/MiB [default: 128KiB].
+    #[arg(long, value_name = "BYTES", value_parser = settings::parse_bytes, help_heading = "Limits")]
+    max_stack: Option<u64>,
+    /// Config file [default: $PEER_CONFIG, else configs/peer/config.json].
+    #[arg(long, value_name = "FILE", help_heading = "Output and config")]
+    config: Option<PathBuf>,
+}
+
+impl LoadFlags {
+    fn common(&self) -> CommonFlags {
+        CommonFlags {
+            executor: Some(self.executor.clone()),
+            fuel: self.fuel,
+            memory_limit: self.memory_limit,
+            max_stack: self.max_stack,
+            config: self.config.clone(),
+            ..Default::default()
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+struct CheckArgs {
+    #[command(flatten)]
+    load: LoadFlags,
+    /// Print JSON on stdout.
+    #[arg(long, help_heading = "Output and config")]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+struct CompileArgs {
+    #[command(flatten)]
+    load: LoadFlags,
+    /// Only this backend (repeatable) [default: every compiled-in one].
+    #[arg(long, value_name = "BACKEND")]
+    backend: Vec<peer::backends::BackendKind>,
+    /// The cache directory (created owner-only) [default: the config's `cache`].
+    #[arg(long, value_name = "DIR", help_heading = "Cache")]
+    cache_dir: Option<PathBuf>,
+    /// Print JSON on stdout.
+    #[arg(long, help_heading = "Output and config")]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+struct CacheArgs {
+    #[command(subcommand)]
+    action: CacheAction,
+}
+
+#[derive(Subcommand, Debug)]
+enum CacheAction {
+    /// List the entries: executor hash, backend, kind, size, age.
+    Ls(CacheFlags),
+    /// Read every entry whole and check its header and checksum.
+    Verify(CacheFlags),
+    /// Remove the cache's own files (entries and temporaries), nothing else.
+    Clear(CacheFlags),
+}
+
+#[derive(Args, Debug)]
+struct CacheFlags {
+    /// The cache directory [default: the config's `cache`].
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Config file [default: $PEER_CONFIG, else configs/peer/config.json].
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Print JSON on stdout.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -185,6 +281,79 @@ fn cmd_compare(args: &CompareArgs) -> Result<(), Error> {
     }
 }
 
+fn cmd_check(args: &CheckArgs) -> Result<(), Error> {
+    let flags = RunFlags { common: CommonFlags { no_cache: true, ..args.load.common() }, ..Default::default() };
+    let report = peer::tools::check(&settings::resolve(&flags)?.run)?;
+    match args.json {
+        true => println!("{}", serde_json::to_string(&report).expect("a report serialises")),
+        false => peer::tools::print_check(&report),
+    }
+    Ok(())
+}
+
+fn cmd_compile(args: &CompileArgs) -> Result<(), Error> {
+    let common = CommonFlags { cache_dir: args.cache_dir.clone(), ..args.load.common() };
+    let run = settings::resolve(&RunFlags { common, ..Default::default() })?.run;
+    let mut backends = peer::backends::compiled_in();
+    if let Some(missing) = args.backend.iter().find(|b| !backends.contains(b)) {
+        return Err(Error::NotCompiledIn(*missing));
+    }
+    if !args.backend.is_empty() {
+        backends.retain(|b| args.backend.contains(b));
+    }
+    let done = peer::tools::compile(&run, &backends)?;
+    if args.json {
+        println!("{}", serde_json::to_string(&done).expect("a report serialises"));
+        return Ok(());
+    }
+    let dir = run.cache.as_ref().map(|c| c.dir.display().to_string()).unwrap_or_default();
+    println!("peer compile: {} into {dir}", run.executor.name);
+    for c in done {
+        println!("  {}: compiled code {}, blank snapshot {} ({:.1} ms)", c.backend, c.cache, c.snapshot, c.ms);
+    }
+    Ok(())
+}
+
+fn cmd_cache(args: &CacheArgs) -> Result<(), Error> {
+    let (flags, verify, clear) = match &args.action {
+        CacheAction::Ls(f) => (f, false, false),
+        CacheAction::Verify(f) => (f, true, false),
+        CacheAction::Clear(f) => (f, false, true),
+    };
+    let common = CommonFlags { cache_dir: flags.cache_dir.clone(), config: flags.config.clone(), ..Default::default() };
+    let run = settings::resolve(&RunFlags { common, ..Default::default() })?.run;
+    let config = run
+        .cache
+        .ok_or_else(|| Error::Usage("no cache directory: give --cache-dir DIR or a config with `cache`".into()))?;
+    let Some(cache) = peer::tools::open_cache(&config)? else {
+        match flags.json {
+            true => println!("{}", if clear { r#"{"removed_files":0,"removed_bytes":0}"# } else { "[]" }),
+            false => println!("cache {}: no such directory (nothing cached)", config.dir.display()),
+        }
+        return Ok(());
+    };
+    if clear {
+        let (files, bytes) = cache.clear();
+        match flags.json {
+            true => println!(r#"{{"removed_files":{files},"removed_bytes":{bytes}}}"#),
+            false => println!("cache {}: removed {files} files, {bytes} bytes", config.dir.display()),
+        }
+        return Ok(());
+    }
+    let rows = peer::tools::cache_rows(&cache, verify);
+    match flags.json {
+        true => println!("{}", serde_json::to_string(&rows).expect("rows serialise")),
+        false => peer::tools::print_cache(&config.dir, &rows),
+    }
+    let bad = rows.iter().filter(|r| r.verified.as_deref().is_some_and(|v| v != "ok")).count();
+    match bad {
+        0 => Ok(()),
+        n => Err(Error::Inconsistent(format!(
+            "{n} cache entries failed verification (a run deletes and recompiles them)"
+        ))),
+    }
+}
+
 /// clap's rendered error as one line: the `error:` line, then what clap
 /// puts under it — possible values, tips ("a similar argument exists") —
 /// folded in; the usage is dropped.
@@ -262,6 +431,9 @@ fn main() -> ExitCode {
         None => cmd_run(&cli.run, None),
         Some(Command::Run(flags)) => cmd_run(flags, None),
         Some(Command::Record(args)) => cmd_run(&args.run, Some(&args.out)),
+        Some(Command::Check(args)) => cmd_check(args),
+        Some(Command::Compile(args)) => cmd_compile(args),
+        Some(Command::Cache(args)) => cmd_cache(args),
         Some(Command::Compare(args)) => cmd_compare(args),
     };
     match result {

@@ -33,7 +33,7 @@
 
 mod store;
 
-pub use store::{ArtifactCache, CacheConfig, CacheKey, DEFAULT_MAX_BYTES};
+pub use store::{ArtifactCache, CacheConfig, CacheKey, DEFAULT_MAX_BYTES, Entry, EntryKind, EntryLabel};
 
 use crate::backend::{CompiledExecutor, ExecutorHost};
 use crate::instrument::Tracking;
@@ -90,7 +90,11 @@ pub fn load_tracked(
 ) -> Result<Loaded> {
     let key = cache.and_then(|c| Some((c, CacheKey::tracked(host, executor, tracking)?)));
     let options = crate::module::Options { tracking, ..Default::default() };
-    load_keyed(host, key, || crate::module::prepare_with(executor, host.limits(), options).map(Arc::new))
+    let kind = match tracking {
+        Tracking::Barrier => EntryKind::Compiled,
+        _ => EntryKind::CompiledUntracked,
+    };
+    load_keyed(host, key, kind, || crate::module::prepare_with(executor, host.limits(), options).map(Arc::new))
 }
 
 /// [`load`] for a module `core` prepared itself (a baked blank snapshot),
@@ -101,12 +105,13 @@ pub fn load_prepared(
     cache: Option<&ArtifactCache>,
 ) -> Result<Loaded> {
     let key = cache.and_then(|c| Some((c, CacheKey::prepared_of(host, &module)?)));
-    load_keyed(host, key, || Ok(module))
+    load_keyed(host, key, EntryKind::Baked, || Ok(module))
 }
 
 fn load_keyed(
     host: &dyn ExecutorHost,
     key: Option<(&ArtifactCache, CacheKey)>,
+    kind: EntryKind,
     prepare: impl FnOnce() -> Result<Arc<PreparedModule>>,
 ) -> Result<Loaded> {
     let Some((cache, key)) = key else {
@@ -142,7 +147,8 @@ fn load_keyed(
     let loaded = compile(host, prepare()?)?;
     match loaded.compiled.serialize() {
         Some(Ok(artifact)) => {
-            if let Err(e) = cache.put(&key, &encode(&loaded.module, &artifact)) {
+            let label = EntryLabel { executor: loaded.module.hash, backend: host.name().into(), kind };
+            if let Err(e) = cache.put_labelled(&key, &label, &encode(&loaded.module, &artifact)) {
                 tracing::warn!(dir = %cache.dir().display(), error = %e, "cannot store a compiled executor in the cache");
             }
         }
@@ -180,7 +186,8 @@ pub fn store_snapshot(
     snapshot: &crate::snapshot::BlankSnapshot,
 ) {
     let payload = postcard::to_allocvec(snapshot).expect("a snapshot serialises");
-    if let Err(e) = cache.put(&CacheKey::snapshot_of(host, module), &payload) {
+    let label = EntryLabel { executor: module.hash, backend: host.name().into(), kind: EntryKind::Snapshot };
+    if let Err(e) = cache.put_labelled(&CacheKey::snapshot_of(host, module), &label, &payload) {
         tracing::warn!(dir = %cache.dir().display(), error = %e, "cannot store a blank snapshot in the cache");
     }
 }

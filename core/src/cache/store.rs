@@ -13,10 +13,83 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 /// The entry format; part of every key, so a format change only misses.
-const FORMAT: u32 = 1;
+/// 2: a label (what the entry holds, for `peer cache ls`) after the
+/// header, covered by the checksum.
+const FORMAT: u32 = 2;
 const MAGIC: &[u8; 8] = b"PEXCACHE";
-/// Magic, format, key, payload length, payload SHA-256.
+/// Magic, format, key, payload length, SHA-256 of label and payload.
 const HEADER: usize = 8 + 4 + 32 + 8 + 32;
+/// The label: executor hash, kind, backend name's length, the name
+/// (zero-padded).
+const LABEL: usize = 32 + 1 + 1 + 32;
+
+/// What an entry holds — shown by `peer cache ls`, never used to find or
+/// trust an entry (the key and checksum do that).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryLabel {
+    /// SHA-256 of the executor (binary, after WAT parsing), as `peer run`
+    /// reports `executor_hash`.
+    pub executor: [u8; 32],
+    /// The backend that wrote it.
+    pub backend: String,
+    /// What it is.
+    pub kind: EntryKind,
+}
+
+/// The kinds of entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::Display, strum::FromRepr)]
+#[strum(serialize_all = "snake_case")]
+#[repr(u8)]
+#[non_exhaustive]
+pub enum EntryKind {
+    /// Written without a label (by a test or a tool).
+    Unlabelled = 0,
+    /// The prepared module and its compiled code, with the write barrier.
+    Compiled = 1,
+    /// The same without the barrier (blanks rebuild).
+    CompiledUntracked = 2,
+    /// A blank snapshot baked into the executor, compiled.
+    Baked = 3,
+    /// The executor's blank snapshot.
+    Snapshot = 4,
+}
+
+impl EntryLabel {
+    fn encode(&self) -> [u8; LABEL] {
+        let mut out = [0; LABEL];
+        out[..32].copy_from_slice(&self.executor);
+        out[32] = self.kind as u8;
+        let name = &self.backend.as_bytes()[..self.backend.len().min(32)];
+        out[33] = name.len() as u8;
+        out[34..34 + name.len()].copy_from_slice(name);
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Option<EntryLabel> {
+        let bytes: &[u8; LABEL] = bytes.get(..LABEL)?.try_into().ok()?;
+        let len = usize::from(bytes[33]).min(32);
+        Some(EntryLabel {
+            executor: bytes[..32].try_into().ok()?,
+            kind: EntryKind::from_repr(bytes[32])?,
+            backend: String::from_utf8_lossy(&bytes[34..34 + len]).into_owned(),
+        })
+    }
+}
+
+/// An entry found in the directory (`peer cache ls`).
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// Its file.
+    pub path: PathBuf,
+    /// Its key, hex (the file name).
+    pub key: String,
+    /// What it holds, if its header reads.
+    pub label: Option<EntryLabel>,
+    /// Its size, bytes.
+    pub bytes: u64,
+    /// Its last use (hit or write).
+    pub used: SystemTime,
+}
 /// Temporary files older than this are left over from a killed writer.
 const STALE_TEMP: Duration = Duration::from_secs(600);
 /// Default bound on the directory's total size.
@@ -152,7 +225,7 @@ impl ArtifactCache {
             Ok(()) => {
                 // Least recently used is evicted first: a hit counts as use.
                 let _ = File::options().write(true).open(&path).and_then(|f| f.set_modified(SystemTime::now()));
-                bytes.drain(..HEADER);
+                bytes.drain(..HEADER + LABEL);
                 Some(bytes)
             }
             Err(problem) if bytes.starts_with(MAGIC) => {
@@ -176,9 +249,16 @@ impl ArtifactCache {
         }
     }
 
-    /// Stores `payload` under `key` atomically (temporary file, fsync,
-    /// rename, fsync of the directory), then evicts down to the size bound.
+    /// Stores `payload` under `key` without a label ([`EntryKind::Unlabelled`]).
     pub fn put(&self, key: &CacheKey, payload: &[u8]) -> std::io::Result<()> {
+        let label = EntryLabel { executor: [0; 32], backend: String::new(), kind: EntryKind::Unlabelled };
+        self.put_labelled(key, &label, payload)
+    }
+
+    /// Stores `payload` under `key` with `label` atomically (temporary
+    /// file, fsync, rename, fsync of the directory), then evicts down to
+    /// the size bound.
+    pub fn put_labelled(&self, key: &CacheKey, label: &EntryLabel, payload: &[u8]) -> std::io::Result<()> {
         let target = self.entry(key);
         if fs::symlink_metadata(&target).is_ok() && !ours(&target) {
             let in_the_way = format!("{} is not the cache's own file: left alone", target.display());
@@ -195,8 +275,10 @@ impl ArtifactCache {
             f.write_all(MAGIC)?;
             f.write_all(&FORMAT.to_le_bytes())?;
             f.write_all(&key.0)?;
-            f.write_all(&(payload.len() as u64).to_le_bytes())?;
-            f.write_all(&Sha256::digest(payload))?;
+            let label = label.encode();
+            f.write_all(&((LABEL + payload.len()) as u64).to_le_bytes())?;
+            f.write_all(&Sha256::new().chain_update(label).chain_update(payload).finalize())?;
+            f.write_all(&label)?;
             f.write_all(payload)?;
             f.sync_all()?;
             fs::rename(&temp, &target)?;
@@ -224,6 +306,50 @@ impl ArtifactCache {
             .collect();
         entries.sort_by_key(|(_, _, used)| *used);
         entries
+    }
+
+    /// Every entry of this cache, least recently used first, with its
+    /// label if its header reads (files that are not provably ours are
+    /// never listed).
+    pub fn list(&self) -> Vec<Entry> {
+        self.entries()
+            .into_iter()
+            .map(|(path, bytes, used)| {
+                let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+                let key = name.trim_end_matches(".bin").to_string();
+                let label = head(&path, HEADER + LABEL).and_then(|h| EntryLabel::decode(&h[HEADER..]));
+                Entry { path, key, label, bytes, used }
+            })
+            .collect()
+    }
+
+    /// Reads `entry` whole and checks its header and checksum against the
+    /// key its name says; `Err` says what is wrong.
+    pub fn verify(&self, entry: &Entry) -> std::result::Result<(), String> {
+        let key: [u8; 32] = hex::decode(&entry.key)
+            .ok()
+            .and_then(|k| k.try_into().ok())
+            .ok_or_else(|| "not named by a key".to_string())?;
+        let bytes = read_regular(&entry.path, self.max_bytes.max(entry.bytes)).map_err(|e| e.to_string())?;
+        verify(&CacheKey(key), &bytes).map_err(str::to_string)
+    }
+
+    /// Deletes every entry of this cache and every temporary file its
+    /// writers left — only files provably its own; anything else in the
+    /// directory stays. Returns the files and bytes removed.
+    pub fn clear(&self) -> (usize, u64) {
+        let (mut files, mut bytes) = (0, 0);
+        for e in fs::read_dir(&self.dir).into_iter().flatten().flatten() {
+            let path = e.path();
+            if (ours(&path) || our_temporary(&path))
+                && let Ok(meta) = fs::symlink_metadata(&path)
+                && fs::remove_file(&path).is_ok()
+            {
+                files += 1;
+                bytes += meta.len();
+            }
+        }
+        (files, bytes)
     }
 
     /// Total bytes of the entries.
@@ -334,7 +460,7 @@ fn verify(key: &CacheKey, bytes: &[u8]) -> std::result::Result<(), &'static str>
         return Err("an entry of another key (foreign or renamed)");
     }
     let len = u64::from_le_bytes(bytes[44..52].try_into().expect("8 bytes"));
-    if (bytes.len() - HEADER) as u64 != len {
+    if (bytes.len() - HEADER) as u64 != len || len < LABEL as u64 {
         return Err("truncated or padded payload");
     }
     if Sha256::digest(&bytes[HEADER..])[..] != bytes[52..84] {
@@ -465,6 +591,32 @@ mod tests {
         fs::write(c.entry(&key), bytes).unwrap();
         assert_eq!(c.get(&key), None);
         assert!(!c.entry(&key).exists());
+        fs::remove_dir_all(c.dir()).unwrap();
+    }
+
+    #[test]
+    fn entries_list_with_their_labels_verify_and_clear_only_what_is_ours() {
+        let c = cache("list", 1 << 20);
+        let label = EntryLabel { executor: [7; 32], backend: "wasmtime".into(), kind: EntryKind::Snapshot };
+        c.put_labelled(&CacheKey([1; 32]), &label, b"payload").unwrap();
+        c.put(&CacheKey([2; 32]), b"other").unwrap();
+        assert_eq!(c.get(&CacheKey([1; 32])), Some(b"payload".to_vec()), "the label is not the payload");
+        let foreign = c.dir().join("notes.txt");
+        fs::write(&foreign, "mine").unwrap();
+        let entries = c.list();
+        assert_eq!(entries.len(), 2, "the user's file is not listed");
+        let labelled = entries.iter().find(|e| e.key == CacheKey([1; 32]).hex()).unwrap();
+        assert_eq!(labelled.label.as_ref(), Some(&label));
+        let unlabelled = entries.iter().find(|e| e.key == CacheKey([2; 32]).hex()).unwrap();
+        assert_eq!(unlabelled.label.as_ref().map(|l| l.kind), Some(EntryKind::Unlabelled));
+        assert!(entries.iter().all(|e| c.verify(e).is_ok()));
+        // A flipped byte of the label fails verification: it is checksummed.
+        let mut bytes = fs::read(&labelled.path).unwrap();
+        bytes[HEADER + 40] ^= 1;
+        fs::write(&labelled.path, bytes).unwrap();
+        assert!(c.verify(labelled).unwrap_err().contains("checksum"));
+        assert_eq!(c.clear().0, 2);
+        assert!(c.list().is_empty() && foreign.exists(), "only the cache's own files are removed");
         fs::remove_dir_all(c.dir()).unwrap();
     }
 }

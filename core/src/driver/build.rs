@@ -203,6 +203,8 @@ impl Executor {
             ctx.stats.restored_builds += 1;
         } else {
             self.initialise(ctx, &mut *instance)?;
+            let left = self.module.info.layout.fuel_left(instance.memory());
+            ctx.stats.init_fuel = ctx.host.limits().init_fuel.saturating_sub(left);
             if reusable && matches!(self.snapshot, SnapshotSlot::Pending) {
                 // Without the barrier, what init wrote is what differs from
                 // a new instance on which nothing ran.
@@ -211,6 +213,7 @@ impl Executor {
                 let taken = BlankSnapshot::take(&mut *instance, pristine, self.module.info.layout);
                 self.snapshot = match taken {
                     Ok(Ok(snapshot)) => {
+                        ctx.stats.init_written_bytes = snapshot.written_bytes() as u64;
                         if let Some(cache) = ctx.config.cache.as_deref() {
                             cache::store_snapshot(cache, &**ctx.host, &self.module, &snapshot);
                         }

@@ -115,6 +115,12 @@ pub struct Stats {
     pub restored_builds: u64,
     /// Whether the current executor's instances come from a snapshot.
     pub snapshot: SnapshotOutcome,
+    /// Fuel the module's `start` and `executor_init` spent, at the last
+    /// build that ran them (of [`crate::Limits::init_fuel`]).
+    pub init_fuel: u64,
+    /// Bytes of guest memory `executor_init` (and `start`) wrote: what a
+    /// build from the blank snapshot copies (0 until a snapshot is taken).
+    pub init_written_bytes: u64,
     /// How the current executor tracks what a transaction writes: the
     /// write barrier (blanks restore in place) or nothing (blanks rebuild).
     pub tracking: crate::instrument::Tracking,
@@ -171,6 +177,8 @@ impl Stats {
             backstops: 0,
             instances_built: 0,
             restored_builds: 0,
+            init_fuel: 0,
+            init_written_bytes: 0,
             snapshot: SnapshotOutcome::Off,
             tracking: crate::instrument::Tracking::Barrier,
             cache,

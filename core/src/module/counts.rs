@@ -7,10 +7,38 @@ use super::{invalid, limit};
 use crate::Result;
 use wasmparser::{Parser, Payload, TypeRef};
 
+/// What a module uses of each count limit: totals, and the largest per
+/// function (`peer check` shows them beside the limits).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Functions, imported and defined.
+    pub functions: u64,
+    /// Declared function types.
+    pub types: u64,
+    /// Globals (defined).
+    pub globals: u64,
+    /// Exports.
+    pub exports: u64,
+    /// The larger of the data and element segment counts.
+    pub segments: u64,
+    /// Tables, imported and defined.
+    pub tables: u64,
+    /// The most locals of one function, parameters included.
+    pub locals_per_function: u64,
+    /// Locals of all functions, parameters included.
+    pub locals: u64,
+    /// The most instructions of one function.
+    pub instructions_per_function: u64,
+    /// Instructions of all functions.
+    pub instructions: u64,
+    /// The deepest control nesting of one function.
+    pub nesting_depth: u64,
+}
+
 /// The size limits that need only counts, checked first, cheaply, so an
 /// oversized module is refused before the validator spends time on it.
-pub(super) fn check_counts(wasm: &[u8], m: &crate::ModuleLimits) -> Result<()> {
-    let (mut functions, mut instructions, mut all_locals, mut types) = (0u64, 0u64, 0u64, 0u64);
+pub(super) fn check_counts(wasm: &[u8], m: &crate::ModuleLimits) -> Result<Counts> {
+    let mut c = Counts::default();
     let mut params: Vec<u64> = Vec::new();
     let mut signatures: Vec<u32> = Vec::new();
     let mut bodies = 0usize;
@@ -19,8 +47,8 @@ pub(super) fn check_counts(wasm: &[u8], m: &crate::ModuleLimits) -> Result<()> {
             Payload::TypeSection(s) => {
                 for group in s {
                     for ty in group.map_err(invalid)?.into_types() {
-                        types += 1;
-                        limit("types", types, m.types.into())?;
+                        c.types += 1;
+                        limit("types", c.types, m.types.into())?;
                         let n = match &ty.composite_type.inner {
                             wasmparser::CompositeInnerType::Func(f) => f.params().len() as u64,
                             _ => 0,
@@ -30,23 +58,38 @@ pub(super) fn check_counts(wasm: &[u8], m: &crate::ModuleLimits) -> Result<()> {
                 }
             }
             Payload::FunctionSection(s) => {
-                functions += u64::from(s.count());
-                limit("functions", functions, m.functions.into())?;
+                c.functions += u64::from(s.count());
+                limit("functions", c.functions, m.functions.into())?;
                 for ty in s {
                     signatures.push(ty.map_err(invalid)?);
                 }
             }
             Payload::ImportSection(s) => {
                 for imp in s.into_imports() {
-                    if matches!(imp.map_err(invalid)?.ty, TypeRef::Func(_) | TypeRef::FuncExact(_)) {
-                        functions += 1;
+                    match imp.map_err(invalid)?.ty {
+                        TypeRef::Func(_) | TypeRef::FuncExact(_) => c.functions += 1,
+                        TypeRef::Table(_) => c.tables += 1,
+                        _ => {}
                     }
                 }
             }
-            Payload::GlobalSection(s) => limit("globals", s.count().into(), m.globals.into())?,
-            Payload::ExportSection(s) => limit("exports", s.count().into(), m.exports.into())?,
-            Payload::DataSection(s) => limit("data segments", s.count().into(), m.segments.into())?,
-            Payload::ElementSection(s) => limit("element segments", s.count().into(), m.segments.into())?,
+            Payload::TableSection(s) => c.tables += u64::from(s.count()),
+            Payload::GlobalSection(s) => {
+                c.globals = s.count().into();
+                limit("globals", c.globals, m.globals.into())?;
+            }
+            Payload::ExportSection(s) => {
+                c.exports = s.count().into();
+                limit("exports", c.exports, m.exports.into())?;
+            }
+            Payload::DataSection(s) => {
+                c.segments = c.segments.max(s.count().into());
+                limit("data segments", s.count().into(), m.segments.into())?;
+            }
+            Payload::ElementSection(s) => {
+                c.segments = c.segments.max(s.count().into());
+                limit("element segments", s.count().into(), m.segments.into())?;
+            }
             Payload::CodeSectionEntry(body) => {
                 // Parameters count as locals: the engines allocate both.
                 let ty = signatures.get(bodies).copied();
@@ -56,18 +99,22 @@ pub(super) fn check_counts(wasm: &[u8], m: &crate::ModuleLimits) -> Result<()> {
                     locals += u64::from(l.map_err(invalid)?.0);
                     limit("locals per function (parameters included)", locals, m.locals_per_function.into())?;
                 }
-                all_locals += locals;
-                limit("locals", all_locals, m.locals)?;
+                c.locals_per_function = c.locals_per_function.max(locals);
+                c.locals += locals;
+                limit("locals", c.locals, m.locals)?;
                 let (count, depth) = count_instructions(&body, m)?;
                 limit("control nesting depth", depth, m.nesting_depth.into())?;
                 limit("instructions per function", count, m.instructions_per_function.into())?;
-                instructions += count;
-                limit("instructions", instructions, m.instructions)?;
+                c.nesting_depth = c.nesting_depth.max(depth);
+                c.instructions_per_function = c.instructions_per_function.max(count);
+                c.instructions += count;
+                limit("instructions", c.instructions, m.instructions)?;
             }
             _ => {}
         }
     }
-    limit("functions", functions, m.functions.into())
+    limit("functions", c.functions, m.functions.into())?;
+    Ok(c)
 }
 
 /// The instructions of a function body (`end` included) and its deepest
