@@ -75,6 +75,12 @@ fn tables(c: &Comparison) -> Vec<Table> {
     tables
 }
 
+/// A ratio's cell: `—` where its reference row was not run (`--policy`
+/// without `fresh` or `until-crash`).
+fn ratio(r: f64) -> String {
+    if r > 0.0 { format!("{r:.2}") } else { "—".into() }
+}
+
 fn throughput(c: &Comparison) -> Table {
     let warm = match c.warmup {
         0 => "no warm-up; no profile".to_string(),
@@ -94,9 +100,9 @@ fn throughput(c: &Comparison) -> Table {
                 format!("{:.0}", r.tx_per_sec),
                 format!("{min:.0}"),
                 format!("{max:.0}"),
-                format!("{:.2}", row.vs_fresh),
-                format!("{:.2}", row.vs_until_crash),
-                format!("{:.2}", row.vs_best_backend),
+                ratio(row.vs_fresh),
+                ratio(row.vs_until_crash),
+                ratio(row.vs_best_backend),
                 r.stats.blanks.to_string(),
                 r.stats.recycles.to_string(),
                 format!("{:.2}", profile(row, |p| p.blank_us)),
