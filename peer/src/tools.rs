@@ -96,7 +96,10 @@ pub fn check(settings: &RunSettings) -> Result<CheckReport, Error> {
         snapshot: "portable",
         backends: BTreeMap::new(),
     };
-    let mut blank: Option<(BackendKind, (u64, u64, u64, &'static str))> = None;
+    /// What every backend must agree on: init fuel, blank memory, bytes
+    /// init wrote, snapshot portability.
+    type Blank = (u64, u64, u64, &'static str);
+    let mut blank: Option<(BackendKind, Blank)> = None;
     for backend in backends::compiled_in() {
         let run = RunSettings { backend, cache: None, snapshots: true, profile: true, ..settings.clone() };
         let mut d = driver(&run)?;
@@ -253,7 +256,7 @@ pub fn print_cache(dir: &std::path::Path, rows: &[CacheRow]) {
     if rows.is_empty() {
         return;
     }
-    println!("{:<14} {:<9} {:<18} {:>10} {:>9}  {}", "executor", "backend", "kind", "bytes", "age", "verified");
+    println!("{:<14} {:<9} {:<18} {:>10} {:>9}  verified", "executor", "backend", "kind", "bytes", "age");
     for r in rows {
         let short = |s: &Option<String>, n: usize| -> String {
             s.as_deref().map_or("-".into(), |s| s.chars().take(n).collect())
