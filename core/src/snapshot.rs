@@ -8,6 +8,9 @@ use crate::backend::{CallError, ExecutorInstance, GlobalValue};
 use crate::instrument::{DIRTY_PAGE, Layout, SPILL};
 use serde::{Deserialize, Serialize};
 
+/// Dirty-map bytes checked together for a mark (a clean block is skipped).
+const SCAN_BLOCK: usize = 64;
+
 /// The blank state's linear memory (guest part and an all-clear dirty map).
 ///
 /// [`MemoryImage::restore`] scans the dirty map up to the memory's current
@@ -60,14 +63,17 @@ impl MemoryImage {
             guest[start..end].copy_from_slice(&image[start..end]);
         }
         let mut copied = 0;
-        for (w, word) in map[..pages].chunks_mut(8).enumerate() {
-            // Clean words (32 KiB of memory) cost one compare.
-            if word.iter().all(|m| *m == 0) {
+        for (b, block) in map[..pages].chunks_mut(SCAN_BLOCK).enumerate() {
+            // A clean block costs a few vector instructions: an OR-fold
+            // vectorises, where the byte-wise loop the compiler kept of
+            // `iter().all(..)` made the scan of a 16 MiB memory's map cost
+            // microseconds per blank.
+            if block.iter().fold(0u8, |acc, m| acc | m) == 0 {
                 continue;
             }
-            for (i, marked) in word.iter_mut().enumerate() {
+            for (i, marked) in block.iter_mut().enumerate() {
                 if std::mem::take(marked) != 0 {
-                    let start = (w * 8 + i) * DIRTY_PAGE;
+                    let start = (b * SCAN_BLOCK + i) * DIRTY_PAGE;
                     let end = (start + DIRTY_PAGE + SPILL).min(guest.len());
                     guest[start..end].copy_from_slice(&image[start..end]);
                     copied += 1;

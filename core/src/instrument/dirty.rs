@@ -38,6 +38,9 @@
 //! driver reads); bulk operations mark after the operation succeeded.
 
 use super::DIRTY_PAGE;
+
+/// `addr >> PAGE_SHIFT` is the dirty-map index of `addr`.
+const PAGE_SHIFT: i32 = DIRTY_PAGE.trailing_zeros() as i32;
 use super::body::Body;
 use std::collections::HashMap;
 use wasm_encoder::{BlockType, Instruction as I, MemArg};
@@ -256,7 +259,7 @@ impl Body<'_> {
         if offset != 0 {
             self.ins(I::I32Const(offset as u32 as i32)).ins(I::I32Add);
         }
-        self.ins(I::I32Const(12)).ins(I::I32ShrU).ins(I::I32Const(1));
+        self.ins(I::I32Const(PAGE_SHIFT)).ins(I::I32ShrU).ins(I::I32Const(1));
         self.ins(I::I32Store8(MemArg { offset: 0, align: 0, memory_index: 0 }));
     }
 
@@ -321,7 +324,7 @@ impl Body<'_> {
         if offset != 0 {
             self.ins(I::I32Const(offset as u32 as i32)).ins(I::I32Add);
         }
-        self.ins(I::I32Const(12)).ins(I::I32ShrU).ins(I::I32Const(1));
+        self.ins(I::I32Const(PAGE_SHIFT)).ins(I::I32ShrU).ins(I::I32Const(1));
         self.ins(I::I32Store8(MemArg { offset: 0, align: 0, memory_index: 0 }));
     }
 
@@ -334,12 +337,12 @@ impl Body<'_> {
         self.ins(I::LocalGet(n)).ins(I::If(BlockType::Empty));
         // fill(map + (d >> 12), 1, ((d + n - 1) >> 12) - (d >> 12) + 1)
         let first = |b: &mut Self| {
-            b.ins(I::LocalGet(d)).ins(I::I32Const(12)).ins(I::I32ShrU);
+            b.ins(I::LocalGet(d)).ins(I::I32Const(PAGE_SHIFT)).ins(I::I32ShrU);
         };
         first(self);
         self.ins(I::I32Const(1));
         self.ins(I::LocalGet(d)).ins(I::LocalGet(n)).ins(I::I32Add).ins(I::I32Const(1)).ins(I::I32Sub);
-        self.ins(I::I32Const(12)).ins(I::I32ShrU);
+        self.ins(I::I32Const(PAGE_SHIFT)).ins(I::I32ShrU);
         first(self);
         self.ins(I::I32Sub).ins(I::I32Const(1)).ins(I::I32Add);
         self.ins(I::MemoryFill(0));
