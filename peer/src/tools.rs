@@ -5,7 +5,7 @@
 
 use crate::backends::{self, BackendKind};
 use crate::run::{RunSettings, driver};
-use crate::{Error, rss};
+use crate::Error;
 use executor_core::module::LimitUse;
 use executor_core::{ArtifactCache, CacheConfig, SnapshotOutcome};
 use serde::Serialize;
@@ -198,7 +198,6 @@ pub fn compile(settings: &RunSettings, backends: &[BackendKind]) -> Result<Vec<C
             ms: started.elapsed().as_secs_f64() * 1e3,
         });
     }
-    rss::reset_peak();
     Ok(done)
 }
 
