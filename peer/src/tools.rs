@@ -3,9 +3,9 @@
 //! deploy time, under the keys `peer run` looks up) and `peer cache
 //! ls|verify|clear`.
 
+use crate::Error;
 use crate::backends::{self, BackendKind};
 use crate::run::{RunSettings, driver};
-use crate::Error;
 use executor_core::module::LimitUse;
 use executor_core::{ArtifactCache, CacheConfig, SnapshotOutcome};
 use serde::Serialize;
