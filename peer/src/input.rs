@@ -5,7 +5,7 @@
 //! before the run found it possible.
 
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Most bytes of a config file.
 pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
@@ -23,9 +23,11 @@ fn kind(meta: &std::fs::Metadata) -> &'static str {
     }
 }
 
-/// The bytes of the regular file at `path` (links followed), if it holds
-/// at most `max`; `Err` is a message for the operator.
-pub fn read_bounded(path: &Path, max: u64) -> Result<Vec<u8>, String> {
+/// The regular file at `path` (links followed), opened for reading if it
+/// holds at most `max` bytes; `Err` is a message for the operator. The
+/// kind is checked before opening (opening a FIFO would wait for a writer)
+/// and again on what was opened (the path may have changed in between).
+pub fn open_regular(path: &Path, max: u64) -> Result<std::fs::File, String> {
     let regular = |meta: &std::fs::Metadata| {
         if !meta.is_file() {
             return Err(format!("{}: only a regular file can be read", kind(meta)));
@@ -35,13 +37,17 @@ pub fn read_bounded(path: &Path, max: u64) -> Result<Vec<u8>, String> {
         }
         Ok(())
     };
-    // Checked before opening: opening a FIFO would wait for a writer.
     regular(&std::fs::metadata(path).map_err(|e| e.to_string())?)?;
     let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    // And what was opened, in case the path changed in between.
     regular(&file.metadata().map_err(|e| e.to_string())?)?;
+    Ok(file)
+}
+
+/// The bytes of the regular file at `path` (links followed), if it holds
+/// at most `max`; `Err` is a message for the operator.
+pub fn read_bounded(path: &Path, max: u64) -> Result<Vec<u8>, String> {
     let mut bytes = Vec::new();
-    file.take(max + 1).read_to_end(&mut bytes).map_err(|e| e.to_string())?;
+    open_regular(path, max)?.take(max + 1).read_to_end(&mut bytes).map_err(|e| e.to_string())?;
     if bytes.len() as u64 > max {
         return Err(format!("more than the {max} bytes a file here may have"));
     }
@@ -68,9 +74,64 @@ pub fn check_output(path: &Path) -> Result<(), String> {
     }
 }
 
+/// A file's next version, written beside it and renamed over it only
+/// when complete: a reader (a metrics collector, a replay) never sees half
+/// of it, and work that fails leaves the old file, not a fragment — the
+/// temporary is removed if this is dropped uncommitted.
+#[derive(Debug)]
+pub struct Replacement {
+    temp: PathBuf,
+    path: PathBuf,
+    committed: bool,
+}
+
+impl Replacement {
+    /// Creates the temporary beside `path`, and the file to write it by.
+    pub fn create(path: &Path) -> std::io::Result<(Replacement, std::fs::File)> {
+        let temp = path.with_extension(format!("tmp.{}", std::process::id()));
+        let file = std::fs::File::create(&temp)?;
+        Ok((Replacement { temp, path: path.to_path_buf(), committed: false }, file))
+    }
+
+    /// Renames what was written over the file (write and flush it first).
+    pub fn commit(mut self) -> std::io::Result<()> {
+        std::fs::rename(&self.temp, &self.path)?;
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl Drop for Replacement {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_file(&self.temp);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_replacement_appears_whole_on_commit_and_never_otherwise() {
+        let dir = std::env::temp_dir().join(format!("peer-replace-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("out.txt");
+        std::fs::write(&path, "old").unwrap();
+        let (r, mut f) = Replacement::create(&path).unwrap();
+        std::io::Write::write_all(&mut f, b"half").unwrap();
+        drop((r, f));
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "old", "dropped uncommitted: the old file stays");
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1, "and no temporary is left");
+        let (r, mut f) = Replacement::create(&path).unwrap();
+        std::io::Write::write_all(&mut f, b"new").unwrap();
+        drop(f);
+        r.commit().unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "new");
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn only_regular_files_within_the_bound_are_read() {

@@ -218,12 +218,10 @@ pub fn render(r: &RunReport, format: MetricsFormat) -> String {
 /// collector never reads half a file.
 pub fn write(path: &Path, r: &RunReport, format: MetricsFormat) -> Result<(), Error> {
     let err = |e: std::io::Error| Error::Output { path: path.display().to_string(), message: e.to_string() };
-    let temp = path.with_extension(format!("tmp.{}", std::process::id()));
-    std::fs::write(&temp, render(r, format)).map_err(err)?;
-    std::fs::rename(&temp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&temp);
-        err(e)
-    })
+    let (replacement, mut file) = crate::input::Replacement::create(path).map_err(err)?;
+    std::io::Write::write_all(&mut file, render(r, format).as_bytes()).map_err(err)?;
+    drop(file);
+    replacement.commit().map_err(err)
 }
 
 #[cfg(test)]

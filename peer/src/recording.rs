@@ -202,11 +202,8 @@ impl Replay {
     /// whole executor: the module size limit). `Err` is a message naming
     /// the line.
     pub fn open(path: &Path, max_tx_bytes: u64) -> Result<(Replay, Ledger), String> {
-        let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
-        if !meta.is_file() {
-            return Err("only a regular file can be read".into());
-        }
-        let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+        // Any size: the reader bounds what it reads line by line.
+        let file = crate::input::open_regular(path, u64::MAX)?;
         Replay::from_reader(Box::new(BufReader::new(file)), max_tx_bytes)
     }
 

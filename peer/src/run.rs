@@ -334,20 +334,18 @@ impl Source {
     }
 }
 
-/// A recording in progress: written to a temporary file beside the
-/// output, renamed over it when complete, so a failed run leaves no
-/// half-written workload.
+/// A recording in progress, written as an [`crate::input::Replacement`]
+/// of the output: a failed run leaves no half-written workload.
 struct Recording {
     recorder: crate::recording::Recorder<std::io::BufWriter<std::fs::File>>,
-    temp: std::path::PathBuf,
+    replacement: crate::input::Replacement,
     path: std::path::PathBuf,
 }
 
 impl Recording {
     fn start(path: &std::path::Path, settings: &RunSettings, genesis: &Ledger) -> Result<Self, Error> {
-        let temp = path.with_extension(format!("tmp.{}", std::process::id()));
         let err = |e: std::io::Error| Error::Output { path: path.display().to_string(), message: e.to_string() };
-        let file = std::fs::File::create(&temp).map_err(err)?;
+        let (replacement, file) = crate::input::Replacement::create(path).map_err(err)?;
         let header = crate::recording::Header {
             format: crate::recording::FORMAT.into(),
             version: crate::recording::VERSION,
@@ -366,11 +364,10 @@ impl Recording {
             )),
         };
         let recorder = crate::recording::Recorder::new(std::io::BufWriter::new(file), &header, genesis).map_err(err)?;
-        Ok(Recording { recorder, temp, path: path.to_path_buf() })
+        Ok(Recording { recorder, replacement, path: path.to_path_buf() })
     }
 
     fn err(&self, e: std::io::Error) -> Error {
-        let _ = std::fs::remove_file(&self.temp);
         Error::Output { path: self.path.display().to_string(), message: e.to_string() }
     }
 
@@ -385,13 +382,10 @@ impl Recording {
     }
 
     fn finish(self) -> Result<(), Error> {
-        let Recording { recorder, temp, path } = self;
-        let err = |e: std::io::Error| {
-            let _ = std::fs::remove_file(&temp);
-            Error::Output { path: path.display().to_string(), message: e.to_string() }
-        };
+        let Recording { recorder, replacement, path } = self;
+        let err = |e: std::io::Error| Error::Output { path: path.display().to_string(), message: e.to_string() };
         recorder.finish().map_err(err)?;
-        std::fs::rename(&temp, &path).map_err(err)
+        replacement.commit().map_err(err)
     }
 }
 
