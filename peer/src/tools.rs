@@ -76,19 +76,15 @@ pub fn check(settings: &RunSettings) -> Result<CheckReport, Error> {
     let (bytes, limits) = (&settings.executor.bytes, &settings.limits);
     let executor_error = |source| Error::Executor { executor: settings.executor.name.clone(), source };
     let prepared = executor_core::module::prepare(bytes, limits).map_err(executor_error)?;
-    let usage = executor_core::module::limit_usage(bytes, limits).map_err(executor_error)?;
+    let inspection = executor_core::module::inspect(bytes, limits).map_err(executor_error)?;
     let mut report = CheckReport {
         executor: settings.executor.name.clone(),
         executor_hash: prepared.hash_hex(),
-        bytes: usage.first().map_or(0, |u| u.used),
-        features: executor_core::module::features_used(bytes, limits).map_err(executor_error)?,
+        bytes: inspection.limits.first().map_or(0, |u| u.used),
+        features: inspection.features,
         imports: prepared.info.imports.iter().map(|i| format!("host.{i}")).collect(),
-        exports: executor_core::module::exports_of(bytes, limits)
-            .map_err(executor_error)?
-            .into_iter()
-            .map(|(name, kind)| ExportRow { name, kind })
-            .collect(),
-        limits: usage,
+        exports: inspection.exports.into_iter().map(|(name, kind)| ExportRow { name, kind }).collect(),
+        limits: inspection.limits,
         init_fuel: 0,
         init_fuel_allowed: limits.init_fuel,
         blank_state_bytes: 0,

@@ -8,6 +8,9 @@
 //! core, a module is accepted or refused identically on every backend.
 
 mod counts;
+mod inspect;
+
+pub use inspect::{Inspection, LimitUse, inspect};
 
 use crate::host::{IMPORTS, MODULE};
 use crate::{Error, Limits, Result};
@@ -175,87 +178,6 @@ impl PreparedModule {
     pub fn hash_hex(&self) -> String {
         hex::encode(self.hash)
     }
-}
-
-/// One module limit as a module uses it (`peer check`): the config key,
-/// what the module uses, what is allowed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub struct LimitUse {
-    /// The limit's key in [`crate::ModuleLimits`].
-    pub limit: &'static str,
-    /// What the module uses (for per-function limits: its largest
-    /// function).
-    pub used: u64,
-    /// What the limits allow.
-    pub allowed: u64,
-}
-
-/// What `input` (binary or WAT), already accepted by [`prepare`] under
-/// `limits`, uses of each module limit.
-pub fn limit_usage(input: &[u8], limits: &Limits) -> Result<Vec<LimitUse>> {
-    let wasm = to_binary(input, limits)?;
-    let (c, m) = (check_counts(&wasm, &limits.module)?, &limits.module);
-    let row = |limit, used, allowed: u64| LimitUse { limit, used, allowed };
-    Ok(vec![
-        row("bytes", wasm.len() as u64, m.bytes),
-        row("functions", c.functions, m.functions.into()),
-        row("types", c.types, m.types.into()),
-        row("globals", c.globals, m.globals.into()),
-        row("exports", c.exports, m.exports.into()),
-        row("segments", c.segments, m.segments.into()),
-        row("tables", c.tables, m.tables.into()),
-        row("locals_per_function", c.locals_per_function, m.locals_per_function.into()),
-        row("locals", c.locals, m.locals),
-        row("instructions_per_function", c.instructions_per_function, m.instructions_per_function.into()),
-        row("instructions", c.instructions, m.instructions),
-        row("nesting_depth", c.nesting_depth, m.nesting_depth.into()),
-    ])
-}
-
-/// The WebAssembly features beyond the MVP that `input` (binary or WAT)
-/// uses, by name: each optional feature of [`abi_features`] the module
-/// fails to validate without.
-pub fn features_used(input: &[u8], limits: &Limits) -> Result<Vec<&'static str>> {
-    let wasm = to_binary(input, limits)?;
-    let optional = [
-        ("mutable-global", WasmFeatures::MUTABLE_GLOBAL),
-        ("sign-extension", WasmFeatures::SIGN_EXTENSION),
-        ("saturating-float-to-int", WasmFeatures::SATURATING_FLOAT_TO_INT),
-        ("bulk-memory", WasmFeatures::BULK_MEMORY),
-        ("multi-value", WasmFeatures::MULTI_VALUE),
-        ("reference-types", WasmFeatures::REFERENCE_TYPES),
-    ];
-    Ok(optional
-        .into_iter()
-        .filter(|(_, feature)| {
-            let without = abi_features().difference(*feature);
-            wasmparser::Validator::new_with_features(without).validate_all(&wasm).is_err()
-        })
-        .map(|(name, _)| name)
-        .collect())
-}
-
-/// The exports of `input` (binary or WAT): name and kind (`func`,
-/// `memory`, `table`, `global`, `tag`).
-pub fn exports_of(input: &[u8], limits: &Limits) -> Result<Vec<(String, &'static str)>> {
-    let wasm = to_binary(input, limits)?;
-    let mut exports = Vec::new();
-    for payload in Parser::new(0).parse_all(&wasm) {
-        if let wasmparser::Payload::ExportSection(s) = payload.map_err(invalid)? {
-            for e in s {
-                let e = e.map_err(invalid)?;
-                let kind = match e.kind {
-                    wasmparser::ExternalKind::Func | wasmparser::ExternalKind::FuncExact => "func",
-                    wasmparser::ExternalKind::Memory => "memory",
-                    wasmparser::ExternalKind::Table => "table",
-                    wasmparser::ExternalKind::Global => "global",
-                    wasmparser::ExternalKind::Tag => "tag",
-                };
-                exports.push((e.name.to_string(), kind));
-            }
-        }
-    }
-    Ok(exports)
 }
 
 /// Turns WAT text into a binary; passes binaries through.
