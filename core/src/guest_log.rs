@@ -82,7 +82,7 @@ impl LogLine {
                 if !tracing::enabled!(target: "executor", tracing::Level::$level) || !admit() {
                     return;
                 }
-                let executor = self.context.map_or_else(|| "-".to_string(), |c| hex(&c.executor));
+                let executor = self.context.map_or_else(|| "-".to_string(), |c| hex::encode(c.executor));
                 let tx = self.context.map(|c| c.tx);
                 tracing::$macro!(target: "executor", %executor, tx, %guest_level, "{line}")
             }};
@@ -106,10 +106,6 @@ fn admit() -> bool {
         tracing::warn!(target: "executor", dropped, "guest log lines dropped by the rate limit ({RATE_ENV})");
     }
     true
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Logs how many guest lines the rate limit dropped since the last line it
