@@ -5,7 +5,7 @@
 
 use crate::Error;
 use crate::backends::{self, BackendKind};
-use crate::run::{RunSettings, driver};
+use crate::run::{RunSettings, driver, driver_config};
 use executor_core::module::LimitUse;
 use executor_core::{ArtifactCache, CacheConfig, SnapshotOutcome};
 use serde::Serialize;
@@ -75,7 +75,7 @@ pub struct BackendCheck {
 pub fn check(settings: &RunSettings) -> Result<CheckReport, Error> {
     let (bytes, limits) = (&settings.executor.bytes, &settings.limits);
     let executor_error = |source| Error::Executor { executor: settings.executor.name.clone(), source };
-    let prepared = executor_core::module::prepare(bytes, limits).map_err(executor_error)?;
+    let prepared = std::sync::Arc::new(executor_core::module::prepare(bytes, limits).map_err(executor_error)?);
     let inspection = executor_core::module::inspect(bytes, limits).map_err(executor_error)?;
     let mut report = CheckReport {
         executor: settings.executor.name.clone(),
@@ -97,8 +97,12 @@ pub fn check(settings: &RunSettings) -> Result<CheckReport, Error> {
     type Blank = (u64, u64, u64, &'static str);
     let mut blank: Option<(BackendKind, Blank)> = None;
     for backend in backends::compiled_in() {
+        // Every backend compiles the module prepared above: checked and
+        // instrumented once.
         let run = RunSettings { backend, cache: None, snapshots: true, profile: true, ..settings.clone() };
-        let mut d = driver(&run)?;
+        let host = backends::host(backend, limits.clone())?;
+        let mut d = executor_core::Driver::from_prepared(host, prepared.clone(), driver_config(&run)?)
+            .map_err(executor_error)?;
         let stats = d.stats().clone();
         let snapshot = match stats.snapshot {
             SnapshotOutcome::Unportable => "unportable",
