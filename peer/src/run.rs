@@ -271,6 +271,10 @@ pub fn drive(
     Ok(Driven { digest, ledger: world.0, validation, workload })
 }
 
+/// A block's transactions and, replayed from a file, their recorded
+/// writes (`None`: computed from the synthetic transactions' bytes).
+type Drawn = (Vec<Vec<u8>>, Option<Vec<crate::workload::Writes>>);
+
 /// Where a run's blocks come from.
 enum Source {
     /// The seeded ledger's generator.
@@ -298,14 +302,13 @@ impl Source {
 
     /// The next block (at most the transactions still to run) and, from a
     /// file, its recorded writes; `None` when the file ends.
-    #[allow(clippy::type_complexity)]
     fn block(
         &mut self,
         settings: &RunSettings,
         upgrades: Option<&[Vec<u8>; 2]>,
         ledger: &Ledger,
         done: u64,
-    ) -> Result<Option<(Vec<Vec<u8>>, Option<Vec<crate::workload::Writes>>)>, Error> {
+    ) -> Result<Option<Drawn>, Error> {
         let left = settings.transactions - done;
         match self {
             Source::Synthetic(generator) => {
