@@ -18,16 +18,17 @@
 
 use executor_core::instrument::engine_stack_bytes;
 use executor_core::kit::{self, Shared};
+use executor_core::module::exports as abi_exports;
 use executor_core::{
     CallError, CompiledExecutor, Error, ExecutorHost, ExecutorInstance, Export, GlobalValue, HostEnv, HostInfo,
-    InstanceMode, Limits, PreparedModule, Result, host,
+    InstanceMode, Limits, Memories, PreparedModule, Result, host,
 };
 use std::ptr::NonNull;
 use std::sync::Arc;
 use wasmer::sys::vm::{
     MemoryError, MemoryStyle, TableStyle, VMConfig, VMMemory, VMMemoryDefinition, VMTable, VMTableDefinition,
 };
-use wasmer::sys::{BaseTunables, EngineBuilder, NativeEngineExt, Singlepass, Tunables};
+use wasmer::sys::{BaseTunables, EngineBuilder, Features, NativeEngineExt, Singlepass, Tunables};
 use wasmer::{
     Engine, Function, FunctionEnv, FunctionEnvMut, Global, Imports, Instance, Memory, MemoryType, Module, Pages,
     RuntimeError, Store, Table, TableType, TypedFunction, Value,
@@ -85,11 +86,59 @@ impl Tunables for StackTunables {
     }
 }
 
-/// Store data: the host state and the memory (attached right after
+/// Store data: the host state and the two memories, the guest's and the
+/// books (attached right after
 /// instantiation: the prepared module has no start section).
 struct StoreData {
     env: HostEnv,
-    memory: Option<Memory>,
+    memories: Option<(Memory, Books)>,
+}
+
+/// The books' bytes, found once per instance: a wasmer memory view costs
+/// two store lookups, and the books never grow (their maximum is their
+/// size) so they never move.
+#[derive(Clone, Copy)]
+struct Books {
+    at: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: a pointer into one store's memory, dereferenced only by whoever
+// holds that store exclusively (the instance, or a host function it called).
+unsafe impl Send for Books {}
+// SAFETY: as for `Send`; a shared `Books` gives no access by itself.
+unsafe impl Sync for Books {}
+
+impl Books {
+    fn of(memory: &Memory, store: &impl wasmer::AsStoreRef) -> Self {
+        let view = memory.view(store);
+        Books { at: NonNull::new(view.data_ptr()).unwrap_or(NonNull::dangling()), len: view.data_size() as usize }
+    }
+
+    /// The bytes.
+    ///
+    /// # Safety
+    ///
+    /// The caller must hold the store the books belong to exclusively for
+    /// as long as the slice lives, and lend no other slice of them.
+    unsafe fn bytes<'a>(self) -> &'a mut [u8] {
+        // SAFETY: as the caller promises; `at` and `len` stay valid while
+        // the store lives (the books never grow).
+        unsafe { std::slice::from_raw_parts_mut(self.at.as_ptr(), self.len) }
+    }
+}
+
+/// The bytes of `memory` in `store`.
+///
+/// # Safety
+///
+/// The caller must hold the store exclusively for as long as the slice
+/// lives (so no guest code runs and the memory cannot grow or move), and
+/// lend no other slice of the same memory meanwhile.
+unsafe fn bytes<'a>(memory: &Memory, store: &impl wasmer::AsStoreRef) -> &'a mut [u8] {
+    let view = memory.view(store);
+    // SAFETY: as the caller promises.
+    unsafe { std::slice::from_raw_parts_mut(view.data_ptr(), view.data_size() as usize) }
 }
 
 /// Adds one wasmer function per host import of core's list, lending it
@@ -98,12 +147,12 @@ macro_rules! register {
     ($imports:ident, $store:ident, $fenv:ident; $($name:ident($($arg:ident),*) -> $result:ty;)*) => {$(
         let f = Function::new_typed_with_env(&mut $store, &$fenv, |mut env: FunctionEnvMut<'_, StoreData>, $($arg: i32),*| {
             let (data, store) = env.data_and_store_mut();
-            let memory = data.memory.clone().ok_or_else(|| RuntimeError::new("no memory attached"))?;
-            // SAFETY: no other reference to the memory's bytes exists while
-            // a host function runs (the guest is suspended in the call).
-            let view = memory.view(&store);
-            let bytes = unsafe { view.data_unchecked_mut() };
-            host::$name(&mut data.env, bytes, $($arg),*).map_err(|e| RuntimeError::user(Box::new(e)))
+            let (guest, books) = data.memories.as_ref().ok_or_else(|| RuntimeError::new("no memory attached"))?;
+            // SAFETY: no other reference to either memory's bytes exists
+            // while a host function runs (the guest is suspended in the
+            // call), and the two memories are distinct.
+            let memories = unsafe { Memories { guest: bytes(guest, &store), books: books.bytes() } };
+            host::$name(&mut data.env, memories, $($arg),*).map_err(|e| RuntimeError::user(Box::new(e)))
         });
         $imports.define(host::MODULE, stringify!($name), f);
     )*};
@@ -124,7 +173,11 @@ impl WasmerHost {
     /// of every module it compiled until it is dropped (a shared one grew
     /// 42 MiB over 1,000 loads; one per module stays flat).
     fn engine(&self) -> Engine {
-        let mut engine: Engine = EngineBuilder::new(Singlepass::new()).engine().into();
+        // The books are a second memory (see `executor_core::instrument`);
+        // core has refused guests with more than one.
+        let mut features = Features::default();
+        features.multi_memory(true);
+        let mut engine: Engine = EngineBuilder::new(Singlepass::new()).set_features(Some(features)).engine().into();
         let vm = VMConfig { wasm_stack_size: Some(engine_stack_bytes(self.info.limits.max_stack) as usize) };
         engine.set_tunables(StackTunables { base: BaseTunables::new(), vm });
         engine
@@ -202,7 +255,7 @@ impl CompiledExecutor for WasmerCompiled {
         // wasmer has no pooling or pre-instantiation: both modes build the
         // same way, in a new store; only `Reusable` ones are marked blank.
         let mut store = Store::new(self.engine.clone());
-        let fenv = FunctionEnv::new(&mut store, StoreData { env, memory: None });
+        let fenv = FunctionEnv::new(&mut store, StoreData { env, memories: None });
         let mut imports = Imports::new();
         executor_core::for_each_import!(register!(imports, store, fenv;));
         let instance = match Instance::new(&mut store, &self.module, &imports) {
@@ -213,9 +266,9 @@ impl CompiledExecutor for WasmerCompiled {
             Err(e) => return Err(CallError::Host(format!("wasmer: {e}"))),
         };
         let found = &instance.exports;
-        let memory =
-            found.get_memory(executor_core::module::exports::MEMORY).map_err(|_| kit::missing("memory"))?.clone();
-        fenv.as_mut(&mut store).memory = Some(memory.clone());
+        let memory = |name| found.get_memory(name).cloned().map_err(|_| kit::missing(name));
+        let memories = (memory(abi_exports::MEMORY)?, Books::of(&memory(abi_exports::BOOKS)?, &store));
+        fenv.as_mut(&mut store).memories = Some(memories.clone());
         let exports = kit::Exports::find(
             found.get_typed_function(&store, Export::Alloc.name()).ok(),
             found.get_typed_function(&store, Export::Validate.name()).ok(),
@@ -227,7 +280,7 @@ impl CompiledExecutor for WasmerCompiled {
             |_, n| found.get_global(n).ok().cloned(),
             |_, n| found.get_table(n).ok().cloned(),
         )?;
-        let engine = Wasmer { store, fenv, _instance: instance, memory, exports, globals, tables };
+        let engine = Wasmer { store, fenv, _instance: instance, memories, exports, globals, tables };
         Ok(kit::Instance::boxed(engine, &self.shared))
     }
 }
@@ -245,7 +298,8 @@ struct Wasmer {
     store: Store,
     fenv: FunctionEnv<StoreData>,
     _instance: Instance,
-    memory: Memory,
+    /// The guest's memory and the books.
+    memories: (Memory, Books),
     exports: Exports,
     globals: Vec<Global>,
     tables: Vec<Table>,
@@ -273,19 +327,23 @@ impl kit::Engine for Wasmer {
         result.map_err(|e| call_error(&mut self.store, &self.fenv, e))
     }
 
-    fn memory_and_env(&mut self) -> (&mut [u8], &mut HostEnv) {
-        let view = self.memory.view(&self.store);
-        let (ptr, len) = (view.data_ptr(), view.data_size() as usize);
-        // SAFETY: the guest is not running (we hold the store mutably), the
-        // memory cannot grow or move while `self` is borrowed, the slice
-        // does not outlive that borrow, and the env is another allocation.
-        let memory = unsafe { std::slice::from_raw_parts_mut(ptr, len) };
-        (memory, &mut self.fenv.as_mut(&mut self.store).env)
+    fn memories_and_env(&mut self) -> (Memories<'_>, &mut HostEnv) {
+        let (guest, books) = &self.memories;
+        // SAFETY: the guest is not running (we hold the store mutably), no
+        // memory can grow or move while `self` is borrowed, the slices do
+        // not outlive that borrow, and the two memories and the env are
+        // distinct allocations.
+        let memories = unsafe { Memories { guest: bytes(guest, &self.store), books: books.bytes() } };
+        (memories, &mut self.fenv.as_mut(&mut self.store).env)
+    }
+
+    fn env(&mut self) -> &mut HostEnv {
+        &mut self.fenv.as_mut(&mut self.store).env
     }
 
     fn grow(&mut self, pages: u64) -> Result<(), String> {
         let pages = u32::try_from(pages).map_err(|_| format!("cannot grow by {pages} pages"))?;
-        self.memory.grow(&mut self.store, Pages(pages)).map(drop).map_err(|e| e.to_string())
+        self.memories.0.grow(&mut self.store, Pages(pages)).map(drop).map_err(|e| e.to_string())
     }
 
     fn global(&mut self, index: usize) -> Value {

@@ -12,21 +12,42 @@
 
 use executor_core::instrument::{cost, engine_stack_bytes};
 use executor_core::kit::{self, Shared};
+use executor_core::module::exports as abi_exports;
 use executor_core::{
     CallError, CompiledExecutor, Error, ExecutorHost, ExecutorInstance, Export, GlobalValue, HostEnv, HostInfo,
-    InstanceMode, Limits, PreparedModule, Result, host,
+    InstanceMode, Limits, Memories, PreparedModule, Result, host,
 };
 use std::sync::Arc;
-use wasmi::{Caller, CompilationMode, Config, Global, Linker, Memory, Module, Store, Table, TypedFunc, Val};
+use wasmi::{
+    Caller, CompilationMode, Config, Global, Linker, Memory, Module, Store, StoreContextMut, Table, TypedFunc, Val,
+};
 use wasmi_core::LimiterError;
 
 const NAME: &str = "wasmi";
 
-/// Store data: the host state and the memory (attached right after
+/// Store data: the host state and the two memories, the guest's and the
+/// books (attached right after
 /// instantiation: the prepared module has no start section).
 struct StoreData {
     env: HostEnv,
-    memory: Option<Memory>,
+    memories: Option<[Memory; 2]>,
+}
+
+/// The guest's memory, the books and the host state of `store`, lent
+/// together.
+fn lend<'a>(
+    [guest, books]: [Memory; 2],
+    store: impl Into<StoreContextMut<'a, StoreData>>,
+) -> (Memories<'a>, &'a mut HostEnv) {
+    let mut store = store.into();
+    let books = books.data_mut(&mut store);
+    let (at, len) = (books.as_mut_ptr(), books.len());
+    let (guest, data) = guest.data_and_store_mut(store);
+    // SAFETY: two memories of one store never overlap, and the books
+    // cannot move while the store is borrowed for `'a`: they never grow
+    // (their maximum is their size; the guest's code cannot name them).
+    let books = unsafe { std::slice::from_raw_parts_mut(at, len) };
+    (Memories { guest, books }, &mut data.env)
 }
 
 /// The limiter's refusal (core recorded why: the trap is `out_of_memory`).
@@ -58,7 +79,8 @@ impl wasmi::ResourceLimiter for StoreData {
     }
 
     fn memories(&self) -> usize {
-        1
+        // The guest's and the books.
+        2
     }
 }
 
@@ -66,9 +88,9 @@ impl wasmi::ResourceLimiter for StoreData {
 macro_rules! register {
     ($linker:ident; $($name:ident($($arg:ident),*) -> $result:ty;)*) => {$(
         $linker.func_wrap(host::MODULE, stringify!($name), |mut caller: Caller<'_, StoreData>, $($arg: i32),*| {
-            let memory = caller.data().memory.ok_or_else(|| wasmi::Error::new("no memory attached"))?;
-            let (mem, data) = memory.data_and_store_mut(&mut caller);
-            host::$name(&mut data.env, mem, $($arg),*).map_err(|e| wasmi::Error::new(e.to_string()))
+            let memories = caller.data().memories.ok_or_else(|| wasmi::Error::new("no memory attached"))?;
+            let (memories, env) = lend(memories, &mut caller);
+            host::$name(env, memories, $($arg),*).map_err(|e| wasmi::Error::new(e.to_string()))
         })?;
     )*};
 }
@@ -97,7 +119,10 @@ impl WasmiHost {
             .set_max_recursion_depth((limits.max_stack / cost::FRAME_BASE) as usize + 64)
             .set_max_stack_height(engine_stack_bytes(limits.max_stack) as usize)
             // The ABI's feature set; core has already refused the rest.
-            .wasm_multi_memory(false)
+            // The books are a second memory (see
+            // `executor_core::instrument`); core has refused guests with
+            // more than one.
+            .wasm_multi_memory(true)
             .wasm_tail_call(false)
             .wasm_extended_const(false)
             .wasm_custom_page_sizes(false)
@@ -145,14 +170,13 @@ fn call_error(store: &Store<StoreData>, e: wasmi::Error) -> CallError {
 impl CompiledExecutor for WasmiCompiled {
     fn instantiate(&self, env: HostEnv, _mode: InstanceMode) -> Result<Box<dyn ExecutorInstance>, CallError> {
         // No pooling or pre-instantiation: both modes build the same way.
-        let mut store = Store::new(&self.engine, StoreData { env, memory: None });
+        let mut store = Store::new(&self.engine, StoreData { env, memories: None });
         store.limiter(|data| data as &mut dyn wasmi::ResourceLimiter);
         let instance =
             self.linker.instantiate_and_start(&mut store, &self.module).map_err(|e| call_error(&store, e))?;
-        let memory = instance
-            .get_memory(&store, executor_core::module::exports::MEMORY)
-            .ok_or_else(|| kit::missing("memory"))?;
-        store.data_mut().memory = Some(memory);
+        let memory = |name| instance.get_memory(&store, name).ok_or_else(|| kit::missing(name));
+        let memories = [memory(abi_exports::MEMORY)?, memory(abi_exports::BOOKS)?];
+        store.data_mut().memories = Some(memories);
         let exports = kit::Exports::find(
             instance.get_typed_func(&store, Export::Alloc.name()).ok(),
             instance.get_typed_func(&store, Export::Validate.name()).ok(),
@@ -161,7 +185,7 @@ impl CompiledExecutor for WasmiCompiled {
         )?;
         let (globals, tables) =
             self.shared.find(&mut store, |s, n| instance.get_global(&*s, n), |s, n| instance.get_table(&*s, n))?;
-        Ok(kit::Instance::boxed(Wasmi { store, memory, exports, globals, tables }, &self.shared))
+        Ok(kit::Instance::boxed(Wasmi { store, memories, exports, globals, tables }, &self.shared))
     }
 }
 
@@ -171,7 +195,8 @@ type Exports = kit::Exports<TypedFunc<i32, i32>, TypedFunc<(i32, i32), i32>, Typ
 /// One wasmi store and instance.
 struct Wasmi {
     store: Store<StoreData>,
-    memory: Memory,
+    /// The guest's memory and the books.
+    memories: [Memory; 2],
     exports: Exports,
     globals: Vec<Global>,
     tables: Vec<Table>,
@@ -195,13 +220,16 @@ impl kit::Engine for Wasmi {
         called.map_err(|e| call_error(&self.store, e))
     }
 
-    fn memory_and_env(&mut self) -> (&mut [u8], &mut HostEnv) {
-        let (memory, data) = self.memory.data_and_store_mut(&mut self.store);
-        (memory, &mut data.env)
+    fn memories_and_env(&mut self) -> (Memories<'_>, &mut HostEnv) {
+        lend(self.memories, &mut self.store)
+    }
+
+    fn env(&mut self) -> &mut HostEnv {
+        &mut self.store.data_mut().env
     }
 
     fn grow(&mut self, pages: u64) -> Result<(), String> {
-        self.memory.grow(&mut self.store, pages).map(drop).map_err(|e| e.to_string())
+        self.memories[0].grow(&mut self.store, pages).map(drop).map_err(|e| e.to_string())
     }
 
     fn global(&mut self, index: usize) -> Val {

@@ -25,14 +25,15 @@
 
 use executor_core::instrument::engine_stack_bytes;
 use executor_core::kit::{self, Shared};
+use executor_core::module::exports as abi_exports;
 use executor_core::{
     CallError, CompiledExecutor, Error, ExecutorHost, ExecutorInstance, Export, GlobalValue, HostEnv, HostInfo,
-    InstanceMode, Limits, PreparedModule, Result, host,
+    InstanceMode, Limits, Memories, PreparedModule, Result, host,
 };
 use std::sync::{Arc, OnceLock};
 use wasmtime::{
     Caller, Config, Engine, Global, InstanceAllocationStrategy, InstancePre, Linker, Memory, Module,
-    PoolingAllocationConfig, Ref, ResourceLimiter, Store, Table, TypedFunc, Val,
+    PoolingAllocationConfig, Ref, ResourceLimiter, Store, StoreContextMut, Table, TypedFunc, Val,
 };
 
 const NAME: &str = "wasmtime";
@@ -41,11 +42,29 @@ const NAME: &str = "wasmtime";
 /// built during an upgrade or audit, and headroom.
 pub const POOL_INSTANCES: u32 = 8;
 
-/// Store data: the host state and the memory (attached right after
-/// instantiation: the prepared module has no start section).
+/// Store data: the host state and the two memories, the guest's and the
+/// books (attached right after instantiation: the prepared module has no
+/// start section).
 struct StoreData {
     env: HostEnv,
-    memory: Option<Memory>,
+    memories: Option<[Memory; 2]>,
+}
+
+/// The guest's memory, the books and the host state of `store`, lent
+/// together.
+fn lend<'a>(
+    [guest, books]: [Memory; 2],
+    store: impl Into<StoreContextMut<'a, StoreData>>,
+) -> (Memories<'a>, &'a mut HostEnv) {
+    let mut store = store.into();
+    let books = books.data_mut(&mut store);
+    let (at, len) = (books.as_mut_ptr(), books.len());
+    let (guest, data) = guest.data_and_store_mut(store);
+    // SAFETY: two memories of one store never overlap, and the books
+    // cannot move while the store is borrowed for `'a`: they never grow
+    // (their maximum is their size; the guest's code cannot name them).
+    let books = unsafe { std::slice::from_raw_parts_mut(at, len) };
+    (Memories { guest, books }, &mut data.env)
 }
 
 impl ResourceLimiter for StoreData {
@@ -70,9 +89,9 @@ impl ResourceLimiter for StoreData {
 macro_rules! register {
     ($linker:ident; $($name:ident($($arg:ident),*) -> $result:ty;)*) => {$(
         $linker.func_wrap(host::MODULE, stringify!($name), |mut caller: Caller<'_, StoreData>, $($arg: i32),*| {
-            let memory = caller.data().memory.ok_or_else(|| wasmtime::Error::msg("no memory attached"))?;
-            let (mem, data) = memory.data_and_store_mut(&mut caller);
-            Ok::<$result, wasmtime::Error>(host::$name(&mut data.env, mem, $($arg),*)?)
+            let memories = caller.data().memories.ok_or_else(|| wasmtime::Error::msg("no memory attached"))?;
+            let (memories, env) = lend(memories, &mut caller);
+            Ok::<$result, wasmtime::Error>(host::$name(env, memories, $($arg),*)?)
         })?;
     )*};
 }
@@ -98,7 +117,9 @@ fn base_config(limits: &Limits) -> Config {
         .wasm_simd(false)
         .wasm_relaxed_simd(false)
         .wasm_tail_call(false)
-        .wasm_multi_memory(false)
+        // The books are a second memory (see `executor_core::instrument`);
+        // core has refused guests with more than one.
+        .wasm_multi_memory(true)
         .wasm_memory64(false)
         .wasm_extended_const(false)
         .wasm_function_references(false)
@@ -125,12 +146,12 @@ impl WasmtimeHost {
         let engine_error = |e: wasmtime::Error| Error::HostFailure { backend: NAME, message: format!("{e:#}") };
         let mut pool = PoolingAllocationConfig::default();
         pool.total_core_instances(POOL_INSTANCES)
-            .total_memories(POOL_INSTANCES)
+            .total_memories(2 * POOL_INSTANCES)
             .total_tables(POOL_INSTANCES * limits.module.tables)
             .max_tables_per_module(limits.module.tables)
-            .max_memories_per_module(1)
+            .max_memories_per_module(2)
             .table_elements(limits.table_elements as usize)
-            .max_memory_size(limits.engine_memory_bytes() as usize)
+            .max_memory_size(limits.engine_memory_slot_bytes() as usize)
             .max_core_instance_size(16 << 20)
             // Reset small memories with memset (no page faults next time),
             // larger ones with madvise.
@@ -252,17 +273,16 @@ impl CompiledExecutor for WasmtimeCompiled {
                 (&self.fresh_engine, Some(fresh.as_ref().map_err(|e| CallError::Host(e.clone()))?))
             }
         };
-        let mut store = Store::new(engine, StoreData { env, memory: None });
+        let mut store = Store::new(engine, StoreData { env, memories: None });
         store.limiter(|data| data as &mut dyn ResourceLimiter);
         let instance = match fresh {
             None => self.pre.instantiate(&mut store),
             Some((module, linker)) => linker.instantiate(&mut store, module),
         }
         .map_err(|e| call_error(&store, e))?;
-        let memory = instance
-            .get_memory(&mut store, executor_core::module::exports::MEMORY)
-            .ok_or_else(|| kit::missing("memory"))?;
-        store.data_mut().memory = Some(memory);
+        let mut memory = |name| instance.get_memory(&mut store, name).ok_or_else(|| kit::missing(name));
+        let memories = [memory(abi_exports::MEMORY)?, memory(abi_exports::BOOKS)?];
+        store.data_mut().memories = Some(memories);
         let exports = kit::Exports::find(
             instance.get_typed_func(&mut store, Export::Alloc.name()).ok(),
             instance.get_typed_func(&mut store, Export::Validate.name()).ok(),
@@ -274,7 +294,7 @@ impl CompiledExecutor for WasmtimeCompiled {
             |s, n| instance.get_global(&mut *s, n),
             |s, n| instance.get_table(&mut *s, n),
         )?;
-        let engine = Wasmtime { store, memory, exports, globals, tables };
+        let engine = Wasmtime { store, memories, exports, globals, tables };
         Ok(kit::Instance::boxed(engine, &self.shared))
     }
 }
@@ -285,7 +305,8 @@ type Exports = kit::Exports<TypedFunc<i32, i32>, TypedFunc<(i32, i32), i32>, Typ
 /// One wasmtime store and instance.
 struct Wasmtime {
     store: Store<StoreData>,
-    memory: Memory,
+    /// The guest's memory and the books.
+    memories: [Memory; 2],
     exports: Exports,
     globals: Vec<Global>,
     tables: Vec<Table>,
@@ -309,13 +330,16 @@ impl kit::Engine for Wasmtime {
         result.map_err(|e| call_error(&self.store, e))
     }
 
-    fn memory_and_env(&mut self) -> (&mut [u8], &mut HostEnv) {
-        let (memory, data) = self.memory.data_and_store_mut(&mut self.store);
-        (memory, &mut data.env)
+    fn memories_and_env(&mut self) -> (Memories<'_>, &mut HostEnv) {
+        lend(self.memories, &mut self.store)
+    }
+
+    fn env(&mut self) -> &mut HostEnv {
+        &mut self.store.data_mut().env
     }
 
     fn grow(&mut self, pages: u64) -> Result<(), String> {
-        self.memory.grow(&mut self.store, pages).map(drop).map_err(|e| format!("{e:#}"))
+        self.memories[0].grow(&mut self.store, pages).map(drop).map_err(|e| format!("{e:#}"))
     }
 
     fn global(&mut self, index: usize) -> Val {

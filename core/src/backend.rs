@@ -19,7 +19,7 @@
 //! crate that links them (`peer`'s `BackendKind`), so adding an engine
 //! never touches `core`.
 
-use crate::{Error, HostEnv, Limits, PreparedModule, Result, TrapCode};
+use crate::{Error, HostEnv, Limits, Memories, PreparedModule, Result, TrapCode};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -219,8 +219,19 @@ pub trait ExecutorInstance: Send {
     /// The host state the imports use.
     fn env(&mut self) -> &mut HostEnv;
 
+    /// The guest's linear memory and the books the instrumentation added
+    /// (see [`crate::instrument::Layout`]), lent together.
+    fn memories(&mut self) -> Memories<'_>;
+
     /// The guest's linear memory.
-    fn memory(&mut self) -> &mut [u8];
+    fn memory(&mut self) -> &mut [u8] {
+        self.memories().guest
+    }
+
+    /// The books: the dirty map, the counters' cells and the flags.
+    fn books(&mut self) -> &mut [u8] {
+        self.memories().books
+    }
 
     /// Records the current state (memory bytes and size, every mutable
     /// global, every table) as the blank state. Called once, after

@@ -149,6 +149,24 @@ pub enum Abort {
 #[error("the executor host ended the call")]
 pub struct Aborted;
 
+/// An instance's two memories, lent to a host function together: the
+/// guest's and the books the instrumentation added ([`Layout`]).
+#[derive(Debug)]
+pub struct Memories<'a> {
+    /// The guest's linear memory (memory 0), exactly as the guest sees it.
+    pub guest: &'a mut [u8],
+    /// The books (the dirty map, cells and flags); empty for a plain,
+    /// uninstrumented module (with [`Layout::NONE`]).
+    pub books: &'a mut [u8],
+}
+
+impl<'a> Memories<'a> {
+    /// A plain memory without books (for [`Layout::NONE`]).
+    pub fn plain(guest: &'a mut [u8]) -> Self {
+        Memories { guest, books: &mut [] }
+    }
+}
+
 /// Per-instance host state: what the imports need and what they produce.
 /// A backend keeps exactly one in its store and lends it to the functions
 /// of this module.
@@ -184,9 +202,11 @@ impl HostEnv {
             state: None,
             deny_reason: None,
             abort: None,
-            // The engine sees core's reserved region below the guest's
-            // memory: the guest may use the whole limit above it.
-            memory_limit: limits.memory_pages() * crate::limits::PAGE_SIZE + layout.reserved as u64,
+            // Engine limiters see both memories without telling which: the
+            // books (a fixed size) must fit too. The guest's memory is
+            // capped at its own limit by its declared maximum and by the
+            // instrumentation's growth guard, which fires first.
+            memory_limit: (limits.memory_pages() * crate::limits::PAGE_SIZE).max(layout.books as u64),
             table_limit: limits.table_elements,
             layout,
             host_writes: Vec::with_capacity(MAX_HOST_WRITES),
@@ -198,9 +218,9 @@ impl HostEnv {
     /// blank restores them. Small writes (transaction payloads, state
     /// values) are kept as exact ranges — restoring them costs their length,
     /// not a 4 KiB page; larger ones, or too many, mark the dirty map.
-    pub fn record_write(&mut self, dirty: &mut [u8], start: usize, len: usize) {
+    pub fn record_write(&mut self, books: &mut [u8], start: usize, len: usize) {
         if !self.remember_write(start, len) {
-            self.layout.mark(dirty, start, len);
+            self.layout.mark(books, start, len);
         }
     }
 
@@ -276,10 +296,9 @@ impl HostEnv {
         Aborted
     }
 
-    /// Charges `units` of fuel for the host's own work (`reserved` is the
-    /// reserved region or the whole memory).
-    fn charge(&mut self, reserved: &mut [u8], units: u64) -> Result<(), Aborted> {
-        if self.layout.charge(reserved, units) { Ok(()) } else { Err(self.fail(Abort::OutOfFuel)) }
+    /// Charges `units` of fuel for the host's own work.
+    fn charge(&mut self, books: &mut [u8], units: u64) -> Result<(), Aborted> {
+        if self.layout.charge(books, units) { Ok(()) } else { Err(self.fail(Abort::OutOfFuel)) }
     }
 
     fn fault(&mut self, what: String) -> Aborted {
@@ -349,13 +368,13 @@ fn range(
 /// absent.
 pub fn state_get(
     env: &mut HostEnv,
-    memory: &mut [u8],
+    memories: Memories<'_>,
     key_ptr: i32,
     key_len: i32,
     out_ptr: i32,
     out_cap: i32,
 ) -> Result<i32, Aborted> {
-    let (dirty, memory) = env.layout.split(memory);
+    let Memories { guest: memory, books } = memories;
     if key_len as u32 > MAX_KEY_LEN {
         return Err(env.fault(format!("state_get key length {} exceeds {MAX_KEY_LEN}", key_len as u32)));
     }
@@ -364,7 +383,7 @@ pub fn state_get(
     if env.phase == Phase::Init {
         return Err(env.fail(Abort::StateDuringInit));
     }
-    env.charge(dirty, cost::HOST_CALL + cost::HOST_BYTE * key.len() as u64)?;
+    env.charge(books, cost::HOST_CALL + cost::HOST_BYTE * key.len() as u64)?;
     let Some(state) = env.state.clone() else {
         return Err(env.fault("state_get without world state".into()));
     };
@@ -375,31 +394,31 @@ pub fn state_get(
         return Err(env.fault("state_get value longer than i32::MAX".into()));
     };
     if value.len() <= out.len() {
-        env.charge(dirty, cost::HOST_BYTE * value.len() as u64)?;
+        env.charge(books, cost::HOST_BYTE * value.len() as u64)?;
         memory[out.start..out.start + value.len()].copy_from_slice(value);
-        env.record_write(dirty, out.start, value.len());
+        env.record_write(books, out.start, value.len());
     }
     Ok(len)
 }
 
 /// `host.deny_reason(ptr, len)`: the last call of a transaction wins; the
 /// first 256 bytes are kept, then lossily decoded as UTF-8.
-pub fn deny_reason(env: &mut HostEnv, memory: &mut [u8], ptr: i32, len: i32) -> Result<(), Aborted> {
-    let (reserved, memory) = env.layout.split(memory);
+pub fn deny_reason(env: &mut HostEnv, memories: Memories<'_>, ptr: i32, len: i32) -> Result<(), Aborted> {
+    let Memories { guest: memory, books } = memories;
     let r = range(env, memory.len(), "deny_reason", ptr, len)?;
     let kept = &memory[r.start..r.end.min(r.start + MAX_REASON_LEN)];
-    env.charge(reserved, cost::HOST_CALL + cost::HOST_BYTE * kept.len() as u64)?;
+    env.charge(books, cost::HOST_CALL + cost::HOST_BYTE * kept.len() as u64)?;
     env.deny_reason = Some(String::from_utf8_lossy(kept).into_owned());
     Ok(())
 }
 
 /// `host.log(level, ptr, len)`: a log line (level 0 error … 4 trace; higher
 /// levels count as trace), first 1024 bytes. Never affects a verdict.
-pub fn log(env: &mut HostEnv, memory: &mut [u8], level: i32, ptr: i32, len: i32) -> Result<(), Aborted> {
-    let (reserved, memory) = env.layout.split(memory);
+pub fn log(env: &mut HostEnv, memories: Memories<'_>, level: i32, ptr: i32, len: i32) -> Result<(), Aborted> {
+    let Memories { guest: memory, books } = memories;
     let r = range(env, memory.len(), "log", ptr, len)?;
     let kept = &memory[r.start..r.end.min(r.start + MAX_LOG_LEN)];
-    env.charge(reserved, cost::HOST_CALL + cost::HOST_BYTE * kept.len() as u64)?;
+    env.charge(books, cost::HOST_CALL + cost::HOST_BYTE * kept.len() as u64)?;
     guest_log::logged(level, String::from_utf8_lossy(kept).into_owned());
     Ok(())
 }
@@ -426,13 +445,13 @@ mod tests {
         let mut env = env_with(&[(b"k", b"value")]);
         let mut mem = vec![0u8; 64];
         mem[0] = b'k';
-        assert_eq!(state_get(&mut env, &mut mem, 0, 1, 10, 5), Ok(5));
+        assert_eq!(state_get(&mut env, Memories::plain(&mut mem), 0, 1, 10, 5), Ok(5));
         assert_eq!(&mem[10..15], b"value");
         mem[10..15].fill(0);
-        assert_eq!(state_get(&mut env, &mut mem, 0, 1, 10, 4), Ok(5));
+        assert_eq!(state_get(&mut env, Memories::plain(&mut mem), 0, 1, 10, 4), Ok(5));
         assert_eq!(&mem[10..15], &[0; 5], "nothing written when it does not fit");
         mem[0] = b'x';
-        assert_eq!(state_get(&mut env, &mut mem, 0, 1, 10, 5), Ok(-1));
+        assert_eq!(state_get(&mut env, Memories::plain(&mut mem), 0, 1, 10, 5), Ok(-1));
         assert!(env.abort().is_none());
     }
 
@@ -450,42 +469,58 @@ mod tests {
         for &(kp, kl, op, oc) in cases {
             let mut env = env_with(&[(b"k", b"v")]);
             let mut mem = vec![0u8; 64];
-            assert_eq!(state_get(&mut env, &mut mem, kp, kl, op, oc), Err(Aborted), "{kp} {kl} {op} {oc}");
+            assert_eq!(
+                state_get(&mut env, Memories::plain(&mut mem), kp, kl, op, oc),
+                Err(Aborted),
+                "{kp} {kl} {op} {oc}"
+            );
             assert!(faulted(&env));
         }
         let mut env = env_with(&[]);
         let mut mem = vec![0u8; 4096];
-        assert_eq!(state_get(&mut env, &mut mem, 0, 1025, 0, 0), Err(Aborted), "key > 1024 even inside memory");
+        assert_eq!(
+            state_get(&mut env, Memories::plain(&mut mem), 0, 1025, 0, 0),
+            Err(Aborted),
+            "key > 1024 even inside memory"
+        );
         let mut env = env_with(&[]);
-        assert_eq!(state_get(&mut env, &mut mem, 0, 1024, 0, 0), Ok(-1), "key of exactly 1024 is fine");
+        assert_eq!(
+            state_get(&mut env, Memories::plain(&mut mem), 0, 1024, 0, 0),
+            Ok(-1),
+            "key of exactly 1024 is fine"
+        );
         for (p, l) in [(0, 65), (64, 1), (-1, 1), (0, -1), (1, 0x7fff_ffff)] {
             let mut env = env_with(&[]);
-            assert_eq!(deny_reason(&mut env, &mut mem[..64], p, l), Err(Aborted));
+            assert_eq!(deny_reason(&mut env, Memories::plain(&mut mem[..64]), p, l), Err(Aborted));
             let mut env = env_with(&[]);
-            assert_eq!(log(&mut env, &mut mem[..64], 2, p, l), Err(Aborted));
+            assert_eq!(log(&mut env, Memories::plain(&mut mem[..64]), 2, p, l), Err(Aborted));
             assert!(faulted(&env));
         }
         let mut env = env_with(&[]);
-        assert_eq!(deny_reason(&mut env, &mut mem[..64], 64, 0), Ok(()), "empty range at the end is inside");
+        assert_eq!(
+            deny_reason(&mut env, Memories::plain(&mut mem[..64]), 64, 0),
+            Ok(()),
+            "empty range at the end is inside"
+        );
     }
 
     #[test]
     fn reason_is_cut_at_256_bytes_then_lossily_decoded() {
         let mut env = env_with(&[]);
         let mut mem = vec![b'a'; 1000];
-        deny_reason(&mut env, &mut mem, 0, 1000).unwrap();
+        deny_reason(&mut env, Memories::plain(&mut mem), 0, 1000).unwrap();
         assert_eq!(env.take_deny_reason().unwrap(), "a".repeat(256));
         // A 2-byte character cut at byte 256 becomes U+FFFD.
         mem[255] = 0xc3;
         mem[256] = 0xa9;
-        deny_reason(&mut env, &mut mem, 0, 300).unwrap();
+        deny_reason(&mut env, Memories::plain(&mut mem), 0, 300).unwrap();
         let r = env.take_deny_reason().unwrap();
         assert_eq!(r, format!("{}\u{fffd}", "a".repeat(255)));
         mem[0] = 0xff;
-        deny_reason(&mut env, &mut mem, 0, 2).unwrap();
+        deny_reason(&mut env, Memories::plain(&mut mem), 0, 2).unwrap();
         assert_eq!(env.take_deny_reason().unwrap(), "\u{fffd}a");
-        deny_reason(&mut env, &mut mem, 1, 1).unwrap();
-        deny_reason(&mut env, &mut mem, 1, 2).unwrap();
+        deny_reason(&mut env, Memories::plain(&mut mem), 1, 1).unwrap();
+        deny_reason(&mut env, Memories::plain(&mut mem), 1, 2).unwrap();
         assert_eq!(env.take_deny_reason().unwrap(), "aa", "the last call wins");
     }
 
@@ -493,7 +528,7 @@ mod tests {
     fn state_get_during_init_is_refused() {
         let mut env = HostEnv::new(&crate::Limits::default(), Layout::NONE);
         let mut mem = vec![0u8; 16];
-        assert_eq!(state_get(&mut env, &mut mem, 0, 1, 0, 1), Err(Aborted));
+        assert_eq!(state_get(&mut env, Memories::plain(&mut mem), 0, 1, 0, 1), Err(Aborted));
         assert_eq!(env.abort(), Some(&Abort::StateDuringInit));
     }
 
@@ -516,7 +551,7 @@ mod tests {
         let ((), lines) = capture_logs(|| {
             let mut env = env_with(&[]);
             for level in [0, 7] {
-                log(&mut env, &mut mem, level, 0, 5).unwrap();
+                log(&mut env, Memories::plain(&mut mem), level, 0, 5).unwrap();
             }
         });
         let texts: Vec<(i32, &str)> = lines.iter().map(|l| (l.level, l.text.as_str())).collect();
@@ -524,7 +559,7 @@ mod tests {
         let ((), lines) = capture_logs(|| {
             let mut env = env_with(&[]);
             for _ in 0..MAX_CAPTURED_LINES + 10 {
-                log(&mut env, &mut mem, 2, 0, 5).unwrap();
+                log(&mut env, Memories::plain(&mut mem), 2, 0, 5).unwrap();
             }
         });
         assert_eq!(lines.len(), MAX_CAPTURED_LINES);

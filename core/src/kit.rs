@@ -13,7 +13,7 @@
 //! table and these accessors — not another copy of the restore loop.
 
 use crate::backend::{Blanked, CallError, ExecutorInstance, Export, GlobalValue, Trap};
-use crate::host::HostEnv;
+use crate::host::{HostEnv, Memories};
 use crate::module::ModuleInfo;
 use crate::snapshot::{ImageCache, MemoryImage, Restore};
 use std::sync::Arc;
@@ -31,9 +31,13 @@ pub trait Engine: Send + 'static {
     /// Calls an ABI export with `i32` arguments; its `i32` result, if any.
     fn call(&mut self, export: Export, args: &[i32]) -> Result<Option<i32>, CallError>;
 
-    /// The whole linear memory and the host state, at once (a host write
-    /// and its record for the next blank happen together).
-    fn memory_and_env(&mut self) -> (&mut [u8], &mut HostEnv);
+    /// The guest's memory, the books and the host state, at once (a host
+    /// write and its record for the next blank happen together).
+    fn memories_and_env(&mut self) -> (Memories<'_>, &mut HostEnv);
+
+    /// The host state alone: the driver reaches it several times per
+    /// transaction, and lending memories costs some engines a lookup each.
+    fn env(&mut self) -> &mut HostEnv;
 
     /// Grows linear memory by `pages` from the host side, through the same
     /// limiter as the guest's `memory.grow`.
@@ -229,19 +233,19 @@ impl<E: Engine> ExecutorInstance for Instance<E> {
     }
 
     fn env(&mut self) -> &mut HostEnv {
-        self.engine.memory_and_env().1
+        self.engine.env()
     }
 
-    fn memory(&mut self) -> &mut [u8] {
-        self.engine.memory_and_env().0
+    fn memories(&mut self) -> Memories<'_> {
+        self.engine.memories_and_env().0
     }
 
     fn mark_blank(&mut self) -> Result<(), CallError> {
         let e = &mut self.engine;
         let tables = (0..self.tables).map(|t| (0..e.table_len(t)).map(|i| e.element(t, i)).collect()).collect();
         let globals = (0..self.globals).map(|g| e.global(g)).collect();
-        let (memory, env) = e.memory_and_env();
-        let memory = self.image.adopt(env.layout(), memory);
+        let (memories, env) = e.memories_and_env();
+        let memory = self.image.adopt(env.layout(), memories);
         self.blank = Some(BlankState { memory, globals, tables });
         Ok(())
     }
@@ -249,8 +253,8 @@ impl<E: Engine> ExecutorInstance for Instance<E> {
     fn blank(&mut self) -> Result<Blanked, CallError> {
         let blank = self.blank.as_ref().ok_or_else(|| CallError::Host("blank() before mark_blank()".into()))?;
         let e = &mut self.engine;
-        let (memory, env) = e.memory_and_env();
-        let Restore::Done { tables_dirty, .. } = blank.memory.restore(memory, env.take_host_writes()) else {
+        let (memories, env) = e.memories_and_env();
+        let Restore::Done { tables_dirty, .. } = blank.memory.restore(memories, env.take_host_writes()) else {
             return Ok(Blanked::NeedsRebuild);
         };
         let failed = |what: &str, e: String| CallError::Host(format!("blank: {what}: {e}"));
@@ -271,7 +275,7 @@ impl<E: Engine> ExecutorInstance for Instance<E> {
     }
 
     fn memory_size(&mut self) -> u64 {
-        self.engine.memory_and_env().0.len() as u64
+        self.engine.memories_and_env().0.guest.len() as u64
     }
 
     fn global_values(&mut self) -> Result<Option<Vec<GlobalValue>>, CallError> {

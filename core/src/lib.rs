@@ -35,7 +35,7 @@ pub use driver::{BlankMethod, Driver, DriverConfig, RecycleCause, SnapshotOutcom
 pub use error::{Error, Result};
 pub use guest_log::LogLine;
 pub use histogram::Histogram;
-pub use host::{Aborted, HostEnv, Phase, SharedState, StateView};
+pub use host::{Aborted, HostEnv, Memories, Phase, SharedState, StateView};
 pub use limits::{Limits, ModuleLimits};
 pub use module::PreparedModule;
 pub use parallel::{BlockValidator, ParallelStats, WorldState};

@@ -108,16 +108,27 @@ impl Limits {
     }
 
     /// The most linear memory an instance may have as the *engine* sees
-    /// it, in wasm pages: the guest's limit plus the pages core's
-    /// instrumentation reserves below the guest's memory (the one place
-    /// this sum is made; engines' limits and pools are sized from it).
+    /// it, in wasm pages: the guest's limit plus the books core's
+    /// instrumentation adds as a second memory (the one place this sum is
+    /// made; memory estimates are sized from it).
     pub fn engine_memory_pages(&self) -> u64 {
-        self.memory_pages() + crate::instrument::Layout::for_limit(self.memory_bytes).reserved_pages()
+        self.memory_pages() + self.books_pages()
     }
 
     /// [`Limits::engine_memory_pages`] in bytes.
     pub fn engine_memory_bytes(&self) -> u64 {
         self.engine_memory_pages() * PAGE_SIZE
+    }
+
+    /// The largest single memory of an instance, in bytes: the guest's at
+    /// its limit, or the books if a tiny limit makes them larger (what an
+    /// engine's per-memory slot must hold).
+    pub fn engine_memory_slot_bytes(&self) -> u64 {
+        self.memory_pages().max(self.books_pages()) * PAGE_SIZE
+    }
+
+    fn books_pages(&self) -> u64 {
+        crate::instrument::Layout::for_limit(self.memory_bytes).books_pages()
     }
 
     /// The memory an executor of `module_bytes`, `code_bytes` of them its

@@ -5,13 +5,15 @@
 
 use crate::PreparedModule;
 use crate::backend::{CallError, ExecutorInstance, GlobalValue};
+use crate::host::Memories;
 use crate::instrument::{DIRTY_PAGE, Layout, SPILL};
 use serde::{Deserialize, Serialize};
 
 /// Dirty-map bytes checked together for a mark (a clean block is skipped).
 const SCAN_BLOCK: usize = 64;
 
-/// The blank state's linear memory (guest part and an all-clear dirty map).
+/// The blank state's linear memory (the books' dirty map is all clear
+/// then).
 ///
 /// [`MemoryImage::restore`] scans the dirty map up to the memory's current
 /// size — a 64-bit word covers 32 KiB, so 1 MiB is 32 words and 16 MiB 512
@@ -26,13 +28,13 @@ pub struct MemoryImage {
 }
 
 impl MemoryImage {
-    /// Clears the dirty map in `memory` and copies the whole memory.
-    pub fn capture(layout: Layout, memory: &mut [u8]) -> Self {
-        layout.split(memory).0.fill(0);
-        MemoryImage { layout, bytes: memory.to_vec() }
+    /// Clears the books (map, cells, flags) and copies the guest's memory.
+    pub fn capture(layout: Layout, memories: Memories<'_>) -> Self {
+        memories.books.fill(0);
+        MemoryImage { layout, bytes: memories.guest.to_vec() }
     }
 
-    /// The image's size in bytes (dirty map included).
+    /// The image's size in bytes.
     pub fn len(&self) -> usize {
         self.bytes.len()
     }
@@ -49,14 +51,13 @@ impl MemoryImage {
     /// `host_writes` are the exact guest ranges the host wrote (see
     /// [`crate::HostEnv::take_host_writes`]); they are restored byte for
     /// byte.
-    pub fn restore(&self, memory: &mut [u8], host_writes: impl IntoIterator<Item = (u32, u32)>) -> Restore {
-        if memory.len() != self.bytes.len() || memory[self.layout.rebuild_flag()] != 0 {
+    pub fn restore(&self, memories: Memories<'_>, host_writes: impl IntoIterator<Item = (u32, u32)>) -> Restore {
+        let Memories { guest, books: map } = memories;
+        if guest.len() != self.bytes.len() || map[self.layout.rebuild_flag()] != 0 {
             return Restore::NeedsRebuild;
         }
-        let tables_dirty = std::mem::take(&mut memory[self.layout.tables_flag()]) != 0;
-        let reserved = self.layout.reserved;
-        let (map, guest) = self.layout.split(memory);
-        let image = &self.bytes[reserved..];
+        let tables_dirty = std::mem::take(&mut map[self.layout.tables_flag()]) != 0;
+        let image = &self.bytes[..];
         let pages = guest.len().div_ceil(DIRTY_PAGE).min(self.layout.map);
         for (start, len) in host_writes {
             let (start, end) = (start as usize, (start as usize + len as usize).min(guest.len()));
@@ -101,16 +102,16 @@ impl ImageCache {
     }
 
     /// The image of this (just initialised) instance's memory: the cached
-    /// one if it has the same size — after clearing the map, cells and
-    /// flags in `memory`, as [`MemoryImage::capture`] would — else a new
-    /// capture (cached if none was).
-    pub fn adopt(&self, layout: Layout, memory: &mut [u8]) -> std::sync::Arc<MemoryImage> {
-        if let Some(image) = self.0.get().filter(|i| i.len() == memory.len()) {
-            layout.split(memory).0.fill(0);
-            debug_assert!(image.bytes == memory, "executor_init is deterministic");
+    /// one if it has the same size — after clearing the books, as
+    /// [`MemoryImage::capture`] would — else a new capture (cached if none
+    /// was).
+    pub fn adopt(&self, layout: Layout, memories: Memories<'_>) -> std::sync::Arc<MemoryImage> {
+        if let Some(image) = self.0.get().filter(|i| i.len() == memories.guest.len()) {
+            memories.books.fill(0);
+            debug_assert!(image.bytes == memories.guest, "executor_init is deterministic");
             return image.clone();
         }
-        let image = std::sync::Arc::new(MemoryImage::capture(layout, memory));
+        let image = std::sync::Arc::new(MemoryImage::capture(layout, memories));
         let _ = self.0.set(image.clone());
         image
     }
@@ -153,7 +154,7 @@ pub enum Restore {
 /// The `Default` snapshot is empty: of memory size zero, it fits no module.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BlankSnapshot {
-    /// Linear-memory size, bytes (the reserved region included).
+    /// The guest's linear-memory size, bytes.
     memory_bytes: u64,
     /// The guest bytes `start` and init wrote: (guest offset, bytes),
     /// sorted, not overlapping.
@@ -194,24 +195,23 @@ impl BlankSnapshot {
         };
         let writes: Vec<(u32, u32)> = instance.env().take_host_writes().collect();
         let memory_bytes = instance.memory_size();
-        let memory = instance.memory();
-        if layout.reserved == 0 {
-            return Err(CallError::Host("a prepared module always has a reserved region".into()));
+        let Memories { guest, books } = instance.memories();
+        if layout.books == 0 || books.len() < layout.books {
+            return Err(CallError::Host("a prepared module always has its books".into()));
         }
-        if memory[layout.rebuild_flag()] != 0 {
+        if books[layout.rebuild_flag()] != 0 {
             return Ok(Err(Unportable::SegmentDropped));
         }
-        if memory[layout.tables_flag()] != 0 {
+        if books[layout.tables_flag()] != 0 {
             return Ok(Err(Unportable::TableTouched));
         }
-        let (region, guest) = layout.split(memory);
         let pages = guest.len().div_ceil(DIRTY_PAGE);
         let written: Vec<usize> = match pristine {
-            None => (0..pages.min(layout.map)).filter(|&page| region[page] != 0).collect(),
+            None => (0..pages.min(layout.map)).filter(|&page| books[page] != 0).collect(),
             Some(pristine) => {
                 // A page beyond the pristine memory is one init grew: zero
                 // in a new instance grown to the same size.
-                let before = layout.guest(pristine.memory());
+                let before = pristine.memory();
                 let range = |p: usize| p * DIRTY_PAGE..((p + 1) * DIRTY_PAGE).min(guest.len());
                 (0..pages)
                     .filter(|&p| match before.get(range(p)) {
@@ -245,23 +245,18 @@ impl BlankSnapshot {
     /// the bytes, sets the globals. Then the caller marks it blank. An `Err`
     /// (a snapshot that does not fit this module) leaves the instance
     /// half-written: discard it.
-    pub fn apply(
-        &self,
-        instance: &mut dyn ExecutorInstance,
-        layout: Layout,
-        limits: &crate::Limits,
-    ) -> Result<(), CallError> {
+    pub fn apply(&self, instance: &mut dyn ExecutorInstance, limits: &crate::Limits) -> Result<(), CallError> {
         let unfit = |what: String| CallError::Host(format!("the blank snapshot does not fit this executor: {what}"));
         let page = crate::limits::PAGE_SIZE;
         let current = instance.memory_size();
-        let most = layout.reserved as u64 + limits.memory_pages() * page;
+        let most = limits.memory_pages() * page;
         if self.memory_bytes < current || self.memory_bytes > most || !self.memory_bytes.is_multiple_of(page) {
             return Err(unfit(format!("memory of {} bytes, instance has {current}", self.memory_bytes)));
         }
         if self.memory_bytes > current {
             instance.grow_memory((self.memory_bytes - current) / page)?;
         }
-        let (_, guest) = layout.split(instance.memory());
+        let guest = instance.memory();
         for (start, bytes) in &self.runs {
             let range = usize::try_from(*start).ok().and_then(|s| Some(s..s.checked_add(bytes.len())?));
             let target = range.and_then(|r| guest.get_mut(r)).ok_or_else(|| unfit(format!("bytes at {start}")))?;
@@ -285,8 +280,7 @@ impl BlankSnapshot {
         self.runs.iter().map(|(_, b)| b.len()).sum()
     }
 
-    /// Linear-memory size of the blank state, bytes (reserved region
-    /// included).
+    /// The guest's linear-memory size in the blank state, bytes.
     pub fn memory_bytes(&self) -> u64 {
         self.memory_bytes
     }
@@ -304,10 +298,13 @@ mod tests {
     #[test]
     fn restores_marked_pages_with_their_spill_and_clears_the_map() {
         let layout = Layout::for_limit(1 << 20);
-        let mut mem: Vec<u8> = (0..65536 + 40 * DIRTY_PAGE + 10).map(|i| (i % 251) as u8).collect();
-        let image = MemoryImage::capture(layout, &mut mem);
-        assert_eq!(image.restore(&mut mem, []), Restore::Done { pages: 0, tables_dirty: false });
-        let guest = |m: &mut Vec<u8>, at: usize| -> *mut u8 { &mut m[65536 + at] };
+        let mut mem: Vec<u8> = (0..40 * DIRTY_PAGE + 10).map(|i| (i % 251) as u8).collect();
+        let mut books = vec![0u8; layout.books];
+        let image = MemoryImage::capture(layout, Memories { guest: &mut mem, books: &mut books });
+        assert_eq!(
+            image.restore(Memories { guest: &mut mem, books: &mut books }, []),
+            Restore::Done { pages: 0, tables_dirty: false }
+        );
         // (where, how many bytes change, how many the mark covers): the
         // 8-byte store at a page end marks its first page only, as the
         // instrumentation's barrier does.
@@ -317,23 +314,25 @@ mod tests {
             (17 * DIRTY_PAGE, 2 * DIRTY_PAGE, 2 * DIRTY_PAGE),
             (40 * DIRTY_PAGE + 9, 1, 1),
         ] {
-            for i in 0..len {
-                // SAFETY: in bounds of `mem`.
-                unsafe { *guest(&mut mem, at + i) ^= 0xff };
-            }
-            let (dirty, _) = layout.split(&mut mem);
-            layout.mark(dirty, at, marked);
+            mem[at..at + len].iter_mut().for_each(|b| *b ^= 0xff);
+            layout.mark(&mut books, at, marked);
         }
-        mem[layout.tables_flag()] = 1;
+        books[layout.tables_flag()] = 1;
         // An exact host write, not in the map.
-        mem[65536 + 30 * DIRTY_PAGE + 3] ^= 1;
+        mem[30 * DIRTY_PAGE + 3] ^= 1;
         let host_writes = [((30 * DIRTY_PAGE + 3) as u32, 1)];
-        assert_eq!(image.restore(&mut mem, host_writes), Restore::Done { pages: 1 + 1 + 2 + 1, tables_dirty: true });
-        assert_eq!(mem, image.bytes, "restored exactly, map and flag cleared");
-        mem[layout.rebuild_flag()] = 1;
-        assert_eq!(image.restore(&mut mem, []), Restore::NeedsRebuild);
-        mem[layout.rebuild_flag()] = 0;
+        let restored = image.restore(Memories { guest: &mut mem, books: &mut books }, host_writes);
+        assert_eq!(restored, Restore::Done { pages: 1 + 1 + 2 + 1, tables_dirty: true });
+        assert_eq!(mem, image.bytes, "restored exactly");
+        assert!(books.iter().all(|b| *b == 0), "map and flag cleared");
+        books[layout.rebuild_flag()] = 1;
+        assert_eq!(image.restore(Memories { guest: &mut mem, books: &mut books }, []), Restore::NeedsRebuild);
+        books[layout.rebuild_flag()] = 0;
         mem.extend_from_slice(&[0; 65536]);
-        assert_eq!(image.restore(&mut mem, []), Restore::NeedsRebuild, "memory grew");
+        assert_eq!(
+            image.restore(Memories { guest: &mut mem, books: &mut books }, []),
+            Restore::NeedsRebuild,
+            "memory grew"
+        );
     }
 }

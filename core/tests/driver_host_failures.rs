@@ -33,6 +33,7 @@ struct MockCompiled(Arc<Mutex<Script>>);
 struct MockInstance {
     env: HostEnv,
     memory: Vec<u8>,
+    books: Vec<u8>,
     script: Arc<Mutex<Script>>,
 }
 
@@ -51,8 +52,8 @@ impl ExecutorHost for MockHost {
 impl CompiledExecutor for MockCompiled {
     fn instantiate(&self, env: HostEnv, _: InstanceMode) -> Result<Box<dyn ExecutorInstance>, CallError> {
         self.0.lock().unwrap().instances += 1;
-        let memory = vec![0; env.layout().reserved + 65536];
-        Ok(Box::new(MockInstance { env, memory, script: self.0.clone() }))
+        let (memory, books) = (vec![0; 65536], vec![0; env.layout().books]);
+        Ok(Box::new(MockInstance { env, memory, books, script: self.0.clone() }))
     }
 }
 
@@ -74,8 +75,8 @@ impl ExecutorInstance for MockInstance {
     fn env(&mut self) -> &mut HostEnv {
         &mut self.env
     }
-    fn memory(&mut self) -> &mut [u8] {
-        &mut self.memory
+    fn memories(&mut self) -> Memories<'_> {
+        Memories { guest: &mut self.memory, books: &mut self.books }
     }
     fn mark_blank(&mut self) -> Result<(), CallError> {
         Ok(())

@@ -32,7 +32,13 @@ fn every_mutable_global_and_table_is_exported_for_blanking() {
     let reserved: Vec<&String> = names.iter().filter(|n| n.starts_with(RESERVED_PREFIX)).collect();
     assert_eq!(
         reserved,
-        ["__executor_host_global_0", "__executor_host_global_2", "__executor_host_table_0", "__executor_host_table_1",]
+        [
+            "__executor_host_global_0",
+            "__executor_host_global_2",
+            "__executor_host_table_0",
+            "__executor_host_table_1",
+            "__executor_host_books",
+        ]
     );
     assert!(names.contains(&"visible".to_string()), "original exports are kept");
     assert_eq!(m.info.globals.iter().map(|g| g.index).collect::<Vec<_>>(), [0, 2], "immutable globals need no restore");
@@ -70,7 +76,7 @@ fn oversized_wat_is_refused_before_parsing() {
 }
 
 #[test]
-fn memory_moves_up_past_the_dirty_map() {
+fn the_guest_memory_stays_as_compiled_and_the_books_are_a_second_memory() {
     let wat = r#"(module
       (memory (export "memory") 2 5)
       (data (i32.const 100) "abc")
@@ -78,26 +84,35 @@ fn memory_moves_up_past_the_dirty_map() {
       (func (export "executor_alloc") (param i32) (result i32) (i32.const 1024))
       (func (export "executor_validate") (param i32 i32) (result i32) (i32.const 0)))"#;
     let m = prepare(wat.as_bytes(), &Limits::default()).unwrap();
-    let reserved = m.info.layout.reserved;
-    assert_eq!(reserved, 65536, "64 MiB of guest memory needs a 16 KiB map: one page");
+    assert_eq!(m.info.layout.books, 65536, "64 MiB of guest memory needs a 16 KiB map: one page");
+    let mut exported = false;
     for p in Parser::new(0).parse_all(&m.wasm) {
         match p.unwrap() {
             Payload::MemorySection(s) => {
-                let mem = s.into_iter().next().unwrap().unwrap();
-                assert_eq!((mem.initial, mem.maximum), (3, Some(6)));
+                let mems: Vec<_> = s.into_iter().map(|m| m.unwrap()).map(|m| (m.initial, m.maximum)).collect();
+                assert_eq!(mems, [(2, Some(5)), (1, Some(1))], "the guest's memory as declared; the books fixed");
             }
             Payload::DataSection(s) => {
                 let segs: Vec<_> = s.into_iter().map(|d| d.unwrap()).collect();
-                let wasmparser::DataKind::Active { offset_expr, .. } = &segs[0].kind else { panic!() };
+                let wasmparser::DataKind::Active { offset_expr, memory_index } = &segs[0].kind else { panic!() };
+                assert_eq!(*memory_index, 0);
                 let op = offset_expr.get_operators_reader().read().unwrap();
-                assert!(matches!(op, wasmparser::Operator::I32Const { value } if value as usize == 100 + reserved));
+                assert!(matches!(op, wasmparser::Operator::I32Const { value: 100 }), "not moved");
                 assert!(matches!(segs[1].kind, wasmparser::DataKind::Passive));
+            }
+            Payload::ExportSection(s) => {
+                exported = s.into_iter().map(|e| e.unwrap()).any(|e| {
+                    e.name == executor_core::module::exports::BOOKS
+                        && e.kind == wasmparser::ExternalKind::Memory
+                        && e.index == 1
+                });
             }
             _ => {}
         }
     }
+    assert!(exported, "the books are exported for the host");
     let big = Limits { memory_bytes: 1 << 30, memory_cap: u64::MAX, ..Limits::default() };
-    assert_eq!(prepare(wat.as_bytes(), &big).unwrap().info.layout.reserved, 5 * 65536, "a 256 KiB map plus the flags");
+    assert_eq!(prepare(wat.as_bytes(), &big).unwrap().info.layout.books, 5 * 65536, "a 256 KiB map plus the flags");
     let too_big = Limits { memory_bytes: 3 << 30, ..Limits::default() };
     assert!(matches!(prepare(wat.as_bytes(), &too_big), Err(Error::ModuleLimit { .. })));
 }

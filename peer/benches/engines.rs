@@ -60,7 +60,7 @@ fn build(
     env.begin(Phase::Init, None);
     let mut instance = compiled.instantiate(env, InstanceMode::Reusable).expect("instantiates");
     if prepared.info.has_init {
-        layout.arm(instance.memory(), limits.init_fuel, limits.max_stack);
+        layout.arm(instance.books(), limits.init_fuel, limits.max_stack);
         instance.call(Export::Init, &[]).expect("executor_init runs");
     }
     instance.env().end();
@@ -72,7 +72,7 @@ fn build(
 fn transaction(host: &dyn ExecutorHost, prepared: &PreparedModule, instance: &mut Box<dyn ExecutorInstance>) {
     let state: SharedState = Arc::new(BTreeMap::<Vec<u8>, Vec<u8>>::new());
     instance.env().begin(Phase::Validate, Some(state));
-    prepared.info.layout.arm(instance.memory(), host.limits().fuel, host.limits().max_stack);
+    prepared.info.layout.arm(instance.books(), host.limits().fuel, host.limits().max_stack);
     let verdict = instance.call(Export::Validate, &[0, 0]).expect("validates");
     assert_eq!(verdict, Some(0), "the benchmark executor approves");
     instance.env().end();

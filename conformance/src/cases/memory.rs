@@ -49,23 +49,23 @@ pub fn growth_guards_decide_out_of_memory(factory: HostFactory) {
         let mut env = HostEnv::new(&Limits::default(), layout);
         env.begin(Phase::Init, None);
         let mut i = compiled.instantiate(env, InstanceMode::Reusable).unwrap();
-        layout.arm(i.memory(), 1_000_000, Limits::default().max_stack);
+        layout.arm(i.books(), 1_000_000, Limits::default().max_stack);
         i
     };
     // Memory: 1 page + 2 is the limit (3); + 3 is past it.
     let mut i = fresh();
     assert_eq!(i.call(Export::Alloc, &[2]).unwrap(), Some(1), "grow to the limit returns the old size");
-    assert!(!layout.out_of_memory(i.memory()));
+    assert!(!layout.out_of_memory(i.books()));
     assert!(i.call(Export::Alloc, &[1]).is_err(), "one page past the limit traps");
-    assert!(layout.out_of_memory(i.memory()), "the guard's flag is set");
+    assert!(layout.out_of_memory(i.books()), "the guard's flag is set");
     let mut i = fresh();
     assert!(i.call(Export::Alloc, &[-1]).is_err(), "0xffffffff pages does not wrap past the guard");
-    assert!(layout.out_of_memory(i.memory()));
+    assert!(layout.out_of_memory(i.books()));
     // Tables: 1 element + 4 is the limit (5).
     let mut i = fresh();
     assert_eq!(i.call(Export::Validate, &[0, 4]).unwrap(), Some(1));
     assert!(i.call(Export::Validate, &[0, 1]).is_err());
-    assert!(layout.out_of_memory(i.memory()));
+    assert!(layout.out_of_memory(i.books()));
 }
 
 /// The whole memory limit is usable, on the engine as in core's checks: an

@@ -183,7 +183,7 @@ impl Executor {
         ) = (&self.snapshot, reusable)
         {
             let limits = ctx.host.limits();
-            match snapshot.apply(&mut *instance, self.module.info.layout, limits) {
+            match snapshot.apply(&mut *instance, limits) {
                 Ok(()) => adopted = true,
                 Err(e) => {
                     tracing::warn!(error = ?e, from_disk, "blank snapshot not adopted; running executor_init");
@@ -203,7 +203,7 @@ impl Executor {
             ctx.stats.restored_builds += 1;
         } else {
             self.initialise(ctx, &mut *instance)?;
-            let left = self.module.info.layout.fuel_left(instance.memory());
+            let left = self.module.info.layout.fuel_left(instance.books());
             ctx.stats.init_fuel = ctx.host.limits().init_fuel.saturating_sub(left);
             if reusable && matches!(self.snapshot, SnapshotSlot::Pending) {
                 // Without the barrier, what init wrote is what differs from
@@ -259,11 +259,11 @@ impl Executor {
     fn initialise(&self, ctx: &Ctx<'_>, instance: &mut dyn ExecutorInstance) -> Result<()> {
         let (limits, layout, info) = (ctx.host.limits(), self.module.info.layout, &self.module.info);
         instance.env().begin(Phase::Init, None);
-        layout.arm(instance.memory(), limits.init_fuel, limits.max_stack);
+        layout.arm(instance.books(), limits.init_fuel, limits.max_stack);
         let phases = [(info.start.is_some(), Export::Start, "start"), (info.has_init, Export::Init, "executor_init")];
         for (_, export, phase) in phases.into_iter().filter(|(present, ..)| *present) {
             if let Err(e) = instance.call(export, &[]) {
-                let ended = layout.ended(instance.memory());
+                let ended = layout.ended(instance.books());
                 return Err(init_failed(ctx.host.name(), phase, instance.env(), ended, e));
             }
         }

@@ -334,19 +334,16 @@ impl Driver {
         self.due = Some(RecycleCause::Purge);
     }
 
-    /// A copy of the warm instance's linear memory as the guest sees it
-    /// (without the host's reserved region), if there is a warm instance:
-    /// for tests and tools that compare it with another run's.
+    /// A copy of the warm instance's linear memory (the guest's; the
+    /// books are apart), if there is a warm instance: for tests and tools
+    /// that compare it with another run's.
     pub fn guest_memory(&mut self) -> Option<Vec<u8>> {
-        let layout = self.executor.module.info.layout;
-        self.instance.as_mut().map(|i| layout.guest(i.memory()).to_vec())
+        self.instance.as_mut().map(|i| i.memory().to_vec())
     }
 
-    /// Current linear memory of the warm instance as the guest sees it
-    /// (without the host's dirty map), in bytes.
+    /// Current linear memory of the warm instance, in bytes.
     pub fn memory_in_use(&mut self) -> u64 {
-        let reserved = self.executor.module.info.layout.reserved as u64;
-        self.instance.as_mut().map_or(0, |i| i.memory_size().saturating_sub(reserved))
+        self.instance.as_mut().map_or(0, |i| i.memory_size())
     }
 
     fn watermark(&self) -> u64 {
@@ -566,7 +563,7 @@ fn migrate(
 ) -> Result<()> {
     let limits = host.limits();
     migrator.env().begin(Phase::Migrate, Some(state));
-    module.info.layout.arm(migrator.memory(), limits.init_fuel, limits.max_stack);
+    module.info.layout.arm(migrator.books(), limits.init_fuel, limits.max_stack);
     let outcome = guarded(|| Ok(migrator.call(Export::Migrate, &[])));
     migrator.env().end();
     let refused = |reason: String| Err(Error::InitFailed { phase: "executor_migrate", reason });

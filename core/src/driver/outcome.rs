@@ -102,7 +102,7 @@ pub(super) fn attempt(
         let len = i32::try_from(tx.len()).map_err(|_| HostFailed("transaction longer than 2 GiB".into()))?;
         instance.env().begin(Phase::Validate, Some(state));
         let layout = instance.env().layout();
-        layout.arm(instance.memory(), limits.fuel, limits.max_stack);
+        layout.arm(instance.books(), limits.fuel, limits.max_stack);
         let verdict = call_validate(instance, tx, len, limits.max_stack);
         instance.env().end();
         verdict
@@ -118,7 +118,7 @@ fn call_validate(instance: &mut dyn ExecutorInstance, tx: &[u8], len: i32, stack
         CallError::Host(m) => Err(HostFailed(m)),
         CallError::Trap(t) => {
             let layout = instance.env().layout();
-            let ended = layout.ended(instance.memory());
+            let ended = layout.ended(instance.books());
             rejection(instance.env(), ended, t).map(Verdict::rejected)
         }
     };
@@ -128,18 +128,18 @@ fn call_validate(instance: &mut dyn ExecutorInstance, tx: &[u8], len: i32, stack
         Err(e) => return ended(instance, e),
     };
     let layout = instance.env().layout();
-    let (_, memory) = layout.split(instance.memory());
+    let memory = instance.memory();
     if ptr == 0 || ptr + tx.len() > memory.len() {
         tracing::debug!(ptr, len, memory = memory.len(), "executor_alloc returned a bad range");
         return Ok(Verdict::rejected(Rejection::HostFault));
     }
     memory[ptr..ptr + tx.len()].copy_from_slice(tx);
     if !instance.env().remember_write(ptr, tx.len()) {
-        layout.mark(layout.split(instance.memory()).0, ptr, tx.len());
+        layout.mark(instance.books(), ptr, tx.len());
     }
     // Fuel is shared by both calls; the stack starts afresh.
-    let fuel = layout.fuel_left(instance.memory());
-    layout.arm(instance.memory(), fuel, stack);
+    let fuel = layout.fuel_left(instance.books());
+    layout.arm(instance.books(), fuel, stack);
     match instance.call(Export::Validate, &[ptr as i32, len]) {
         Ok(Some(0)) => Ok(Verdict::Approved),
         Ok(Some(1)) => Ok(Verdict::Denied { reason: instance.env().take_deny_reason().unwrap_or_default() }),

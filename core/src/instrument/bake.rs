@@ -19,7 +19,6 @@ pub(crate) fn bake(
     use wasm_encoder::{ConstExpr, reencode::Reencode};
     use wasmparser::{Parser, Payload};
     let err = |e: &dyn std::fmt::Display| crate::Error::InvalidModule(format!("baking the blank snapshot: {e}"));
-    let layout = module.info.layout;
     let page = crate::limits::PAGE_SIZE;
     if !memory_bytes.is_multiple_of(page) || memory_bytes / page > 65536 {
         return Err(err(&format!("a memory of {} bytes", memory_bytes)));
@@ -30,7 +29,7 @@ pub(crate) fn bake(
     let values: std::collections::HashMap<u32, GlobalValue> =
         module.info.globals.iter().map(|g| g.index).zip(globals.iter().copied()).collect();
     let segment = |(start, bytes): &(u64, Vec<u8>)| -> crate::Result<(i32, Vec<u8>)> {
-        let at = u32::try_from(layout.reserved as u64 + start).map_err(|_| err(&"a run past 4 GiB"))?;
+        let at = u32::try_from(*start).map_err(|_| err(&"a run past 4 GiB"))?;
         Ok((at as i32, bytes.clone()))
     };
     let runs = runs.iter().map(segment).collect::<crate::Result<Vec<_>>>()?;
@@ -57,9 +56,12 @@ pub(crate) fn bake(
             }
             Payload::MemorySection(reader) => {
                 let mut s = wasm_encoder::MemorySection::new();
-                for m in reader {
+                for (index, m) in reader.into_iter().enumerate() {
                     let mut ty = re.memory_type(m.map_err(|e| err(&e))?).map_err(|e| err(&e))?;
-                    ty.minimum = memory_bytes / crate::limits::PAGE_SIZE;
+                    // The guest's memory; the books keep their size.
+                    if index == 0 {
+                        ty.minimum = memory_bytes / crate::limits::PAGE_SIZE;
+                    }
                     s.memory(ty);
                 }
                 out.section(&s);

@@ -1,6 +1,7 @@
-//! The rewrite of one function body: the reserved region's shift, fuel
-//! and stack metering, NaN canonicalisation, growth guards and flags
-//! (dirty tracking is [`super::dirty`]'s).
+//! The rewrite of one function body: fuel and stack metering, NaN
+//! canonicalisation, growth guards and flags (dirty tracking is
+//! [`super::dirty`]'s). The guest's memory accesses stay as compiled; the
+//! host's cells and flags are in the books memory ([`super::Layout`]).
 //!
 //! # Where the fuel counter lives
 //!
@@ -17,11 +18,12 @@
 //! unwritten; that is safe because every trap discards the instance.
 
 use super::dirty::Grouping;
+use super::layout::books_arg;
 use super::segments::{analyse, leaves};
 use super::{ADDED_LOCALS, Plan, cost, err};
 use crate::{Error, Result};
 use wasm_encoder::reencode::{Reencode, RoundtripReencoder};
-use wasm_encoder::{BlockType, Function, Instruction as I, MemArg, ValType};
+use wasm_encoder::{BlockType, Function, Instruction as I, ValType};
 use wasmparser::Operator;
 
 /// Temporaries a rewritten body uses, allocated after its own locals.
@@ -206,10 +208,10 @@ impl Body<'_> {
         self
     }
 
-    /// Sets a flag byte of the reserved region.
+    /// Sets a flag byte of the books.
     fn set_flag(&mut self, at: usize) {
         self.ins(I::I32Const(at as i32)).ins(I::I32Const(1));
-        self.ins(I::I32Store8(MemArg { offset: 0, align: 0, memory_index: 0 }));
+        self.ins(I::I32Store8(books_arg(0)));
     }
 
     /// With a condition on the stack: if true, set the flag and trap.
@@ -240,15 +242,15 @@ impl Body<'_> {
         }
         let layout = self.plan.layout;
         let flag = layout.entry_flag() as i32;
-        self.ins(I::I32Const(flag)).ins(I::I32Load8U(MemArg { offset: 0, align: 0, memory_index: 0 }));
+        self.ins(I::I32Const(flag)).ins(I::I32Load8U(books_arg(0)));
         self.ins(I::If(BlockType::Empty));
         self.ins(I::I32Const(flag)).ins(I::I32Const(0));
-        self.ins(I::I32Store8(MemArg { offset: 0, align: 0, memory_index: 0 }));
+        self.ins(I::I32Store8(books_arg(0)));
         self.ins(I::I32Const(layout.fuel_cell() as i32));
-        self.ins(I::I64Load(MemArg { offset: 0, align: 3, memory_index: 0 }));
+        self.ins(I::I64Load(books_arg(3)));
         self.ins(I::GlobalSet(self.fuel_global()));
         self.ins(I::I32Const(layout.stack_cell() as i32));
-        self.ins(I::I32Load(MemArg { offset: 0, align: 2, memory_index: 0 }));
+        self.ins(I::I32Load(books_arg(2)));
         self.ins(I::GlobalSet(self.stack_global()));
         self.ins(I::End);
     }
@@ -277,7 +279,7 @@ impl Body<'_> {
         if self.metering() {
             let (cell, fuel) = (self.plan.layout.fuel_cell() as i32, self.t.fuel);
             self.ins(I::I32Const(cell)).ins(I::LocalGet(fuel));
-            self.ins(I::I64Store(MemArg { offset: 0, align: 3, memory_index: 0 }));
+            self.ins(I::I64Store(books_arg(3)));
         }
     }
 
@@ -286,7 +288,7 @@ impl Body<'_> {
     fn fuel_from_cell(&mut self) {
         if self.metering() {
             self.ins(I::I32Const(self.plan.layout.fuel_cell() as i32));
-            self.ins(I::I64Load(MemArg { offset: 0, align: 3, memory_index: 0 }));
+            self.ins(I::I64Load(books_arg(3)));
             self.ins(I::LocalSet(self.t.fuel));
         }
     }
@@ -361,33 +363,12 @@ impl Body<'_> {
         self.ins(I::GlobalGet(counter)).ins(I::I32Const(frame)).ins(I::I32Add).ins(I::GlobalSet(counter));
     }
 
-    /// Emits code that traps with `memory_out_of_bounds` on every engine,
-    /// then makes the stack polymorphic.
-    fn trap_oob(&mut self) {
-        self.ins(I::I32Const(0));
-        self.ins(I::I32Load8U(MemArg { offset: u32::MAX as u64, align: 0, memory_index: 0 }));
-        self.ins(I::Unreachable);
-    }
-
-    /// Replaces local `x` (a guest address) by `x + R` on the stack,
-    /// trapping out of bounds where the sum would wrap.
-    fn shift_addr(&mut self, x: u32) {
-        let r = self.plan.layout.reserved as u64;
-        self.ins(I::LocalGet(x)).ins(I::I32Const((u32::MAX as u64 - r) as u32 as i32)).ins(I::I32GtU);
-        self.ins(I::If(BlockType::Empty));
-        self.trap_oob();
-        self.ins(I::End);
-        self.ins(I::LocalGet(x)).ins(I::I32Const(r as u32 as i32)).ins(I::I32Add);
-    }
-
     /// Emits one operator of the original body, rewritten.
     fn op(&mut self, op: Operator<'_>) -> Result<()> {
         let layout = self.plan.layout;
-        let r = layout.reserved as u64;
         let t = self.t;
         let nan = nan_producing(&op).filter(|_| self.metering());
         let mut ins = RoundtripReencoder.instruction(op).map_err(err)?;
-        let fits = |m: &MemArg| m.offset + r <= u32::MAX as u64;
         let value = match ins {
             I::I32Store(_) | I::I32Store8(_) | I::I32Store16(_) => t.i32v,
             I::I64Store(_) | I::I64Store8(_) | I::I64Store16(_) | I::I64Store32(_) => t.i64v,
@@ -395,28 +376,6 @@ impl Body<'_> {
             _ => t.f64v,
         };
         match &mut ins {
-            I::I32Load(m)
-            | I::I64Load(m)
-            | I::F32Load(m)
-            | I::F64Load(m)
-            | I::I32Load8S(m)
-            | I::I32Load8U(m)
-            | I::I32Load16S(m)
-            | I::I32Load16U(m)
-            | I::I64Load8S(m)
-            | I::I64Load8U(m)
-            | I::I64Load16S(m)
-            | I::I64Load16U(m)
-            | I::I64Load32S(m)
-            | I::I64Load32U(m) => {
-                if fits(m) {
-                    m.offset += r;
-                    self.f.instruction(&ins);
-                } else {
-                    self.ins(I::Drop);
-                    self.trap_oob();
-                }
-            }
             I::I32Store(m)
             | I::I64Store(m)
             | I::F32Store(m)
@@ -427,22 +386,12 @@ impl Body<'_> {
             | I::I64Store16(m)
             | I::I64Store32(m) => {
                 let offset = m.offset;
-                if !fits(m) {
-                    self.ins(I::Drop).ins(I::Drop);
-                    self.trap_oob();
-                    return Ok(());
-                }
-                m.offset += r;
                 self.store(&ins, value, offset);
-            }
-            I::MemorySize(_) => {
-                self.f.instruction(&ins);
-                self.ins(I::I32Const((r / 65536) as i32)).ins(I::I32Sub);
             }
             I::MemoryGrow(_) => {
                 // delta + size > limit (in i64: no wrap) ⇒ out_of_memory;
                 // then charge the pages, then grow.
-                let max_pages = (self.plan.memory_pages + layout.reserved_pages()) as i64;
+                let max_pages = self.plan.memory_pages as i64;
                 self.ins(I::LocalTee(t.addr)).ins(I::I64ExtendI32U);
                 self.ins(I::MemorySize(0)).ins(I::I64ExtendI32U).ins(I::I64Add);
                 self.ins(I::I64Const(max_pages)).ins(I::I64GtU);
@@ -450,19 +399,12 @@ impl Body<'_> {
                 self.charge_by(t.addr, cost::GROW_PAGE);
                 self.ins(I::LocalGet(t.addr));
                 self.f.instruction(&ins);
-                self.ins(I::LocalTee(t.addr)).ins(I::I32Const(-1)).ins(I::I32Eq);
-                self.ins(I::If(BlockType::Result(ValType::I32)));
-                self.ins(I::I32Const(-1));
-                self.ins(I::Else);
-                self.ins(I::LocalGet(t.addr)).ins(I::I32Const((r / 65536) as i32)).ins(I::I32Sub);
-                self.ins(I::End);
             }
             I::MemoryFill(_) | I::MemoryInit { .. } => {
                 // fill: [d, value, n]; init: [d, segment offset, n]
                 self.ins(I::LocalSet(t.len)).ins(I::LocalSet(t.src)).ins(I::LocalSet(t.addr));
                 self.charge_by(t.len, cost::BULK_UNIT);
-                self.shift_addr(t.addr);
-                self.ins(I::LocalGet(t.src)).ins(I::LocalGet(t.len));
+                self.ins(I::LocalGet(t.addr)).ins(I::LocalGet(t.src)).ins(I::LocalGet(t.len));
                 self.f.instruction(&ins);
                 self.mark_range(t.addr, t.len);
             }
@@ -470,9 +412,7 @@ impl Body<'_> {
                 // [d, s, n]
                 self.ins(I::LocalSet(t.len)).ins(I::LocalSet(t.src)).ins(I::LocalSet(t.addr));
                 self.charge_by(t.len, cost::BULK_UNIT);
-                self.shift_addr(t.addr);
-                self.shift_addr(t.src);
-                self.ins(I::LocalGet(t.len));
+                self.ins(I::LocalGet(t.addr)).ins(I::LocalGet(t.src)).ins(I::LocalGet(t.len));
                 self.f.instruction(&ins);
                 self.mark_range(t.addr, t.len);
             }

@@ -43,7 +43,7 @@ use super::DIRTY_PAGE;
 const PAGE_SHIFT: i32 = DIRTY_PAGE.trailing_zeros() as i32;
 use super::body::Body;
 use std::collections::HashMap;
-use wasm_encoder::{BlockType, Instruction as I, MemArg};
+use wasm_encoder::{BlockType, Instruction as I};
 use wasmparser::Operator;
 
 /// How an instrumented module tracks what a transaction dirtied. Part of
@@ -260,7 +260,7 @@ impl Body<'_> {
             self.ins(I::I32Const(offset as u32 as i32)).ins(I::I32Add);
         }
         self.ins(I::I32Const(PAGE_SHIFT)).ins(I::I32ShrU).ins(I::I32Const(1));
-        self.ins(I::I32Store8(MemArg { offset: 0, align: 0, memory_index: 0 }));
+        self.ins(I::I32Store8(super::layout::books_arg(0)));
     }
 
     /// Joins a store at `offset` through `local` to its group (a new one
@@ -282,8 +282,7 @@ impl Body<'_> {
         }
     }
 
-    /// A store of the original module, rewritten: shifted by the reserved
-    /// region (its offset is an immediate: free) and, with the barrier,
+    /// A store of the original module, rewritten: with the barrier,
     /// grouped or followed by its own mark. `value` is the temporary of the
     /// stored type; `offset` the store's own.
     pub(super) fn store(&mut self, store: &I<'_>, value: u32, offset: u64) {
@@ -325,7 +324,7 @@ impl Body<'_> {
             self.ins(I::I32Const(offset as u32 as i32)).ins(I::I32Add);
         }
         self.ins(I::I32Const(PAGE_SHIFT)).ins(I::I32ShrU).ins(I::I32Const(1));
-        self.ins(I::I32Store8(MemArg { offset: 0, align: 0, memory_index: 0 }));
+        self.ins(I::I32Store8(super::layout::books_arg(0)));
     }
 
     /// Marks the guest range `[local d, local d + local n)` dirty, if
@@ -345,7 +344,7 @@ impl Body<'_> {
         self.ins(I::I32Const(PAGE_SHIFT)).ins(I::I32ShrU);
         first(self);
         self.ins(I::I32Sub).ins(I::I32Const(1)).ins(I::I32Add);
-        self.ins(I::MemoryFill(0));
+        self.ins(I::MemoryFill(super::layout::BOOKS));
         self.ins(I::End);
     }
 }

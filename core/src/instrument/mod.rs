@@ -6,21 +6,22 @@
 //!
 //! # Memory layout
 //!
-//! The guest's linear memory is shifted up by `R` bytes (whole wasm pages):
-//! every load and store gets `R` added to its static offset (free: it is an
-//! immediate), bulk-memory operations get it added to their addresses (with
-//! a check that traps `memory_out_of_bounds` exactly where the original
-//! would), `memory.size`/`memory.grow` report guest pages, active data
-//! segments move up by `R`, and the memory's maximum is the limit. The
-//! guest therefore cannot address `[0, R)`, which holds the **dirty map**
-//! (one byte per 4 KiB guest page) and the host's cells and flags (see
-//! [`Layout`]).
+//! The guest's linear memory stays memory 0, exactly as compiled: loads,
+//! stores, bulk operations, `memory.size`, `memory.grow` and data segments
+//! keep their addresses (the pass only caps the memory's maximum at the
+//! limit). The host's bookkeeping — the **dirty map** (one byte per 4 KiB
+//! guest page) and its cells and flags (see [`Layout`]) — is a second
+//! memory the pass appends ([`layout::BOOKS`], exported under a reserved
+//! name), which the guest's own code cannot name: it was validated with
+//! one memory. (Until version 9 the books lay below a guest memory shifted
+//! up by a wasm page; the shift cost singlepass and wasmi 8–18 % on real
+//! executors, whose accesses are cheaper with small static offsets.)
 //!
 //! # Rooms
 //!
-//! [`layout`] (the reserved region), [`cost`] (the units), `segments` (the
+//! [`layout`] (the books memory), [`cost`] (the units), `segments` (the
 //! first pass over a body: fuel segments, operand stack depth), `body` (the
-//! rewrite of a body: shift, metering, NaNs, guards, flags), [`dirty`] (what
+//! rewrite of a body: metering, NaNs, guards, flags), [`dirty`] (what
 //! a transaction wrote: the write barrier, or nothing), `bake` (a blank
 //! snapshot written into the module), and this file (the module-level
 //! rewrite).
@@ -30,7 +31,7 @@
 //! One unit per executed instruction of the original module, plus the extra
 //! costs of [`cost`]. While a function runs, the remaining fuel is a local
 //! of it; between functions a mutable `i64` global the pass appends; for
-//! the host a cell in the reserved region ([`Layout::fuel_cell`]): the host
+//! the host a cell in the books ([`Layout::fuel_cell`]): the host
 //! arms the cell and sets [`Layout::entry_flag`], the first host-called
 //! function to run loads the global from the cell, and the count moves
 //! between local, global and cell around every call (see `body`'s docs).
@@ -86,7 +87,7 @@
 //!
 //! # Flags
 //!
-//! The last bytes of the reserved region tell the host what happened,
+//! The last bytes of the books tell the host what happened,
 //! without any engine call: [`Layout::tables_flag`] is set before any table
 //! mutation (so tables are restored only when touched),
 //! [`Layout::rebuild_flag`] before `data.drop` and `elem.drop` (dropped
@@ -110,7 +111,7 @@ use body::Body;
 use std::collections::HashMap;
 use wasm_encoder::reencode::{Reencode, RoundtripReencoder};
 use wasm_encoder::{BlockType, ConstExpr, ValType};
-use wasmparser::{Operator, Parser, Payload, ValidPayload, Validator};
+use wasmparser::{Parser, Payload, ValidPayload, Validator};
 
 mod bake;
 mod body;
@@ -129,7 +130,7 @@ pub const DIRTY_PAGE: usize = 4096;
 pub const SPILL: usize = 7;
 /// Version of the pass and its cost table: part of any key under which an
 /// instrumented module is cached.
-pub const VERSION: u32 = 8;
+pub const VERSION: u32 = 9;
 /// Locals the pass adds to every function (its temporaries).
 pub const ADDED_LOCALS: u32 = 10;
 
@@ -195,7 +196,6 @@ fn err(e: impl std::fmt::Display) -> Error {
 
 /// Rewrites a checked module per the module docs. Returns the new binary.
 pub(crate) fn rewrite(wasm: &[u8], plan: &Plan<'_>) -> Result<Vec<u8>> {
-    let r = plan.layout.reserved as u64;
     let mut re = RoundtripReencoder;
     let mut out = wasm_encoder::Module::new();
     let mut validator = Validator::new_with_features(crate::module::abi_features());
@@ -262,11 +262,18 @@ pub(crate) fn rewrite(wasm: &[u8], plan: &Plan<'_>) -> Result<Vec<u8>> {
                     let mut ty = re.memory_type(m.map_err(err)?).map_err(err)?;
                     // Every engine's own allocator caps the memory at the
                     // limit too (a backstop: the growth guard fires first).
-                    let reserved = plan.layout.reserved_pages();
-                    ty.minimum += reserved;
-                    ty.maximum = Some((ty.maximum.unwrap_or(u64::MAX).min(plan.memory_pages) + reserved).min(65536));
+                    ty.maximum = Some(ty.maximum.unwrap_or(u64::MAX).min(plan.memory_pages).min(65536));
                     s.memory(ty);
                 }
+                // The books, after the guest's one memory: index `BOOKS`.
+                let pages = plan.layout.books_pages();
+                s.memory(wasm_encoder::MemoryType {
+                    minimum: pages,
+                    maximum: Some(pages),
+                    memory64: false,
+                    shared: false,
+                    page_size_log2: None,
+                });
                 out.section(&s);
                 if !has_globals {
                     let mut g = wasm_encoder::GlobalSection::new();
@@ -288,27 +295,6 @@ pub(crate) fn rewrite(wasm: &[u8], plan: &Plan<'_>) -> Result<Vec<u8>> {
                 }
                 for (name, kind, index) in &plan.exports {
                     s.export(name, *kind, *index);
-                }
-                out.section(&s);
-            }
-            Payload::DataSection(reader) => {
-                let mut s = wasm_encoder::DataSection::new();
-                for d in reader {
-                    let d = d.map_err(err)?;
-                    match d.kind {
-                        wasmparser::DataKind::Passive => {
-                            s.passive(d.data.iter().copied());
-                        }
-                        wasmparser::DataKind::Active { memory_index, offset_expr } => {
-                            let mut ops = offset_expr.get_operators_reader();
-                            let Operator::I32Const { value } = ops.read().map_err(err)? else {
-                                return Err(err("data segment offset is not an i32.const"));
-                            };
-                            // Past the address space: stays out of bounds, as in the original.
-                            let shifted = (value as u32 as u64 + r).min(u32::MAX as u64) as u32;
-                            s.active(memory_index, &ConstExpr::i32_const(shifted as i32), d.data.iter().copied());
-                        }
-                    }
                 }
                 out.section(&s);
             }

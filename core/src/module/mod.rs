@@ -72,11 +72,20 @@ pub mod exports {
     pub const MIGRATE: &str = "executor_migrate";
     /// The module's `start` function, re-exported by the host (reserved).
     pub const START: &str = "__executor_host_start";
+    /// The books memory the instrumentation adds (reserved; see
+    /// [`crate::instrument::Layout`]).
+    pub const BOOKS: &str = "__executor_host_books";
 }
 
 /// The WebAssembly features abi.md allows: 2.0 without SIMD.
 pub fn abi_features() -> WasmFeatures {
     WasmFeatures::WASM2.difference(WasmFeatures::SIMD)
+}
+
+/// The features of an instrumented module: the ABI's plus multi-memory,
+/// for the books (see [`crate::instrument::Layout`]).
+pub fn instrumented_features() -> WasmFeatures {
+    abi_features() | WasmFeatures::MULTI_MEMORY
 }
 
 /// Features refused at load, with the name an error gives them; checked in
@@ -127,7 +136,7 @@ pub struct ModuleInfo {
     pub tables: Vec<String>,
     /// The host imports the module uses.
     pub imports: Vec<String>,
-    /// Where the guest's memory starts in the instrumented module.
+    /// The books memory of the instrumented module.
     pub layout: crate::instrument::Layout,
     /// How the instrumented module tracks what a transaction writes.
     pub tracking: crate::instrument::Tracking,
@@ -412,7 +421,7 @@ fn check_segments(wasm: &[u8], types: TypesRef<'_>) -> Result<()> {
 fn check_engine_limits(wasm: &[u8], m: &crate::ModuleLimits) -> Result<()> {
     use engine_limits::*;
     let added = u64::from(crate::instrument::ADDED_LOCALS);
-    let mut validator = wasmparser::Validator::new_with_features(abi_features());
+    let mut validator = wasmparser::Validator::new_with_features(instrumented_features());
     let mut allocations = wasmparser::FuncValidatorAllocations::default();
     for payload in Parser::new(0).parse_all(wasm) {
         let payload = payload.map_err(invalid)?;
@@ -598,6 +607,7 @@ impl Abi {
                         .map(|(t, n)| (n.as_str(), wasm_encoder::ExportKind::Table, t as u32)),
                 )
                 .chain(info.start.map(|f| (exports::START, wasm_encoder::ExportKind::Func, f)))
+                .chain([(exports::BOOKS, wasm_encoder::ExportKind::Memory, crate::instrument::layout::BOOKS)])
                 .collect(),
             metering: metering == Metering::On,
             tracking: info.tracking,

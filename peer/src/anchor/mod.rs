@@ -25,8 +25,8 @@
 //!   instantiating the compiled module), with native fuel: what Iroha and
 //!   sc-executor do.
 //!
-//! The host imports are core's (the same code, over memory without the
-//! reserved region); verdicts map traps coarsely: references are never
+//! The host imports are core's (the same code, over the memory alone, without
+//! the books); verdicts map traps coarsely: references are never
 //! part of a digest agreement check.
 
 use crate::backends::BackendKind;
@@ -119,7 +119,7 @@ pub(crate) trait PlainEngine {
 }
 
 /// The host state a plain instance starts with: core's imports over a
-/// memory without the reserved region.
+/// memory alone, without books.
 pub(crate) fn env(limits: &Limits) -> HostEnv {
     HostEnv::new(limits, Layout::NONE)
 }

@@ -71,7 +71,7 @@ impl PlainEngine for Plain {
                     // SAFETY: the guest is suspended in this call: no other
                     // reference to its memory's bytes exists.
                     let bytes = unsafe { view.data_unchecked_mut() };
-                    host::$name(&mut data.env, bytes, $($arg),*).map_err(|e| RuntimeError::user(Box::new(e)))
+                    host::$name(&mut data.env, host::Memories::plain(bytes), $($arg),*).map_err(|e| RuntimeError::user(Box::new(e)))
                 });
                 imports.define(host::MODULE, stringify!($name), f);
             )*};

@@ -28,7 +28,7 @@ pub(super) fn engine(reference: Reference, wasm: &[u8], limits: &Limits) -> Resu
                         return Err(wasmi::Error::new("no memory"));
                     };
                     let (bytes, env) = memory.data_and_store_mut(&mut caller);
-                    host::$name(env, bytes, $($arg),*).map_err(|e| wasmi::Error::new(e.to_string()))
+                    host::$name(env, host::Memories::plain(bytes), $($arg),*).map_err(|e| wasmi::Error::new(e.to_string()))
                 })
                 .map_err(|e| e.to_string())?;
         )*};

@@ -35,7 +35,7 @@ pub(super) fn engine(reference: Reference, wasm: &[u8], limits: &Limits) -> Resu
                         return Err(wasmtime::Error::msg("no memory"));
                     };
                     let (bytes, env) = Memory::data_and_store_mut(&memory, &mut caller);
-                    Ok::<$result, wasmtime::Error>(host::$name(env, bytes, $($arg),*)?)
+                    Ok::<$result, wasmtime::Error>(host::$name(env, host::Memories::plain(bytes), $($arg),*)?)
                 })
                 .map_err(|e| format!("{e:#}"))?;
         )*};
