@@ -217,7 +217,7 @@ impl HostEnv {
     /// Records that the host wrote guest bytes `start..start+len`, so a
     /// blank restores them. Small writes (transaction payloads, state
     /// values) are kept as exact ranges — restoring them costs their length,
-    /// not a 4 KiB page; larger ones, or too many, mark the dirty map.
+    /// not a page; larger ones, or too many, mark the dirty map.
     pub fn record_write(&mut self, books: &mut [u8], start: usize, len: usize) {
         if !self.remember_write(start, len) {
             self.layout.mark(books, start, len);

@@ -6,21 +6,22 @@
 use crate::PreparedModule;
 use crate::backend::{CallError, ExecutorInstance, GlobalValue};
 use crate::host::Memories;
-use crate::instrument::{DIRTY_PAGE, Layout, SPILL};
+use crate::instrument::{DIRTY_PAGE, Layout, SPILL, SUMMARY_SPAN};
 use serde::{Deserialize, Serialize};
 
-/// Dirty-map bytes checked together for a mark (a clean block is skipped).
+/// Summary bytes checked together for a mark (a clean block is skipped).
 const SCAN_BLOCK: usize = 64;
 
 /// The blank state's linear memory (the books' dirty map is all clear
 /// then).
 ///
-/// [`MemoryImage::restore`] scans the dirty map up to the memory's current
-/// size — a 64-bit word covers 32 KiB, so 1 MiB is 32 words and 16 MiB 512
-/// — and copies back only the marked 4 KiB pages (plus the few bytes a
-/// store can spill into the next page). Its cost grows with what the
-/// transaction dirtied, the scan's with the memory's size (a few hundred
-/// nanoseconds at 16 MiB).
+/// [`MemoryImage::restore`] scans the map's summary up to the memory's
+/// current size — a byte per 64 KiB, so 16 MiB is 256 bytes, four 64-byte
+/// blocks — then the map bytes of each marked span only (and of the
+/// first page after it, see [`crate::instrument::dirty`]), and copies back
+/// the marked 1 KiB pages (plus the few bytes a store can spill into the
+/// next page). Its cost grows with what the transaction dirtied; the
+/// scan's with the memory's size is a few vector instructions per 4 MiB.
 #[derive(Debug, Clone)]
 pub struct MemoryImage {
     layout: Layout,
@@ -52,32 +53,53 @@ impl MemoryImage {
     /// [`crate::HostEnv::take_host_writes`]); they are restored byte for
     /// byte.
     pub fn restore(&self, memories: Memories<'_>, host_writes: impl IntoIterator<Item = (u32, u32)>) -> Restore {
-        let Memories { guest, books: map } = memories;
-        if guest.len() != self.bytes.len() || map[self.layout.rebuild_flag()] != 0 {
+        let Memories { guest, books } = memories;
+        if guest.len() != self.bytes.len() || books[self.layout.rebuild_flag()] != 0 {
             return Restore::NeedsRebuild;
         }
-        let tables_dirty = std::mem::take(&mut map[self.layout.tables_flag()]) != 0;
+        let tables_dirty = std::mem::take(&mut books[self.layout.tables_flag()]) != 0;
         let image = &self.bytes[..];
-        let pages = guest.len().div_ceil(DIRTY_PAGE).min(self.layout.map);
         for (start, len) in host_writes {
             let (start, end) = (start as usize, (start as usize + len as usize).min(guest.len()));
             guest[start..end].copy_from_slice(&image[start..end]);
         }
+        let (map, summary) = self.layout.map_and_summary(books);
+        let pages = guest.len().div_ceil(DIRTY_PAGE).min(map.len());
+        let spans = guest.len().div_ceil(SUMMARY_SPAN).min(summary.len());
         let mut copied = 0;
-        for (b, block) in map[..pages].chunks_mut(SCAN_BLOCK).enumerate() {
+        for (b, block) in summary[..spans].chunks_mut(SCAN_BLOCK).enumerate() {
             // A clean block costs a few vector instructions: an OR-fold
             // vectorises, where the byte-wise loop the compiler kept of
-            // `iter().all(..)` made the scan of a 16 MiB memory's map cost
-            // microseconds per blank.
+            // `iter().all(..)` made scans cost microseconds per blank.
             if block.iter().fold(0u8, |acc, m| acc | m) == 0 {
                 continue;
             }
             for (i, marked) in block.iter_mut().enumerate() {
-                if std::mem::take(marked) != 0 {
-                    let start = (b * SCAN_BLOCK + i) * DIRTY_PAGE;
-                    let end = (start + DIRTY_PAGE + SPILL).min(guest.len());
-                    guest[start..end].copy_from_slice(&image[start..end]);
-                    copied += 1;
+                if std::mem::take(marked) == 0 {
+                    continue;
+                }
+                // The span's pages and the first page of the next: a
+                // group of stores marks the summary of its lowest page
+                // only, and its highest page is less than a page above.
+                let first = (b * SCAN_BLOCK + i) * (SUMMARY_SPAN / DIRTY_PAGE);
+                let span = &mut map[first..(first + SUMMARY_SPAN / DIRTY_PAGE + 1).min(pages)];
+                // Eight map bytes at a time: a span is mostly clean.
+                for (w, word) in span.chunks_mut(8).enumerate() {
+                    let clean = match <&[u8; 8]>::try_from(&*word) {
+                        Ok(bytes) => u64::from_ne_bytes(*bytes) == 0,
+                        Err(_) => word.iter().all(|m| *m == 0),
+                    };
+                    if clean {
+                        continue;
+                    }
+                    for (j, marked) in word.iter_mut().enumerate() {
+                        if std::mem::take(marked) != 0 {
+                            let start = (first + w * 8 + j) * DIRTY_PAGE;
+                            let end = (start + DIRTY_PAGE + SPILL).min(guest.len());
+                            guest[start..end].copy_from_slice(&image[start..end]);
+                            copied += 1;
+                        }
+                    }
                 }
             }
         }
@@ -123,7 +145,7 @@ impl ImageCache {
 pub enum Restore {
     /// Memory is back in its blank state.
     Done {
-        /// 4 KiB pages copied back.
+        /// Pages ([`DIRTY_PAGE`]) copied back.
         pages: usize,
         /// Whether a table instruction ran since the last blank: the backend
         /// must restore its tables too.

@@ -84,13 +84,13 @@ fn the_guest_memory_stays_as_compiled_and_the_books_are_a_second_memory() {
       (func (export "executor_alloc") (param i32) (result i32) (i32.const 1024))
       (func (export "executor_validate") (param i32 i32) (result i32) (i32.const 0)))"#;
     let m = prepare(wat.as_bytes(), &Limits::default()).unwrap();
-    assert_eq!(m.info.layout.books, 65536, "64 MiB of guest memory needs a 16 KiB map: one page");
+    assert_eq!(m.info.layout.books, 2 * 65536, "64 MiB of guest memory: a 64 KiB map, its 1 KiB summary, the cells");
     let mut exported = false;
     for p in Parser::new(0).parse_all(&m.wasm) {
         match p.unwrap() {
             Payload::MemorySection(s) => {
                 let mems: Vec<_> = s.into_iter().map(|m| m.unwrap()).map(|m| (m.initial, m.maximum)).collect();
-                assert_eq!(mems, [(2, Some(5)), (1, Some(1))], "the guest's memory as declared; the books fixed");
+                assert_eq!(mems, [(2, Some(5)), (2, Some(2))], "the guest's memory as declared; the books fixed");
             }
             Payload::DataSection(s) => {
                 let segs: Vec<_> = s.into_iter().map(|d| d.unwrap()).collect();
@@ -112,7 +112,8 @@ fn the_guest_memory_stays_as_compiled_and_the_books_are_a_second_memory() {
     }
     assert!(exported, "the books are exported for the host");
     let big = Limits { memory_bytes: 1 << 30, memory_cap: u64::MAX, ..Limits::default() };
-    assert_eq!(prepare(wat.as_bytes(), &big).unwrap().info.layout.books, 5 * 65536, "a 256 KiB map plus the flags");
+    let books = prepare(wat.as_bytes(), &big).unwrap().info.layout.books;
+    assert_eq!(books, 17 * 65536, "1 GiB: a 1 MiB map, its 16 KiB summary, the cells");
     let too_big = Limits { memory_bytes: 3 << 30, ..Limits::default() };
     assert!(matches!(prepare(wat.as_bytes(), &too_big), Err(Error::ModuleLimit { .. })));
 }

@@ -16,11 +16,12 @@ fn dirty(factory: HostFactory, policy: PersistencePolicy, blank: BlankMethod) ->
 /// the next page, a fill over three pages, a base rewritten mid-run, a
 /// loop advancing its base, a branch out mid-run, a narrow store whose
 /// address and value are one value, addresses computed as base +
-/// constant (spanning, spilling, chained, negative, wrapping). Each is undone by the next blank
+/// constant (spanning, spilling, chained, negative, wrapping), a group
+/// across a 64 KiB span of the map's summary. Each is undone by the next blank
 /// (restored in place or rebuilt), and each really writes (under
 /// `until-crash` the check that follows finds it).
 pub fn every_write_is_undone_by_the_next_blank(factory: HostFactory) {
-    let patterns = [1u8, 2, 3, 4, 5, 6, 8, 9];
+    let patterns = [1u8, 2, 3, 4, 5, 6, 8, 9, 10];
     for blank in [BlankMethod::Restore, BlankMethod::Rebuild, BlankMethod::Auto] {
         let mut d = dirty(factory, every_tx(1), blank);
         assert_eq!(run_bytes(&mut d, &[0]), vec![A], "{blank}: blank memory to start with");

@@ -4,19 +4,22 @@
 //!
 //! # The write barrier
 //!
-//! After every store: `map[(addr + offset) >> 12] = 1`. After
-//! `memory.fill`/`memory.copy`/`memory.init`: the written range's map
-//! bytes, with one `memory.fill`. A store can spill at most [`super::SPILL`]
-//! bytes into the next page, so restoring a marked page copies its 4 KiB
-//! plus those bytes. The host remembers or marks what it writes itself
-//! (transaction payloads, `state_get` output). A blank scans the map up to
-//! the memory's current size (a 64-bit word covers 32 KiB) and copies back
-//! the marked pages.
+//! After every store: `map[(addr + offset) >> 10] = 1` and
+//! `summary[(addr + offset) >> 16] = 1` (1 KiB pages, 64 KiB spans; in the
+//! books memory). After `memory.fill`/`memory.copy`/`memory.init`: the
+//! written range's map and summary bytes, with a `memory.fill` each. A
+//! store can spill at most [`super::SPILL`] bytes into the next page, so
+//! restoring a marked page copies its 1 KiB plus those bytes. The host
+//! remembers or marks what it writes itself (transaction payloads,
+//! `state_get` output). A blank scans the summary up to the memory's
+//! current size (a byte per 64 KiB), the map of each marked span and the
+//! first page after it (where a group's highest mark may fall without a
+//! summary mark of its own, see below), and copies back the marked pages.
 //!
 //! # Grouped marks
 //!
 //! Stores through the same base — `local.get L` with `L` unchanged, plus
-//! or minus `i32.const`s — at constant offsets within a 4 KiB window, in
+//! or minus `i32.const`s — at constant offsets within a page-sized window, in
 //! one straight run of code (field arithmetic writing a result limb by
 //! limb, a struct filled field by field, a compiler's unrolled byte copy
 //! addressing `L + 1`, `L + 2`, …), share their marks: the pages of the lowest and the highest
@@ -37,10 +40,13 @@
 //! the map (an unchecked address could land in the cells or flags the
 //! driver reads); bulk operations mark after the operation succeeded.
 
-use super::DIRTY_PAGE;
+use super::layout::books_arg;
+use super::{DIRTY_PAGE, SUMMARY_SPAN};
 
 /// `addr >> PAGE_SHIFT` is the dirty-map index of `addr`.
 const PAGE_SHIFT: i32 = DIRTY_PAGE.trailing_zeros() as i32;
+/// `addr >> SUMMARY_SHIFT` is the summary index of `addr`.
+const SUMMARY_SHIFT: i32 = SUMMARY_SPAN.trailing_zeros() as i32;
 use super::body::Body;
 use std::collections::HashMap;
 use wasm_encoder::{BlockType, Instruction as I};
@@ -246,21 +252,29 @@ impl Body<'_> {
             self.grouping.groups.drain(..).partition(|g| local.is_none_or(|l| g.local == l));
         self.grouping.groups = kept;
         for group in flushed {
-            self.mark_at(group.local, group.lowest);
+            self.mark_at(group.local, group.lowest, true);
             if group.highest != group.lowest {
-                self.mark_at(group.local, group.highest);
+                // Less than a page above the lowest: in its span or in
+                // the first page of the next, which a blank scans with
+                // every marked span — no summary mark of its own.
+                self.mark_at(group.local, group.highest, false);
             }
         }
     }
 
-    /// `map[((local + offset) mod 2^32) >> 12] = 1`.
-    fn mark_at(&mut self, local: u32, offset: u64) {
-        self.ins(I::LocalGet(local));
-        if offset != 0 {
-            self.ins(I::I32Const(offset as u32 as i32)).ins(I::I32Add);
+    /// `map[a >> PAGE_SHIFT] = 1` and, with `summary`,
+    /// `summary[a >> SUMMARY_SHIFT] = 1`, for `a = (local + offset) mod 2^32`.
+    fn mark_at(&mut self, local: u32, offset: u64, summary: bool) {
+        let base = self.plan.layout.map as u64;
+        let marks: &[(i32, u64)] = if summary { &[(PAGE_SHIFT, 0), (SUMMARY_SHIFT, base)] } else { &[(PAGE_SHIFT, 0)] };
+        for &(shift, at) in marks {
+            self.ins(I::LocalGet(local));
+            if offset != 0 {
+                self.ins(I::I32Const(offset as u32 as i32)).ins(I::I32Add);
+            }
+            self.ins(I::I32Const(shift)).ins(I::I32ShrU).ins(I::I32Const(1));
+            self.ins(I::I32Store8(wasm_encoder::MemArg { offset: at, ..books_arg(0) }));
         }
-        self.ins(I::I32Const(PAGE_SHIFT)).ins(I::I32ShrU).ins(I::I32Const(1));
-        self.ins(I::I32Store8(super::layout::books_arg(0)));
     }
 
     /// Joins a store at `offset` through `local` to its group (a new one
@@ -317,14 +331,8 @@ impl Body<'_> {
         let addr = self.t.addr;
         self.ins(I::LocalSet(value)).ins(I::LocalTee(addr)).ins(I::LocalGet(value));
         self.f.instruction(store);
-        // map[(addr + offset) >> 12] = 1: the address the store checked
-        // (no wrap: the store succeeded).
-        self.ins(I::LocalGet(addr));
-        if offset != 0 {
-            self.ins(I::I32Const(offset as u32 as i32)).ins(I::I32Add);
-        }
-        self.ins(I::I32Const(PAGE_SHIFT)).ins(I::I32ShrU).ins(I::I32Const(1));
-        self.ins(I::I32Store8(super::layout::books_arg(0)));
+        // The address the store checked (no wrap: the store succeeded).
+        self.mark_at(addr, offset, true);
     }
 
     /// Marks the guest range `[local d, local d + local n)` dirty, if
@@ -334,17 +342,24 @@ impl Body<'_> {
             return;
         }
         self.ins(I::LocalGet(n)).ins(I::If(BlockType::Empty));
-        // fill(map + (d >> 12), 1, ((d + n - 1) >> 12) - (d >> 12) + 1)
-        let first = |b: &mut Self| {
-            b.ins(I::LocalGet(d)).ins(I::I32Const(PAGE_SHIFT)).ins(I::I32ShrU);
-        };
-        first(self);
-        self.ins(I::I32Const(1));
-        self.ins(I::LocalGet(d)).ins(I::LocalGet(n)).ins(I::I32Add).ins(I::I32Const(1)).ins(I::I32Sub);
-        self.ins(I::I32Const(PAGE_SHIFT)).ins(I::I32ShrU);
-        first(self);
-        self.ins(I::I32Sub).ins(I::I32Const(1)).ins(I::I32Add);
-        self.ins(I::MemoryFill(super::layout::BOOKS));
+        // For the map and then the summary (at `base`, by `shift`):
+        // fill(base + (d >> shift), 1, ((d + n - 1) >> shift) - (d >> shift) + 1)
+        let summary = self.plan.layout.map as i32;
+        for (shift, base) in [(PAGE_SHIFT, 0), (SUMMARY_SHIFT, summary)] {
+            let first = |b: &mut Self| {
+                b.ins(I::LocalGet(d)).ins(I::I32Const(shift)).ins(I::I32ShrU);
+            };
+            first(self);
+            if base != 0 {
+                self.ins(I::I32Const(base)).ins(I::I32Add);
+            }
+            self.ins(I::I32Const(1));
+            self.ins(I::LocalGet(d)).ins(I::LocalGet(n)).ins(I::I32Add).ins(I::I32Const(1)).ins(I::I32Sub);
+            self.ins(I::I32Const(shift)).ins(I::I32ShrU);
+            first(self);
+            self.ins(I::I32Sub).ins(I::I32Const(1)).ins(I::I32Add);
+            self.ins(I::MemoryFill(super::layout::BOOKS));
+        }
         self.ins(I::End);
     }
 }

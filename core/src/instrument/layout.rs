@@ -10,7 +10,7 @@
 //! no shifted addresses, and a wild mark traps in the books' bounds instead
 //! of landing in guest memory.
 
-use super::{DIRTY_PAGE, MAX_STACK_BUDGET};
+use super::{DIRTY_PAGE, MAX_STACK_BUDGET, SUMMARY_SPAN};
 
 /// The index of the books memory in an instrumented module (the guest's
 /// own memory stays memory 0).
@@ -22,15 +22,20 @@ pub(super) fn books_arg(align: u32) -> wasm_encoder::MemArg {
     wasm_encoder::MemArg { offset: 0, align, memory_index: BOOKS }
 }
 
-/// The books memory: the dirty map at 0, the cells and the flag bytes at
-/// the end.
+/// The books memory: the dirty map at 0, its summary right after it (a
+/// byte per [`SUMMARY_SPAN`] of guest memory, set with every mark, so a
+/// blank scans only the map blocks of spans that were written), the cells
+/// and the flag bytes at the end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Layout {
     /// Bytes of the books memory (whole wasm pages; it never grows).
     pub books: usize,
-    /// Bytes of the dirty map (one per 4 KiB page of the largest guest
-    /// memory).
+    /// Bytes of the dirty map (one per [`DIRTY_PAGE`] of the largest
+    /// guest memory).
     pub map: usize,
+    /// Bytes of the summary, which starts at offset `map` (one per
+    /// [`SUMMARY_SPAN`] of the largest guest memory).
+    pub summary: usize,
 }
 
 /// Bytes at the end of the books for cells and flags.
@@ -38,22 +43,32 @@ const CELLS: usize = 32;
 
 impl Layout {
     /// No books (for host functions over a plain memory).
-    pub const NONE: Layout = Layout { books: 0, map: 0 };
+    pub const NONE: Layout = Layout { books: 0, map: 0, summary: 0 };
 
     /// The layout for guests of at most `max_guest_bytes` of memory: the
-    /// map, then the cells and flags, rounded up to whole wasm pages.
+    /// map, its summary, then the cells and flags, rounded up to whole wasm
+    /// pages.
     pub fn for_limit(max_guest_bytes: u64) -> Self {
         let map = (max_guest_bytes as usize).div_ceil(DIRTY_PAGE);
-        Layout { books: (map + CELLS).div_ceil(65536) * 65536, map }
+        let summary = (max_guest_bytes as usize).div_ceil(SUMMARY_SPAN);
+        Layout { books: (map + summary + CELLS).div_ceil(65536) * 65536, map, summary }
     }
 
-    /// Marks guest bytes `start..start+len` dirty in the map of `books`.
+    /// Marks guest bytes `start..start+len` dirty in the map of `books`
+    /// and its summary, as the barrier does.
     pub fn mark(&self, books: &mut [u8], start: usize, len: usize) {
         if len == 0 || books.is_empty() {
             return;
         }
         let last = start + len - 1;
         books[start / DIRTY_PAGE..=last / DIRTY_PAGE].fill(1);
+        books[self.map + start / SUMMARY_SPAN..=self.map + last / SUMMARY_SPAN].fill(1);
+    }
+
+    /// The dirty map and its summary of `books`.
+    pub fn map_and_summary<'a>(&self, books: &'a mut [u8]) -> (&'a mut [u8], &'a mut [u8]) {
+        let (map, rest) = books.split_at_mut(self.map);
+        (map, &mut rest[..self.summary])
     }
 
     /// Address of the byte set when the instance cannot be restored in
