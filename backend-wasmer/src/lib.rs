@@ -341,6 +341,12 @@ impl kit::Engine for Wasmer {
         &mut self.fenv.as_mut(&mut self.store).env
     }
 
+    fn books(&mut self) -> &mut [u8] {
+        // SAFETY: the guest is not running (we hold the store mutably) and
+        // the slice does not outlive that borrow.
+        unsafe { self.memories.1.bytes() }
+    }
+
     fn grow(&mut self, pages: u64) -> Result<(), String> {
         let pages = u32::try_from(pages).map_err(|_| format!("cannot grow by {pages} pages"))?;
         self.memories.0.grow(&mut self.store, Pages(pages)).map(drop).map_err(|e| e.to_string())

@@ -39,6 +39,14 @@ pub trait Engine: Send + 'static {
     /// transaction, and lending memories costs some engines a lookup each.
     fn env(&mut self) -> &mut HostEnv;
 
+    /// The books alone (the driver arms and reads them several times per
+    /// transaction). The default lends both memories; an engine whose
+    /// memory lookups cost (wasmer: two store lookups per view) keeps the
+    /// books' bytes, which never move.
+    fn books(&mut self) -> &mut [u8] {
+        self.memories_and_env().0.books
+    }
+
     /// Grows linear memory by `pages` from the host side, through the same
     /// limiter as the guest's `memory.grow`.
     fn grow(&mut self, pages: u64) -> Result<(), String>;
@@ -238,6 +246,10 @@ impl<E: Engine> ExecutorInstance for Instance<E> {
 
     fn memories(&mut self) -> Memories<'_> {
         self.engine.memories_and_env().0
+    }
+
+    fn books(&mut self) -> &mut [u8] {
+        self.engine.books()
     }
 
     fn mark_blank(&mut self) -> Result<(), CallError> {
