@@ -17,7 +17,7 @@
 #![warn(missing_docs)]
 
 use executor_core::instrument::engine_stack_bytes;
-use executor_core::kit::{self, Shared};
+use executor_core::kit::{self, Books, Shared};
 use executor_core::module::exports as abi_exports;
 use executor_core::{
     CallError, CompiledExecutor, Error, ExecutorHost, ExecutorInstance, Export, GlobalValue, HostEnv, HostInfo,
@@ -94,38 +94,13 @@ struct StoreData {
     memories: Option<(Memory, Books)>,
 }
 
-/// The books' bytes, found once per instance: a wasmer memory view costs
-/// two store lookups, and the books never grow (their maximum is their
-/// size) so they never move.
-#[derive(Clone, Copy)]
-struct Books {
-    at: NonNull<u8>,
-    len: usize,
-}
-
-// SAFETY: a pointer into one store's memory, dereferenced only by whoever
-// holds that store exclusively (the instance, or a host function it called).
-unsafe impl Send for Books {}
-// SAFETY: as for `Send`; a shared `Books` gives no access by itself.
-unsafe impl Sync for Books {}
-
-impl Books {
-    fn of(memory: &Memory, store: &impl wasmer::AsStoreRef) -> Self {
-        let view = memory.view(store);
-        Books { at: NonNull::new(view.data_ptr()).unwrap_or(NonNull::dangling()), len: view.data_size() as usize }
-    }
-
-    /// The bytes.
-    ///
-    /// # Safety
-    ///
-    /// The caller must hold the store the books belong to exclusively for
-    /// as long as the slice lives, and lend no other slice of them.
-    unsafe fn bytes<'a>(self) -> &'a mut [u8] {
-        // SAFETY: as the caller promises; `at` and `len` stay valid while
-        // the store lives (the books never grow).
-        unsafe { std::slice::from_raw_parts_mut(self.at.as_ptr(), self.len) }
-    }
+/// The books of `memory` (see [`kit::Books`]: a wasmer memory view costs
+/// two store lookups).
+fn books_of(memory: &Memory, store: &impl wasmer::AsStoreRef) -> Books {
+    let view = memory.view(store);
+    // SAFETY: the books memory never grows (its maximum is its size), so
+    // its bytes stay where they are while the store lives.
+    unsafe { Books::new(view.data_ptr(), view.data_size() as usize) }
 }
 
 /// The bytes of `memory` in `store`.
@@ -267,7 +242,7 @@ impl CompiledExecutor for WasmerCompiled {
         };
         let found = &instance.exports;
         let memory = |name| found.get_memory(name).cloned().map_err(|_| kit::missing(name));
-        let memories = (memory(abi_exports::MEMORY)?, Books::of(&memory(abi_exports::BOOKS)?, &store));
+        let memories = (memory(abi_exports::MEMORY)?, books_of(&memory(abi_exports::BOOKS)?, &store));
         fenv.as_mut(&mut store).memories = Some(memories.clone());
         let exports = kit::Exports::find(
             found.get_typed_function(&store, Export::Alloc.name()).ok(),

@@ -11,7 +11,7 @@
 #![warn(missing_docs)]
 
 use executor_core::instrument::{cost, engine_stack_bytes};
-use executor_core::kit::{self, Shared};
+use executor_core::kit::{self, Books, Shared};
 use executor_core::module::exports as abi_exports;
 use executor_core::{
     CallError, CompiledExecutor, Error, ExecutorHost, ExecutorInstance, Export, GlobalValue, HostEnv, HostInfo,
@@ -30,24 +30,28 @@ const NAME: &str = "wasmi";
 /// instantiation: the prepared module has no start section).
 struct StoreData {
     env: HostEnv,
-    memories: Option<[Memory; 2]>,
+    memories: Option<(Memory, Books)>,
 }
 
 /// The guest's memory, the books and the host state of `store`, lent
 /// together.
 fn lend<'a>(
-    [guest, books]: [Memory; 2],
+    (guest, books): (Memory, Books),
     store: impl Into<StoreContextMut<'a, StoreData>>,
 ) -> (Memories<'a>, &'a mut HostEnv) {
-    let mut store = store.into();
-    let books = books.data_mut(&mut store);
-    let (at, len) = (books.as_mut_ptr(), books.len());
     let (guest, data) = guest.data_and_store_mut(store);
-    // SAFETY: two memories of one store never overlap, and the books
-    // cannot move while the store is borrowed for `'a`: they never grow
-    // (their maximum is their size; the guest's code cannot name them).
-    let books = unsafe { std::slice::from_raw_parts_mut(at, len) };
-    (Memories { guest, books }, &mut data.env)
+    // SAFETY: the store is borrowed for `'a`, and the books are another
+    // memory than the guest's.
+    (Memories { guest, books: unsafe { books.bytes() } }, &mut data.env)
+}
+
+/// The books of `memory` (see [`kit::Books`]: each lend of a memory is a
+/// store lookup).
+fn books_of(memory: Memory, store: &mut Store<StoreData>) -> Books {
+    let bytes = memory.data_mut(store);
+    // SAFETY: the books memory never grows (its maximum is its size), so
+    // its bytes stay where they are while the store lives.
+    unsafe { Books::new(bytes.as_mut_ptr(), bytes.len()) }
 }
 
 /// The limiter's refusal (core recorded why: the trap is `out_of_memory`).
@@ -175,7 +179,8 @@ impl CompiledExecutor for WasmiCompiled {
         let instance =
             self.linker.instantiate_and_start(&mut store, &self.module).map_err(|e| call_error(&store, e))?;
         let memory = |name| instance.get_memory(&store, name).ok_or_else(|| kit::missing(name));
-        let memories = [memory(abi_exports::MEMORY)?, memory(abi_exports::BOOKS)?];
+        let (guest, books) = (memory(abi_exports::MEMORY)?, memory(abi_exports::BOOKS)?);
+        let memories = (guest, books_of(books, &mut store));
         store.data_mut().memories = Some(memories);
         let exports = kit::Exports::find(
             instance.get_typed_func(&store, Export::Alloc.name()).ok(),
@@ -196,7 +201,7 @@ type Exports = kit::Exports<TypedFunc<i32, i32>, TypedFunc<(i32, i32), i32>, Typ
 struct Wasmi {
     store: Store<StoreData>,
     /// The guest's memory and the books.
-    memories: [Memory; 2],
+    memories: (Memory, Books),
     exports: Exports,
     globals: Vec<Global>,
     tables: Vec<Table>,
@@ -228,8 +233,13 @@ impl kit::Engine for Wasmi {
         &mut self.store.data_mut().env
     }
 
+    fn books(&mut self) -> &mut [u8] {
+        // SAFETY: the store is borrowed mutably for as long as the slice.
+        unsafe { self.memories.1.bytes() }
+    }
+
     fn grow(&mut self, pages: u64) -> Result<(), String> {
-        self.memories[0].grow(&mut self.store, pages).map(drop).map_err(|e| e.to_string())
+        self.memories.0.grow(&mut self.store, pages).map(drop).map_err(|e| e.to_string())
     }
 
     fn global(&mut self, index: usize) -> Val {

@@ -71,6 +71,47 @@ pub trait Engine: Send + 'static {
     fn portable(value: &Self::Value) -> Option<GlobalValue>;
 }
 
+/// The books' bytes, found once per instance, for engines whose memory
+/// lookups cost (a store lookup per lend): the books never grow (their
+/// maximum is their size), so they never move while their store lives.
+#[derive(Debug, Clone, Copy)]
+pub struct Books {
+    at: std::ptr::NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: a pointer into one store's memory, dereferenced only by whoever
+// holds that store exclusively (the instance, or a host function it called).
+unsafe impl Send for Books {}
+// SAFETY: as for `Send`; a shared `Books` gives no access by itself.
+unsafe impl Sync for Books {}
+
+impl Books {
+    /// The books at `at`, `len` bytes.
+    ///
+    /// # Safety
+    ///
+    /// `at..at + len` must be the bytes of a books memory (one that never
+    /// grows) and stay valid as long as its store lives.
+    pub unsafe fn new(at: *mut u8, len: usize) -> Self {
+        Books {
+            at: std::ptr::NonNull::new(at).unwrap_or(std::ptr::NonNull::dangling()),
+            len: if at.is_null() { 0 } else { len },
+        }
+    }
+
+    /// The bytes.
+    ///
+    /// # Safety
+    ///
+    /// The caller must hold the store the books belong to exclusively for
+    /// as long as the slice lives, and lend no other slice of them.
+    pub unsafe fn bytes<'a>(self) -> &'a mut [u8] {
+        // SAFETY: as the caller and `new`'s caller promise.
+        unsafe { std::slice::from_raw_parts_mut(self.at.as_ptr(), self.len) }
+    }
+}
+
 /// What every instance of one compiled executor shares: the reserved
 /// export names of its mutable globals and tables (in the order
 /// [`Engine`]'s indices use; a backend looks each up once per instance)
