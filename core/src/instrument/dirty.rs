@@ -252,29 +252,41 @@ impl Body<'_> {
             self.grouping.groups.drain(..).partition(|g| local.is_none_or(|l| g.local == l));
         self.grouping.groups = kept;
         for group in flushed {
-            self.mark_at(group.local, group.lowest, true);
-            if group.highest != group.lowest {
-                // Less than a page above the lowest: in its span or in
-                // the first page of the next, which a blank scans with
-                // every marked span — no summary mark of its own.
-                self.mark_at(group.local, group.highest, false);
-            }
+            // The highest page is the lowest's or the next (the window is
+            // less than a page): one 2-byte mark covers both, at the cost
+            // of copying the next page back when the group did not reach
+            // it. It rides on the lowest page's summary mark: a blank scans
+            // the first page after every marked span.
+            let both = group.highest != group.lowest;
+            self.mark_at(group.local, group.lowest, both);
         }
     }
 
-    /// `map[a >> PAGE_SHIFT] = 1` and, with `summary`,
-    /// `summary[a >> SUMMARY_SHIFT] = 1`, for `a = (local + offset) mod 2^32`.
-    fn mark_at(&mut self, local: u32, offset: u64, summary: bool) {
-        let base = self.plan.layout.map as u64;
-        let marks: &[(i32, u64)] = if summary { &[(PAGE_SHIFT, 0), (SUMMARY_SHIFT, base)] } else { &[(PAGE_SHIFT, 0)] };
-        for &(shift, at) in marks {
-            self.ins(I::LocalGet(local));
-            if offset != 0 {
-                self.ins(I::I32Const(offset as u32 as i32)).ins(I::I32Add);
-            }
-            self.ins(I::I32Const(shift)).ins(I::I32ShrU).ins(I::I32Const(1));
-            self.ins(I::I32Store8(wasm_encoder::MemArg { offset: at, ..books_arg(0) }));
+    /// `map[p] = 1` (and `map[p + 1] = 1` with `two_pages`) and
+    /// `summary[p >> 6] = 1` for `p = ((local + offset) mod 2^32) >> 10`,
+    /// skipped when the map already says so: a loop writing through a
+    /// page then pays a load and a branch per iteration instead of two
+    /// stores. (Every set map byte has its summary, or follows a marked
+    /// span, so the skip loses nothing. Past the map's end the second byte
+    /// is the summary's first: a mark of span 0, never out of the books.)
+    fn mark_at(&mut self, local: u32, offset: u64, two_pages: bool) {
+        let p = self.t.len;
+        self.ins(I::LocalGet(local));
+        if offset != 0 {
+            self.ins(I::I32Const(offset as u32 as i32)).ins(I::I32Add);
         }
+        self.ins(I::I32Const(PAGE_SHIFT)).ins(I::I32ShrU).ins(I::LocalTee(p));
+        let (load, store, set) = if two_pages {
+            (I::I32Load16U(books_arg(0)), I::I32Store16(books_arg(0)), 0x0101)
+        } else {
+            (I::I32Load8U(books_arg(0)), I::I32Store8(books_arg(0)), 1)
+        };
+        self.ins(load).ins(I::I32Const(set)).ins(I::I32Ne).ins(I::If(BlockType::Empty));
+        self.ins(I::LocalGet(p)).ins(I::I32Const(set)).ins(store);
+        self.ins(I::LocalGet(p)).ins(I::I32Const(SUMMARY_SHIFT - PAGE_SHIFT)).ins(I::I32ShrU).ins(I::I32Const(1));
+        let summary = self.plan.layout.map as u64;
+        self.ins(I::I32Store8(wasm_encoder::MemArg { offset: summary, ..books_arg(0) }));
+        self.ins(I::End);
     }
 
     /// Joins a store at `offset` through `local` to its group (a new one
@@ -332,7 +344,7 @@ impl Body<'_> {
         self.ins(I::LocalSet(value)).ins(I::LocalTee(addr)).ins(I::LocalGet(value));
         self.f.instruction(store);
         // The address the store checked (no wrap: the store succeeded).
-        self.mark_at(addr, offset, true);
+        self.mark_at(addr, offset, false);
     }
 
     /// Marks the guest range `[local d, local d + local n)` dirty, if
