@@ -18,41 +18,12 @@ use executor_core::{
     InstanceMode, Limits, Memories, PreparedModule, Result, host,
 };
 use std::sync::Arc;
-use wasmi::{
-    Caller, CompilationMode, Config, Global, Linker, Memory, Module, Store, StoreContextMut, Table, TypedFunc, Val,
-};
+use wasmi::{Caller, CompilationMode, Config, Global, Linker, Memory, Module, Store, Table, TypedFunc, Val};
 use wasmi_core::LimiterError;
 
 const NAME: &str = "wasmi";
 
-/// Store data: the host state and the two memories, the guest's and the
-/// books (attached right after
-/// instantiation: the prepared module has no start section).
-struct StoreData {
-    env: HostEnv,
-    memories: Option<(Memory, Books)>,
-}
-
-/// The guest's memory, the books and the host state of `store`, lent
-/// together.
-fn lend<'a>(
-    (guest, books): (Memory, Books),
-    store: impl Into<StoreContextMut<'a, StoreData>>,
-) -> (Memories<'a>, &'a mut HostEnv) {
-    let (guest, data) = guest.data_and_store_mut(store);
-    // SAFETY: the store is borrowed for `'a`, and the books are another
-    // memory than the guest's.
-    (Memories { guest, books: unsafe { books.bytes() } }, &mut data.env)
-}
-
-/// The books of `memory` (see [`kit::Books`]: each lend of a memory is a
-/// store lookup).
-fn books_of(memory: Memory, store: &mut Store<StoreData>) -> Books {
-    let bytes = memory.data_mut(store);
-    // SAFETY: the books memory never grows (its maximum is its size), so
-    // its bytes stay where they are while the store lives.
-    unsafe { Books::new(bytes.as_mut_ptr(), bytes.len()) }
-}
+executor_core::store_data!(wasmi);
 
 /// The limiter's refusal (core recorded why: the trap is `out_of_memory`).
 const DENIED: LimiterError = LimiterError::ResourceLimiterDeniedAllocation;

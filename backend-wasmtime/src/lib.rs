@@ -33,7 +33,7 @@ use executor_core::{
 use std::sync::{Arc, OnceLock};
 use wasmtime::{
     Caller, Config, Engine, Global, InstanceAllocationStrategy, InstancePre, Linker, Memory, Module,
-    PoolingAllocationConfig, Ref, ResourceLimiter, Store, StoreContextMut, Table, TypedFunc, Val,
+    PoolingAllocationConfig, Ref, ResourceLimiter, Store, Table, TypedFunc, Val,
 };
 
 const NAME: &str = "wasmtime";
@@ -42,34 +42,7 @@ const NAME: &str = "wasmtime";
 /// built during an upgrade or audit, and headroom.
 pub const POOL_INSTANCES: u32 = 8;
 
-/// Store data: the host state and the two memories, the guest's and the
-/// books (attached right after instantiation: the prepared module has no
-/// start section).
-struct StoreData {
-    env: HostEnv,
-    memories: Option<(Memory, Books)>,
-}
-
-/// The guest's memory, the books and the host state of `store`, lent
-/// together.
-fn lend<'a>(
-    (guest, books): (Memory, Books),
-    store: impl Into<StoreContextMut<'a, StoreData>>,
-) -> (Memories<'a>, &'a mut HostEnv) {
-    let (guest, data) = guest.data_and_store_mut(store);
-    // SAFETY: the store is borrowed for `'a`, and the books are another
-    // memory than the guest's.
-    (Memories { guest, books: unsafe { books.bytes() } }, &mut data.env)
-}
-
-/// The books of `memory` (see [`kit::Books`]: each lend of a memory is a
-/// store lookup).
-fn books_of(memory: Memory, store: &mut Store<StoreData>) -> Books {
-    let bytes = memory.data_mut(store);
-    // SAFETY: the books memory never grows (its maximum is its size), so
-    // its bytes stay where they are while the store lives.
-    unsafe { Books::new(bytes.as_mut_ptr(), bytes.len()) }
-}
+executor_core::store_data!(wasmtime);
 
 impl ResourceLimiter for StoreData {
     fn memory_growing(&mut self, _: usize, desired: usize, max: Option<usize>) -> wasmtime::Result<bool> {

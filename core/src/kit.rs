@@ -214,6 +214,46 @@ pub fn call_error(env: &HostEnv, trap: Option<Trap>, message: impl FnOnce() -> S
     }
 }
 
+/// A backend's `StoreData` (the [`HostEnv`] and both memories) and its
+/// `lend` and `books_of` functions, for engines that lend a memory's
+/// bytes with the store data as wasmtime and wasmi do
+/// (`Memory::data_and_store_mut`, `Memory::data_mut`, a
+/// `StoreContextMut`): `lend` gives a host function or the instance the
+/// guest's memory, the books and the host state at once; `books_of` finds
+/// the books' bytes once per instance ([`Books`]).
+#[macro_export]
+macro_rules! store_data {
+    ($engine:ident) => {
+        /// Store data: the host state and the two memories, the guest's
+        /// and the books (attached right after instantiation: the
+        /// prepared module has no start section).
+        struct StoreData {
+            env: $crate::HostEnv,
+            memories: Option<($engine::Memory, $crate::kit::Books)>,
+        }
+
+        /// The guest's memory, the books and the host state of `store`,
+        /// lent together.
+        fn lend<'a>(
+            (guest, books): ($engine::Memory, $crate::kit::Books),
+            store: impl Into<$engine::StoreContextMut<'a, StoreData>>,
+        ) -> ($crate::Memories<'a>, &'a mut $crate::HostEnv) {
+            let (guest, data) = guest.data_and_store_mut(store);
+            // SAFETY: the store is borrowed for `'a`, and the books are
+            // another memory than the guest's.
+            ($crate::Memories { guest, books: unsafe { books.bytes() } }, &mut data.env)
+        }
+
+        /// The books of `memory` (each lend of a memory is a store lookup).
+        fn books_of(memory: $engine::Memory, store: &mut $engine::Store<StoreData>) -> $crate::kit::Books {
+            let bytes = memory.data_mut(store);
+            // SAFETY: the books memory never grows (its maximum is its
+            // size), so its bytes stay where they are while the store lives.
+            unsafe { $crate::kit::Books::new(bytes.as_mut_ptr(), bytes.len()) }
+        }
+    };
+}
+
 /// A backend's trap table: maps `$code` (an `Option` of the engine's trap
 /// code, owned or borrowed) to core's [`Trap`], given the engine's names
 /// for abi.md's trap codes in this order — unreachable, memory out of
