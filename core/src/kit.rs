@@ -40,9 +40,9 @@ pub trait Engine: Send + 'static {
     fn env(&mut self) -> &mut HostEnv;
 
     /// The books alone (the driver arms and reads them several times per
-    /// transaction). The default lends both memories; an engine whose
-    /// memory lookups cost (wasmer: two store lookups per view) keeps the
-    /// books' bytes, which never move.
+    /// transaction). The default lends both memories; the backends here
+    /// keep the books' bytes instead ([`Books`]: they never move), because
+    /// each lend of a memory costs a store lookup (wasmer's view, two).
     fn books(&mut self) -> &mut [u8] {
         self.memories_and_env().0.books
     }

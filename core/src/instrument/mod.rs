@@ -9,8 +9,9 @@
 //! The guest's linear memory stays memory 0, exactly as compiled: loads,
 //! stores, bulk operations, `memory.size`, `memory.grow` and data segments
 //! keep their addresses (the pass only caps the memory's maximum at the
-//! limit). The host's bookkeeping — the **dirty map** (one byte per 4 KiB
-//! guest page) and its cells and flags (see [`Layout`]) — is a second
+//! limit). The host's bookkeeping — the **dirty map** (one byte per 1 KiB
+//! guest page, with a summary byte per 64 KiB) and its cells and flags (see
+//! [`Layout`]) — is a second
 //! memory the pass appends ([`layout::BOOKS`], exported under a reserved
 //! name), which the guest's own code cannot name: it was validated with
 //! one memory. (Until version 9 the books lay below a guest memory shifted
@@ -130,8 +131,8 @@ pub use layout::Layout;
 /// 4 KiB pages of stack and statics to about 2 KiB); the summary keeps
 /// the scan of the larger map short.
 pub const DIRTY_PAGE: usize = 1024;
-/// Bytes of guest memory one summary byte covers: the map bytes of one
-/// span are one 64-byte block of the scan.
+/// Bytes of guest memory one summary byte covers: 64 map bytes, eight
+/// words of the blank's scan.
 pub const SUMMARY_SPAN: usize = 64 * DIRTY_PAGE;
 /// Most bytes a store can spill past the page its address is in.
 pub const SPILL: usize = 7;
