@@ -158,3 +158,76 @@ fn stores_through_base_plus_constant_share_their_marks() {
     // Grouped: one 2-byte mark of the lowest offset's page and the next.
     assert_eq!(marks(&each.wasm) - marks(&grouped.wasm), 8 - 1);
 }
+
+/// Reads of the dirty map (loads from the books at offset 0: a conditional
+/// mark's test) inside and outside loops of the prepared module.
+fn map_reads_in_and_out_of_loops(wasm: &[u8]) -> (usize, usize) {
+    let (mut inside, mut outside) = (0, 0);
+    for p in Parser::new(0).parse_all(wasm) {
+        if let Payload::CodeSectionEntry(body) = p.unwrap() {
+            // Per open block: whether it is a loop.
+            let mut open: Vec<bool> = Vec::new();
+            for op in body.get_operators_reader().unwrap() {
+                match op.unwrap() {
+                    wasmparser::Operator::Loop { .. } => open.push(true),
+                    wasmparser::Operator::Block { .. } | wasmparser::Operator::If { .. } => open.push(false),
+                    wasmparser::Operator::End => {
+                        open.pop();
+                    }
+                    wasmparser::Operator::I32Load8U { memarg } | wasmparser::Operator::I32Load16U { memarg }
+                        if memarg.memory == 1 && memarg.offset == 0 =>
+                    {
+                        *if open.contains(&true) { &mut inside } else { &mut outside } += 1;
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    (inside, outside)
+}
+
+#[test]
+fn a_copy_loop_is_marked_where_it_is_left_not_per_iteration() {
+    // `*d = *s; d += 4; s += 4` until `d` reaches the end, as
+    // compiler-builtins' `memcpy` does; `step` is how `d` advances.
+    let copy = |step: &str| {
+        format!(
+            r#"(module (memory (export "memory") 1)
+              (func (export "executor_alloc") (param i32) (result i32) (i32.const 1024))
+              (func (export "executor_validate") (param $s i32) (param $n i32) (result i32)
+                (local $d i32) (local $end i32)
+                (local.set $d (i32.const 4096))
+                (local.set $end (i32.add (local.get $d) (local.get $n)))
+                (loop $copy
+                  (i32.store (local.get $d) (i32.load (local.get $s)))
+                  (local.set $s (i32.add (local.get $s) (i32.const 4)))
+                  (local.set $d {step})
+                  (br_if $copy (i32.lt_u (local.get $d) (local.get $end))))
+                (i32.const 0)))"#
+        )
+    };
+    let stepped = prepare(copy("(i32.add (local.get $d) (i32.const 4))").as_bytes(), &Limits::default()).unwrap();
+    let (inside, outside) = map_reads_in_and_out_of_loops(&stepped.wasm);
+    let plain = prepare(
+        copy("(i32.add (local.get $d) (i32.const 4))").replace("(loop $copy", "(block $copy").as_bytes(),
+        &Limits::default(),
+    );
+    assert_eq!(inside, 0, "no mark in the loop");
+    assert!(outside > map_reads_in_and_out_of_loops(&plain.unwrap().wasm).1, "a range mark after it");
+    // Not a constant step: the mark stays in the loop.
+    let doubled = prepare(copy("(i32.shl (local.get $d) (i32.const 1))").as_bytes(), &Limits::default()).unwrap();
+    assert_eq!(map_reads_in_and_out_of_loops(&doubled.wasm).0, 1, "a mark per iteration");
+    // Steps need the fuel counter to bound them: without metering, none.
+    let options = executor_core::module::Options {
+        metering: executor_core::module::Metering::OffForBenchmarks,
+        ..Default::default()
+    };
+    let unmetered = executor_core::module::prepare_with(
+        copy("(i32.add (local.get $d) (i32.const 4))").as_bytes(),
+        &Limits::default(),
+        options,
+    )
+    .unwrap();
+    assert_eq!(map_reads_in_and_out_of_loops(&unmetered.wasm).0, 1, "a mark per iteration");
+}

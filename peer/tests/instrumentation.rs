@@ -1,6 +1,6 @@
 //! The differential test of the rewrite itself: each executor, rewritten by
-//! core (shifted memory, dirty tracking with and without the barrier, fuel,
-//! stack, guards) and run by the driver, against the same module
+//! core (the books memory, dirty tracking with and without the barrier and
+//! its hoisted loop marks, fuel, stack, guards) and run by the driver, against the same module
 //! *unmodified* on the same engine (peer::anchor's plain embedding) —
 //! verdicts, deny reasons and the guest memory after every transaction.
 //! Cross-engine fuzzing compares engines running the same rewritten module,

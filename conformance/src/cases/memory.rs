@@ -3,8 +3,8 @@
 use super::*;
 
 /// Memory sizes, growth results, data segments and every out-of-bounds
-/// edge behave exactly as in the uninstrumented module (core moves the
-/// guest's memory up past the dirty map).
+/// edge behave exactly as in the uninstrumented module (core adds a second
+/// memory for its books and rewrites every store and bulk operation).
 pub fn memory_semantics(factory: HostFactory) {
     let mut d = load(factory, fixtures::MEMORY_OPS.as_bytes(), every_tx(1), Limits::default());
     let oob = rejected(Rejection::Trap(executor_core::TrapCode::MemoryOutOfBounds));

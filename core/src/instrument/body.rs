@@ -18,9 +18,11 @@
 //! unwritten; that is safe because every trap discards the instance.
 
 use super::dirty::Grouping;
+use super::hoist::{self, Hoisting, find_loops};
 use super::layout::books_arg;
-use super::segments::{analyse, leaves};
+use super::segments::{Analysis, analyse, leaves};
 use super::{ADDED_LOCALS, Plan, cost, err};
+use crate::module::engine_limits::{LOCALS, SLOTS};
 use crate::{Error, Result};
 use wasm_encoder::reencode::{Reencode, RoundtripReencoder};
 use wasm_encoder::{BlockType, Function, Instruction as I, ValType};
@@ -91,6 +93,8 @@ pub(super) struct Body<'p> {
     pub plan: &'p Plan<'p>,
     /// The barrier's grouping of stores ([`super::dirty`]).
     pub grouping: Grouping,
+    /// The barrier's marks hoisted out of loops ([`super::hoist`]).
+    pub hoisting: Hoisting,
 }
 
 impl Body<'_> {
@@ -145,9 +149,40 @@ impl Body<'_> {
             (1, ValType::I32),
         ]);
         let a = analyse(body, fv, plan.imported_funcs)?;
-        let frame = cost::frame(params, declared, a.max_stack) as i32;
+        // Hoisting needs to know every store of a loop before it marks
+        // the loop's ways out: a first pass finds them, and only if it
+        // hoisted anything does a second emit the marks.
+        // Only where the engines' limits leave ample room for hoisting's
+        // locals (and its marks' few operands): the module limits stay as
+        // documented, counting the temporaries alone.
+        let added = u64::from(count + ADDED_LOCALS + hoist::ADDED_LOCALS);
+        let room = added <= LOCALS && 2 * added + u64::from(a.max_stack) + 64 <= SLOTS;
+        let first = Hoisting::gather(find_loops(&a.ops), count + ADDED_LOCALS, room);
+        let (f, hoisting) =
+            Self::emit(&a, Function::new(locals.clone()), t, first, params, declared, block, entry, plan)?;
+        let Some((hoisting, added)) = hoisting.finish() else {
+            return Ok(f);
+        };
+        locals.push((added, ValType::I64));
+        let (f, _) = Self::emit(&a, Function::new(locals), t, hoisting, params, declared, block, entry, plan)?;
+        Ok(f)
+    }
 
-        let mut b = Body { f: Function::new(locals), t, plan, grouping: Grouping::default() };
+    /// Emits the rewritten body of `a` into `f`.
+    #[allow(clippy::too_many_arguments)]
+    fn emit(
+        a: &Analysis<'_>,
+        f: Function,
+        t: Temps,
+        hoisting: Hoisting,
+        params: u32,
+        declared: u32,
+        block: BlockType,
+        entry: bool,
+        plan: &Plan<'_>,
+    ) -> Result<(Function, Hoisting)> {
+        let frame = cost::frame(params, declared, a.max_stack) as i32;
+        let mut b = Body { f, t, plan, grouping: Grouping::default(), hoisting };
         if entry {
             b.load_counters_if_armed();
         }
@@ -161,8 +196,8 @@ impl Body<'_> {
         let last = a.ops.len() - 1;
         let mut segment = 0;
         let mut open = 0u32; // control frames open inside the wrapping block
-        for (i, op) in a.ops.into_iter().enumerate() {
-            b.before_op(&op);
+        for (i, op) in a.ops.iter().enumerate() {
+            b.before_op(op);
             if i == last {
                 // The function's own `end` closes the wrapping block; every
                 // way out of the function passes here.
@@ -178,21 +213,31 @@ impl Body<'_> {
                 b.f.instruction(&I::End);
                 break;
             }
+            b.hoist_before(i, op);
             match op {
                 Operator::Block { .. } | Operator::Loop { .. } | Operator::If { .. } => open += 1,
                 Operator::End => open -= 1,
                 _ => {}
             }
-            let dead_after = leaves(&op);
+            let dead_after = leaves(op);
             let loop_header = matches!(op, Operator::Loop { .. });
             let (effect, height) = (a.arity[i], a.heights[i]);
-            let op_copy = op.clone();
-            if let Operator::Return = op {
-                b.f.instruction(&I::Br(open));
-            } else {
-                b.op(op)?;
+            match op {
+                Operator::Return => {
+                    if !b.hoist_branch(op, I::Br(open)) {
+                        b.f.instruction(&I::Br(open));
+                    }
+                }
+                Operator::Br { .. } | Operator::BrIf { .. } | Operator::BrTable { .. } => {
+                    let ins = RoundtripReencoder.instruction(op.clone()).map_err(err)?;
+                    if !b.hoist_branch(op, ins.clone()) {
+                        b.f.instruction(&ins);
+                    }
+                }
+                _ => b.op(op.clone())?,
             }
-            b.after_op(&op_copy, effect, height);
+            b.after_op(op, effect, height);
+            b.hoist_after(op);
             if a.boundaries[i] {
                 segment += 1;
                 if !dead_after {
@@ -200,7 +245,7 @@ impl Body<'_> {
                 }
             }
         }
-        Ok(b.f)
+        Ok((b.f, b.hoisting))
     }
 
     pub(super) fn ins(&mut self, i: I<'_>) -> &mut Self {

@@ -34,6 +34,12 @@
 //! every rejection, audits rebuild their instance, init and migration
 //! failures drop theirs).
 //!
+//! # Hoisted marks
+//!
+//! In a loop that leaves a store's base unchanged or only steps it by
+//! constants, the store is marked once on each way out of the loop instead
+//! (see `super::hoist`): a copy loop then pays nothing per iteration.
+//!
 //! Invariants the barrier keeps (each a conformance case on every
 //! backend): every page in which a store *starts* is marked; a mark is
 //! computed from an address a store checked, so it never writes outside
@@ -44,7 +50,7 @@ use super::layout::books_arg;
 use super::{DIRTY_PAGE, SUMMARY_SPAN};
 
 /// `addr >> PAGE_SHIFT` is the dirty-map index of `addr`.
-const PAGE_SHIFT: i32 = DIRTY_PAGE.trailing_zeros() as i32;
+pub(super) const PAGE_SHIFT: i32 = DIRTY_PAGE.trailing_zeros() as i32;
 /// `addr >> SUMMARY_SHIFT` is the summary index of `addr`.
 const SUMMARY_SHIFT: i32 = SUMMARY_SPAN.trailing_zeros() as i32;
 use super::body::Body;
@@ -275,13 +281,20 @@ impl Body<'_> {
         if offset != 0 {
             self.ins(I::I32Const(offset as u32 as i32)).ins(I::I32Add);
         }
-        self.ins(I::I32Const(PAGE_SHIFT)).ins(I::I32ShrU).ins(I::LocalTee(p));
+        self.ins(I::I32Const(PAGE_SHIFT)).ins(I::I32ShrU).ins(I::LocalSet(p));
+        self.mark_page(p, two_pages);
+    }
+
+    /// `map[p] = 1` (and `map[p + 1] = 1` with `two_pages`) and
+    /// `summary[p >> 6] = 1` for the page index in local `p`, unless the
+    /// map already says so (see [`Self::mark_at`]).
+    pub(super) fn mark_page(&mut self, p: u32, two_pages: bool) {
         let (load, store, set) = if two_pages {
             (I::I32Load16U(books_arg(0)), I::I32Store16(books_arg(0)), 0x0101)
         } else {
             (I::I32Load8U(books_arg(0)), I::I32Store8(books_arg(0)), 1)
         };
-        self.ins(load).ins(I::I32Const(set)).ins(I::I32Ne).ins(I::If(BlockType::Empty));
+        self.ins(I::LocalGet(p)).ins(load).ins(I::I32Const(set)).ins(I::I32Ne).ins(I::If(BlockType::Empty));
         self.ins(I::LocalGet(p)).ins(I::I32Const(set)).ins(store);
         self.ins(I::LocalGet(p)).ins(I::I32Const(SUMMARY_SHIFT - PAGE_SHIFT)).ins(I::I32ShrU).ins(I::I32Const(1));
         let summary = self.plan.layout.map as u64;
@@ -333,6 +346,12 @@ impl Body<'_> {
             && version == g.version(local)
             && !same
         {
+            // In a loop that leaves `local` unchanged or only steps it,
+            // marked when the loop is left (see `super::hoist`).
+            if self.hoisted(local, i64::from(plus as i32), offset) {
+                self.f.instruction(store);
+                return;
+            }
             // The store's address is `(local + plus) mod 2^32 + offset`;
             // once it succeeded (below 4 GiB), that is
             // `(local + plus + offset) mod 2^32`, which the mark computes.

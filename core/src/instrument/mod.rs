@@ -23,7 +23,8 @@
 //! [`layout`] (the books memory), [`cost`] (the units), `segments` (the
 //! first pass over a body: fuel segments, operand stack depth), `body` (the
 //! rewrite of a body: metering, NaNs, guards, flags), [`dirty`] (what
-//! a transaction wrote: the write barrier, or nothing), `bake` (a blank
+//! a transaction wrote: the write barrier, or nothing), `hoist` (the
+//! barrier's marks moved out of loops), `bake` (a blank
 //! snapshot written into the module), and this file (the module-level
 //! rewrite).
 //!
@@ -118,6 +119,7 @@ mod bake;
 mod body;
 pub mod cost;
 pub mod dirty;
+mod hoist;
 pub mod layout;
 mod segments;
 
@@ -138,8 +140,10 @@ pub const SUMMARY_SPAN: usize = 64 * DIRTY_PAGE;
 pub const SPILL: usize = 7;
 /// Version of the pass and its cost table: part of any key under which an
 /// instrumented module is cached.
-pub const VERSION: u32 = 10;
-/// Locals the pass adds to every function (its temporaries).
+pub const VERSION: u32 = 11;
+/// Locals the pass adds to every function (its temporaries). Hoisting
+/// marks out of loops adds a few more, only where the engines' limits
+/// leave ample room (see `hoist`).
 pub const ADDED_LOCALS: u32 = 10;
 
 /// The largest stack budget the host accepts (bytes of [`cost::frame`]).

@@ -298,7 +298,7 @@ pub fn prepare_with(input: &[u8], limits: &Limits, options: Options) -> Result<P
     let plan = abi.plan(types, limits, options.metering);
     let checked = started.elapsed();
     let wasm = crate::instrument::rewrite(&wasm, &plan)?;
-    check_engine_limits(&wasm, &limits.module)?;
+    check_engine_limits(&wasm)?;
     let info = abi.info;
     Ok(PreparedModule { wasm, info, hash, check_time: checked, instrument_time: started.elapsed() - checked })
 }
@@ -414,13 +414,10 @@ fn check_segments(wasm: &[u8], types: TypesRef<'_>) -> Result<()> {
     Ok(())
 }
 
-/// Every function of the *instrumented* module within [`engine_limits`],
-/// and its own locals (parameters included, the instrumentation's
-/// temporaries not) within `locals_per_function`: parsed and validated
-/// again, as the engines will.
-fn check_engine_limits(wasm: &[u8], m: &crate::ModuleLimits) -> Result<()> {
+/// Every function of the *instrumented* module within [`engine_limits`]:
+/// parsed and validated again, as the engines will.
+fn check_engine_limits(wasm: &[u8]) -> Result<()> {
     use engine_limits::*;
-    let added = u64::from(crate::instrument::ADDED_LOCALS);
     let mut validator = wasmparser::Validator::new_with_features(instrumented_features());
     let mut allocations = wasmparser::FuncValidatorAllocations::default();
     for payload in Parser::new(0).parse_all(wasm) {
@@ -432,8 +429,9 @@ fn check_engine_limits(wasm: &[u8], m: &crate::ModuleLimits) -> Result<()> {
         let mut fv = func.into_validator(std::mem::take(&mut allocations));
         let mut reader = body.get_binary_reader();
         fv.read_locals(&mut reader).map_err(invalid)?;
+        // (The function's own locals were checked against
+        // `locals_per_function` before the rewrite, in `check_counts`.)
         let locals = u64::from(fv.len_locals());
-        limit("locals per function (parameters included)", locals.saturating_sub(added), m.locals_per_function.into())?;
         limit("locals per function (parameters and the instrumentation's included)", locals, LOCALS)?;
         let mut deepest = 0u64;
         let mut ops = body.get_operators_reader().map_err(invalid)?;
