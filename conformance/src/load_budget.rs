@@ -114,6 +114,17 @@ pub fn worst_cases(m: &ModuleLimits) -> Vec<WorstCase> {
 
     // The module's instructions in functions at the per-function limit,
     // and spread over every function it may have.
+    // Small loops, each storing through a base it steps: each gets a
+    // range mark on its way out (`hoist`'s budget bounds how many).
+    let mut body = String::from("(func (param i32)");
+    let unit = " (loop (i32.store (local.get 0) (i32.const 0)) \
+                (local.set 0 (i32.add (local.get 0) (i32.const 4))) (br_if 0 (local.get 0)))";
+    let (loops, rest) = ((per_function - 1) / 11, (per_function - 1) % 11);
+    body.push_str(&unit.repeat(loops as usize));
+    body.push_str(&" (nop)".repeat(rest as usize));
+    body.push_str(")\n");
+    case("loops in one big function", "instructions per function", per_function, module(&body));
+
     let total = m.instructions - ABI_INSTRUCTIONS;
     let mut body = String::new();
     functions_of(&mut body, total, per_function);

@@ -293,12 +293,16 @@ pub fn load_limits_hold_at_the_edge(factory: HostFactory) {
         ..ModuleLimits::default()
     };
     let limits = Limits { module: small.clone(), ..Limits::default() };
-    let past: [(&str, ModuleLimits); 6] = [
+    let past: [(&str, ModuleLimits); 7] = [
         ("functions", ModuleLimits { functions: small.functions + 1, ..small.clone() }),
         ("types", ModuleLimits { types: small.types + 1, ..small.clone() }),
         ("nesting", ModuleLimits { nesting_depth: small.nesting_depth + 1, ..small.clone() }),
         (
             "one big function",
+            ModuleLimits { instructions_per_function: small.instructions_per_function + 1, ..small.clone() },
+        ),
+        (
+            "loops in one big function",
             ModuleLimits { instructions_per_function: small.instructions_per_function + 1, ..small.clone() },
         ),
         ("instructions in every function", ModuleLimits { instructions: small.instructions + 1, ..small.clone() }),

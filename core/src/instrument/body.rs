@@ -157,7 +157,7 @@ impl Body<'_> {
         // documented, counting the temporaries alone.
         let added = u64::from(count + ADDED_LOCALS + hoist::ADDED_LOCALS);
         let room = added <= LOCALS && 2 * added + u64::from(a.max_stack) + 64 <= SLOTS;
-        let first = Hoisting::gather(find_loops(&a.ops), count + ADDED_LOCALS, room);
+        let first = Hoisting::gather(find_loops(&a.ops), count + ADDED_LOCALS, room, a.ops.len());
         let (f, hoisting) =
             Self::emit(&a, Function::new(locals.clone()), t, first, params, declared, block, entry, plan)?;
         let Some((hoisting, added)) = hoisting.finish() else {

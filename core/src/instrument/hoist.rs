@@ -53,10 +53,10 @@
 //! temporaries) and only to functions well within the engines' limits on
 //! locals and registers, so the module limits stay as documented.
 
-use super::body::Body;
+use super::body::{Body, Temps};
 use super::dirty::PAGE_SHIFT;
 use std::collections::HashMap;
-use wasm_encoder::{BlockType, Instruction as I};
+use wasm_encoder::{BlockType, Function, Instruction as I, ValType};
 use wasmparser::Operator;
 
 /// The most stepped bases hoisted to the loops open at one point of a
@@ -72,6 +72,9 @@ pub const MAX_EXITS: u32 = 4;
 /// The most bases (stepped or unchanged) one loop hoists, for the same
 /// reason.
 const MAX_PER_LOOP: usize = 4;
+/// Instructions one base's range mark takes where a loop is left (about
+/// 70: the interval, and one page inline; the rest is [`mark_helper`]'s).
+const MARK_INSTRUCTIONS: usize = 80;
 
 /// How a loop's body writes one local.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -231,14 +234,20 @@ pub(super) struct Hoisting {
     first_local: u32,
     /// Whether the function has room for hoisting's locals.
     allowed: bool,
+    /// The instructions hoisting may still add to the function: half its
+    /// own and a little, so a module of many small loops cannot multiply
+    /// the engines' work.
+    budget: usize,
 }
 
 impl Hoisting {
     /// The first pass over a body whose own locals and temporaries end
     /// before `first_local`.
-    /// `allowed`: whether the function has room for hoisting's locals.
-    pub fn gather(loops: Loops, first_local: u32, allowed: bool) -> Self {
-        Hoisting { loops, gathering: true, first_local, allowed, ..Default::default() }
+    /// `allowed`: whether the function has room for hoisting's locals;
+    /// `instructions`: how many it has.
+    pub fn gather(loops: Loops, first_local: u32, allowed: bool, instructions: usize) -> Self {
+        let budget = instructions / 2 + 16 * MARK_INSTRUCTIONS;
+        Hoisting { loops, gathering: true, first_local, allowed, budget, ..Default::default() }
     }
 
     /// After the first pass: the locals the second needs (`i64`s), or
@@ -359,6 +368,11 @@ impl Body<'_> {
         if !h.gathering || h.slots.iter().filter(|s| s.anchor == anchor).count() >= MAX_PER_LOOP {
             return false;
         }
+        // A range mark after the loop's end and at each of its exits.
+        let cost = (h.loops.loops[&anchor].exits as usize + 1) * MARK_INSTRUCTIONS;
+        if cost > h.budget {
+            return false;
+        }
         let writes = h.loops.loops[&anchor].writes.get(&local).copied();
         let locals = match writes {
             None => None,
@@ -374,6 +388,7 @@ impl Body<'_> {
                 Some((l0, l0 + 1))
             }
         };
+        h.budget -= cost;
         h.slots.push(Slot { anchor, local, writes, locals, lowest: at, highest: at });
         true
     }
@@ -437,7 +452,9 @@ impl Body<'_> {
 
     /// Marks the pages of guest addresses `[lo, hi]` (`i64` locals; the
     /// whole memory if either is outside `[0, 2^32)`), clamped to the
-    /// memory's size.
+    /// memory's size: one page inline, anything else by calling the
+    /// module's [`mark_helper`] (rare, and kept out of line so that every
+    /// way out of every loop does not carry a copy).
     fn mark_interval(&mut self, lo: u32, hi: u32) {
         let (limit, first) = (self.hoisting.temp(), self.t.len);
         // The common case first: both ends in one page of the memory
@@ -454,6 +471,14 @@ impl Body<'_> {
         self.ins(I::LocalGet(limit)).ins(I::I32WrapI64).ins(I::LocalSet(first));
         self.mark_page(first, false);
         self.ins(I::Else);
+        let helper = self.plan.imported_funcs + self.plan.funcs.len() as u32;
+        self.ins(I::LocalGet(lo)).ins(I::LocalGet(hi)).ins(I::Call(helper));
+        self.ins(I::End);
+    }
+
+    /// [`Self::mark_interval`]'s general case.
+    fn mark_interval_out_of_line(&mut self, lo: u32, hi: u32) {
+        let (limit, first) = (self.hoisting.temp(), self.t.len);
         self.ins(I::LocalGet(lo)).ins(I::LocalGet(hi)).ins(I::I64Or).ins(I::I64Const(32)).ins(I::I64ShrU);
         self.ins(I::I64Const(0)).ins(I::I64Ne).ins(I::If(BlockType::Empty));
         self.ins(I::I64Const(0)).ins(I::LocalSet(lo)).ins(I::I64Const(u32::MAX.into())).ins(I::LocalSet(hi));
@@ -481,6 +506,40 @@ impl Body<'_> {
         self.mark_page(first, true);
         self.ins(I::Else);
         self.mark_page(first, false);
-        self.ins(I::End).ins(I::End).ins(I::End).ins(I::End);
+        self.ins(I::End).ins(I::End).ins(I::End);
     }
+}
+
+/// The type of [`mark_helper`]: `[i64 i64] -> []`.
+pub(super) fn mark_helper_type(types: &mut wasm_encoder::TypeSection) {
+    types.ty().function([ValType::I64, ValType::I64], []);
+}
+
+/// The function the pass appends (after the module's own, under the
+/// barrier) that marks the pages of guest addresses `[lo, hi]`, its two
+/// `i64` parameters, in general: the whole memory if either end is outside
+/// `[0, 2^32)`, nothing if the interval misses the memory, else its pages
+/// (clamped to the memory's size). Not metered: its work is bounded (two
+/// `memory.fill`s of the books at most) and no verdict depends on it.
+pub(super) fn mark_helper(plan: &super::Plan<'_>) -> Function {
+    // Locals: 0 lo, 1 hi (parameters), 2 a temporary i64, 3-6 i32s.
+    let unused = u32::MAX;
+    let t = Temps {
+        addr: 3,
+        i32v: 4,
+        i64v: unused,
+        f32v: unused,
+        f64v: unused,
+        len: 5,
+        src: 6,
+        amount: unused,
+        fuel: unused,
+        stack: unused,
+    };
+    let f = Function::new([(1, ValType::I64), (4, ValType::I32)]);
+    let hoisting = Hoisting { first_local: 2, ..Default::default() };
+    let mut b = Body { f, t, plan, grouping: Default::default(), hoisting };
+    b.mark_interval_out_of_line(0, 1);
+    b.ins(I::End);
+    b.f
 }

@@ -222,6 +222,10 @@ pub(crate) fn rewrite(wasm: &[u8], plan: &Plan<'_>) -> Result<Vec<u8>> {
     // memory on every engine); appended to the global section, or in one of
     // their own right after the memory section.
     let has_globals = Parser::new(0).parse_all(wasm).any(|p| matches!(p, Ok(Payload::GlobalSection(_))));
+    // The barrier's out-of-line range mark (see `hoist`), after the
+    // module's own functions (so their indices stay), if it has any.
+    let helper = plan.tracking == Tracking::Barrier && !plan.funcs.is_empty();
+    let mut helper_type = 0;
     let counters = |s: &mut wasm_encoder::GlobalSection| {
         let ty = |val_type| wasm_encoder::GlobalType { val_type, mutable: true, shared: false };
         s.global(ty(ValType::I64), &ConstExpr::i64_const(0));
@@ -248,6 +252,9 @@ pub(crate) fn rewrite(wasm: &[u8], plan: &Plan<'_>) -> Result<Vec<u8>> {
                 allocs = fv.into_allocations();
                 remaining_bodies -= 1;
                 if remaining_bodies == 0 {
+                    if helper {
+                        code.function(&hoist::mark_helper(plan));
+                    }
                     out.section(&code);
                 }
             }
@@ -265,6 +272,20 @@ pub(crate) fn rewrite(wasm: &[u8], plan: &Plan<'_>) -> Result<Vec<u8>> {
                         wrapper_types.insert(f.results.clone(), count);
                         count += 1;
                     }
+                }
+                if helper {
+                    hoist::mark_helper_type(&mut s);
+                    helper_type = count;
+                }
+                out.section(&s);
+            }
+            Payload::FunctionSection(reader) => {
+                let mut s = wasm_encoder::FunctionSection::new();
+                for ty in reader {
+                    s.function(ty.map_err(err)?);
+                }
+                if helper {
+                    s.function(helper_type);
                 }
                 out.section(&s);
             }
