@@ -37,10 +37,15 @@
 //! o)]`, computed in `i64` — if both ends are in `[0, 2^32)`: a store whose
 //! `L + c` wrapped has an `i64` address outside that interval, or traps (it
 //! would address 4 GiB or more). Otherwise the whole memory is marked.
-//! The interval is then clamped to the memory's current size (a loop may
-//! be left before a store ran, and a mark must never leave the map), and
-//! its pages are marked: one page with a conditional mark, two with one
-//! two-byte mark, more with `memory.fill`s of the map and the summary.
+//!
+//! A loop may be left before a store ran, so the interval may lie
+//! anywhere, and a mark must never leave the map: an interval within one
+//! page the map covers gets a conditional mark inline (a page past the
+//! memory's current size is marked needlessly but harmlessly: a blank scans
+//! up to that size, and a grown memory is rebuilt); anything else calls
+//! [`mark_helper`], which clamps the interval to the memory's current size
+//! and marks one page, two with one two-byte mark, or more with
+//! `memory.fill`s of the map and the summary.
 //!
 //! The mark is made on every way out of the loop: after its `end`, before
 //! each `br`, `br_table` or `return` that leaves it, and inside a taken
@@ -457,16 +462,19 @@ impl Body<'_> {
     /// way out of every loop does not carry a copy).
     fn mark_interval(&mut self, lo: u32, hi: u32) {
         let (limit, first) = (self.hoisting.temp(), self.t.len);
-        // The common case first: both ends in one page of the memory
-        // (so both in [0, 2^32)); anything else takes the general path.
+        // The common case first: both ends in one page the map covers (so
+        // both in [0, 2^32)); anything else takes the general path. A page
+        // past the memory's current size needs no mark, but one does no
+        // harm: the blank scans only up to that size, and a memory that
+        // grows past it is rebuilt, books and all.
         let page = |b: &mut Self, of: u32| {
             b.ins(I::LocalGet(of)).ins(I::I64Const(PAGE_SHIFT.into())).ins(I::I64ShrS);
         };
         page(self, hi);
         page(self, lo);
         self.ins(I::LocalTee(limit)).ins(I::I64Eq);
-        self.ins(I::LocalGet(limit)).ins(I::MemorySize(0)).ins(I::I64ExtendI32U);
-        self.ins(I::I64Const((16 - PAGE_SHIFT).into())).ins(I::I64Shl).ins(I::I64LtU);
+        let map_pages = self.plan.layout.map as i64;
+        self.ins(I::LocalGet(limit)).ins(I::I64Const(map_pages)).ins(I::I64LtU);
         self.ins(I::I32And).ins(I::If(BlockType::Empty));
         self.ins(I::LocalGet(limit)).ins(I::I32WrapI64).ins(I::LocalSet(first));
         self.mark_page(first, false);
