@@ -118,13 +118,18 @@ fn the_guest_memory_stays_as_compiled_and_the_books_are_a_second_memory() {
     assert!(matches!(prepare(wat.as_bytes(), &too_big), Err(Error::ModuleLimit { .. })));
 }
 
-/// Marks of the write barrier (and flag writes) in the prepared module:
-/// the stores to the books (memory 1) at static offset 0 — the map, and
-/// flags at constant addresses; the summary has the map's size as offset.
+/// Marks of the write barrier (and flag writes) in `executor_validate`
+/// (the second function of the modules below): the stores to the books
+/// (memory 1) at static offset 0 — the map, and flags at constant
+/// addresses; the summary has the map's size as offset.
 fn marks(wasm: &[u8]) -> usize {
     let mut n = 0;
-    for p in Parser::new(0).parse_all(wasm) {
-        if let Payload::CodeSectionEntry(body) = p.unwrap() {
+    let bodies = Parser::new(0).parse_all(wasm).filter_map(|p| match p.unwrap() {
+        Payload::CodeSectionEntry(body) => Some(body),
+        _ => None,
+    });
+    if let Some(body) = bodies.into_iter().nth(1) {
+        {
             for op in body.get_operators_reader().unwrap() {
                 if let wasmparser::Operator::I32Store8 { memarg } | wasmparser::Operator::I32Store16 { memarg } =
                     op.unwrap()

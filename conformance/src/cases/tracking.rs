@@ -20,11 +20,13 @@ fn dirty(factory: HostFactory, policy: PersistencePolicy, blank: BlankMethod) ->
 /// across a 64 KiB span of the map's summary, and loops whose marks are
 /// hoisted to their ways out (fall-through, `br`, `br_if` with and without
 /// a value, `br_table`, `return`; nested; bases stepped up and down, past
-/// 2^32 and below 0; unchanged bases). Each is undone by the next blank
+/// 2^32 and below 0; unchanged bases), and a callee writing through its
+/// pointer parameter (called with base + constant, with another pointer,
+/// through the table, in a loop). Each is undone by the next blank
 /// (restored in place or rebuilt), and each really writes (under
 /// `until-crash` the check that follows finds it).
 pub fn every_write_is_undone_by_the_next_blank(factory: HostFactory) {
-    let patterns = [1u8, 2, 3, 4, 5, 6, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19];
+    let patterns = [1u8, 2, 3, 4, 5, 6, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23];
     for blank in [BlankMethod::Restore, BlankMethod::Rebuild, BlankMethod::Auto] {
         let mut d = dirty(factory, every_tx(1), blank);
         assert_eq!(run_bytes(&mut d, &[0]), vec![A], "{blank}: blank memory to start with");

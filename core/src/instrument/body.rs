@@ -95,18 +95,22 @@ pub(super) struct Body<'p> {
     pub grouping: Grouping,
     /// The barrier's marks hoisted out of loops ([`super::hoist`]).
     pub hoisting: Hoisting,
+    /// An unmarked copy of a callee whose callers mark its stores
+    /// ([`super::callee`]).
+    pub unmarked: bool,
 }
 
 impl Body<'_> {
     /// The rewritten body of a function with `params` parameters, whose
     /// results make the wrapping block's type `block`; `entry` if the host
-    /// may call it.
+    /// may call it; `unmarked` for a callee's copy whose callers mark its
+    /// stores.
     pub fn rewrite<T: wasmparser::WasmModuleResources>(
         body: &wasmparser::FunctionBody<'_>,
         fv: &mut wasmparser::FuncValidator<T>,
         params: u32,
         block: BlockType,
-        entry: bool,
+        (entry, unmarked): (bool, bool),
         plan: &Plan<'_>,
     ) -> Result<Function> {
         let mut locals = Vec::new();
@@ -158,31 +162,29 @@ impl Body<'_> {
         let added = u64::from(count + ADDED_LOCALS + hoist::ADDED_LOCALS);
         let room = added <= LOCALS && 2 * added + u64::from(a.max_stack) + 64 <= SLOTS;
         let first = Hoisting::gather(find_loops(&a.ops), count + ADDED_LOCALS, room, a.ops.len());
-        let (f, hoisting) =
-            Self::emit(&a, Function::new(locals.clone()), t, first, params, declared, block, entry, plan)?;
+        let shape = (params, declared, block, entry, unmarked);
+        let (f, hoisting) = Self::emit(&a, Function::new(locals.clone()), t, first, shape, plan)?;
         let Some((hoisting, added)) = hoisting.finish() else {
             return Ok(f);
         };
         locals.push((added, ValType::I64));
-        let (f, _) = Self::emit(&a, Function::new(locals), t, hoisting, params, declared, block, entry, plan)?;
+        let (f, _) = Self::emit(&a, Function::new(locals), t, hoisting, shape, plan)?;
         Ok(f)
     }
 
-    /// Emits the rewritten body of `a` into `f`.
-    #[allow(clippy::too_many_arguments)]
+    /// Emits the rewritten body of `a` into `f`; `shape` is the
+    /// function's parameters, declared locals, wrapping block type, and
+    /// whether it is an entry and an unmarked copy.
     fn emit(
         a: &Analysis<'_>,
         f: Function,
         t: Temps,
         hoisting: Hoisting,
-        params: u32,
-        declared: u32,
-        block: BlockType,
-        entry: bool,
+        (params, declared, block, entry, unmarked): (u32, u32, BlockType, bool, bool),
         plan: &Plan<'_>,
     ) -> Result<(Function, Hoisting)> {
         let frame = cost::frame(params, declared, a.max_stack) as i32;
-        let mut b = Body { f, t, plan, grouping: Grouping::default(), hoisting };
+        let mut b = Body { f, t, plan, grouping: Grouping::default(), hoisting, unmarked };
         if entry {
             b.load_counters_if_armed();
         }
@@ -495,9 +497,21 @@ impl Body<'_> {
                 self.fuel_from_cell();
             }
             // A wasm function reads and writes the global.
-            I::Call(_) => {
+            I::Call(f) => {
+                let f = *f;
                 self.fuel_to_global();
-                self.f.instruction(&ins);
+                match self.callee_marks(f) {
+                    // Its unmarked copy, its stores marked as the caller's.
+                    Some((copy, stores)) => {
+                        self.f.instruction(&I::Call(copy));
+                        for (local, plus, offset) in stores {
+                            self.marked_store(local, plus, offset);
+                        }
+                    }
+                    None => {
+                        self.f.instruction(&ins);
+                    }
+                }
                 self.fuel_from_global();
             }
             // Either, through a table: both, and the smaller after (each

@@ -131,6 +131,10 @@ impl Origin {
     }
 }
 
+/// A callee's store recorded as its caller's: `(local, plus, offset)`, as
+/// [`Body::marked_store`] takes them.
+type CallerStore = (u32, u32, u64);
+
 /// Stores through one base awaiting their marks.
 #[derive(Debug, Clone, Copy)]
 struct Group {
@@ -335,7 +339,9 @@ impl Body<'_> {
         // the value through a temporary, as the per-store barrier does
         // anyway.
         let same = address.value().is_some() && address.value() == stored.value();
-        if self.plan.tracking != Tracking::Barrier {
+        // An unmarked callee copy's stores are all through its parameters:
+        // its callers mark them (see `super::callee`).
+        if self.plan.tracking != Tracking::Barrier || self.unmarked {
             if same {
                 self.ins(I::LocalSet(value)).ins(I::LocalGet(value));
             }
@@ -346,17 +352,8 @@ impl Body<'_> {
             && version == g.version(local)
             && !same
         {
-            // In a loop that leaves `local` unchanged or only steps it,
-            // marked when the loop is left (see `super::hoist`).
-            if self.hoisted(local, i64::from(plus as i32), offset) {
-                self.f.instruction(store);
-                return;
-            }
-            // The store's address is `(local + plus) mod 2^32 + offset`;
-            // once it succeeded (below 4 GiB), that is
-            // `(local + plus + offset) mod 2^32`, which the mark computes.
-            self.group(local, u64::from(plus) + offset);
             self.f.instruction(store);
+            self.marked_store(local, plus, offset);
             return;
         }
         let addr = self.t.addr;
@@ -364,6 +361,46 @@ impl Body<'_> {
         self.f.instruction(store);
         // The address the store checked (no wrap: the store succeeded).
         self.mark_at(addr, offset, false);
+    }
+
+    /// Records a store at `(local + plus) mod 2^32 + offset` that
+    /// succeeded (`local` unwritten since): grouped with the run's other
+    /// stores through `local`, or hoisted out of the loops around it.
+    pub(super) fn marked_store(&mut self, local: u32, plus: u32, offset: u64) {
+        // In a loop that leaves `local` unchanged or only steps it,
+        // marked when the loop is left (see `super::hoist`).
+        if self.hoisted(local, i64::from(plus as i32), offset) {
+            return;
+        }
+        // The store's address is `(local + plus) mod 2^32 + offset`;
+        // once it succeeded (below 4 GiB), that is
+        // `(local + plus + offset) mod 2^32`, which the mark computes.
+        self.group(local, u64::from(plus) + offset);
+    }
+
+    /// For a call of `f`: if `f`'s stores can be marked by this caller
+    /// (see `super::callee`) — each pointer argument a local's current
+    /// value plus a constant — its unmarked copy and those stores as the
+    /// caller's, `(local, plus, offset)`.
+    pub(super) fn callee_marks(&self, f: u32) -> Option<(u32, Vec<CallerStore>)> {
+        if self.plan.tracking != Tracking::Barrier || self.unmarked {
+            return None;
+        }
+        let callee = self.plan.callees.by_func.get(&f)?;
+        let params = self.plan.funcs.get((f - self.plan.imported_funcs) as usize)?.params as usize;
+        let g = &self.grouping;
+        let first = g.stack.len().checked_sub(params)?;
+        let mut stores = Vec::new();
+        for (p, lowest, highest) in &callee.params {
+            let Origin::Local { local, version, plus, .. } = g.stack[first + *p as usize] else { return None };
+            if version != g.version(local) {
+                return None;
+            }
+            for s in [lowest, highest] {
+                stores.push((local, plus.wrapping_add(s.c as u32), s.offset));
+            }
+        }
+        Some((callee.copy, stores))
     }
 
     /// Marks the guest range `[local d, local d + local n)` dirty, if

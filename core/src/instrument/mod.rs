@@ -117,6 +117,7 @@ use wasmparser::{Parser, Payload, ValidPayload, Validator};
 
 mod bake;
 mod body;
+mod callee;
 pub mod cost;
 pub mod dirty;
 mod hoist;
@@ -140,7 +141,7 @@ pub const SUMMARY_SPAN: usize = 64 * DIRTY_PAGE;
 pub const SPILL: usize = 7;
 /// Version of the pass and its cost table: part of any key under which an
 /// instrumented module is cached.
-pub const VERSION: u32 = 11;
+pub const VERSION: u32 = 12;
 /// Locals the pass adds to every function (its temporaries). Hoisting
 /// marks out of loops adds a few more, only where the engines' limits
 /// leave ample room (see `hoist`).
@@ -200,6 +201,20 @@ pub(crate) struct Plan<'a> {
     /// Defined functions (0-based among defined) the host may call: every
     /// exported function and the start function.
     pub entries: std::collections::HashSet<u32>,
+    /// Functions whose stores their callers mark (see `callee`); set by
+    /// [`Plan::find_callees`].
+    pub(crate) callees: callee::Callees,
+}
+
+impl Plan<'_> {
+    /// Finds the functions of `wasm` whose stores their callers can mark
+    /// (under the barrier only: their copies follow `hoist`'s helper).
+    pub(crate) fn find_callees(&mut self, wasm: &[u8]) {
+        if self.tracking == Tracking::Barrier && !self.funcs.is_empty() {
+            let first_copy = self.imported_funcs + self.funcs.len() as u32 + 1;
+            self.callees = callee::find(wasm, self.imported_funcs, &self.funcs, first_copy);
+        }
+    }
 }
 
 fn err(e: impl std::fmt::Display) -> Error {
@@ -226,6 +241,8 @@ pub(crate) fn rewrite(wasm: &[u8], plan: &Plan<'_>) -> Result<Vec<u8>> {
     // module's own functions (so their indices stay), if it has any.
     let helper = plan.tracking == Tracking::Barrier && !plan.funcs.is_empty();
     let mut helper_type = 0;
+    // The bodies of the callees' copies, rewritten after the module's own.
+    let mut copies = HashMap::new();
     let counters = |s: &mut wasm_encoder::GlobalSection| {
         let ty = |val_type| wasm_encoder::GlobalType { val_type, mutable: true, shared: false };
         s.global(ty(ValType::I64), &ConstExpr::i64_const(0));
@@ -239,7 +256,6 @@ pub(crate) fn rewrite(wasm: &[u8], plan: &Plan<'_>) -> Result<Vec<u8>> {
             if let ValidPayload::Func(func, body) = valid {
                 let sig = &plan.funcs[defined];
                 defined += 1;
-                let mut fv = func.into_validator(std::mem::take(&mut allocs));
                 let block = match sig.results.as_slice() {
                     [] => BlockType::Empty,
                     [one] => BlockType::Result(re.val_type(*one).map_err(err)?),
@@ -247,13 +263,30 @@ pub(crate) fn rewrite(wasm: &[u8], plan: &Plan<'_>) -> Result<Vec<u8>> {
                         *wrapper_types.get(many).ok_or_else(|| err("no wrapper type for a multi-value function"))?,
                     ),
                 };
-                let entry = plan.entries.contains(&(defined as u32 - 1));
-                code.function(&Body::rewrite(&body, &mut fv, sig.params, block, entry, plan)?);
+                let index = defined as u32 - 1;
+                let entry = plan.entries.contains(&index);
+                if plan.callees.originals.contains(&index) {
+                    let again = wasmparser::FuncToValidate {
+                        resources: func.resources.clone(),
+                        index: func.index,
+                        ty: func.ty,
+                        features: func.features,
+                    };
+                    copies.insert(index, (again, body.clone(), sig.params, block));
+                }
+                let mut fv = func.into_validator(std::mem::take(&mut allocs));
+                code.function(&Body::rewrite(&body, &mut fv, sig.params, block, (entry, false), plan)?);
                 allocs = fv.into_allocations();
                 remaining_bodies -= 1;
                 if remaining_bodies == 0 {
                     if helper {
                         code.function(&hoist::mark_helper(plan));
+                        for original in &plan.callees.originals {
+                            let (func, body, params, block) = copies.remove(original).ok_or_else(|| err("no copy"))?;
+                            let mut fv = func.into_validator(std::mem::take(&mut allocs));
+                            code.function(&Body::rewrite(&body, &mut fv, params, block, (false, true), plan)?);
+                            allocs = fv.into_allocations();
+                        }
                     }
                     out.section(&code);
                 }
@@ -281,11 +314,16 @@ pub(crate) fn rewrite(wasm: &[u8], plan: &Plan<'_>) -> Result<Vec<u8>> {
             }
             Payload::FunctionSection(reader) => {
                 let mut s = wasm_encoder::FunctionSection::new();
-                for ty in reader {
-                    s.function(ty.map_err(err)?);
+                let types = reader.into_iter().collect::<Result<Vec<u32>, _>>().map_err(err)?;
+                for ty in &types {
+                    s.function(*ty);
                 }
                 if helper {
                     s.function(helper_type);
+                    // The callees' unmarked copies, in order (see `callee`).
+                    for &original in &plan.callees.originals {
+                        s.function(types[original as usize]);
+                    }
                 }
                 out.section(&s);
             }

@@ -295,7 +295,8 @@ pub fn prepare_with(input: &[u8], limits: &Limits, options: Options) -> Result<P
     check_segments(&wasm, types)?;
     let mut abi = read_abi(&wasm, types, limits)?;
     abi.info.tracking = options.tracking;
-    let plan = abi.plan(types, limits, options.metering);
+    let mut plan = abi.plan(types, limits, options.metering);
+    plan.find_callees(&wasm);
     let checked = started.elapsed();
     let wasm = crate::instrument::rewrite(&wasm, &plan)?;
     check_engine_limits(&wasm)?;
@@ -617,6 +618,7 @@ impl Abi {
                 .chain(info.start.iter())
                 .filter_map(|f| f.checked_sub(imported_funcs))
                 .collect(),
+            callees: Default::default(),
         }
     }
 }
