@@ -22,7 +22,8 @@ fn dirty(factory: HostFactory, policy: PersistencePolicy, blank: BlankMethod) ->
 /// a value, `br_table`, `return`; nested; bases stepped up and down, past
 /// 2^32 and below 0; unchanged bases), and a callee writing through its
 /// pointer parameter (called with base + constant, with another pointer,
-/// through the table, in a loop). Each is undone by the next blank
+/// through the table, in a loop); and a function of so many stores that
+/// its marks skip the map test. Each is undone by the next blank
 /// (restored in place or rebuilt), and each really writes (under
 /// `until-crash` the check that follows finds it).
 pub fn every_write_is_undone_by_the_next_blank(factory: HostFactory) {
@@ -37,6 +38,20 @@ pub fn every_write_is_undone_by_the_next_blank(factory: HostFactory) {
             let mut warm = dirty(factory, PersistencePolicy::UntilCrash, blank);
             assert_eq!(run_bytes(&mut warm, &[k, 0]), vec![A, denied("dirty")], "{blank}: pattern {k} writes");
         }
+    }
+    // A function of more stores than core marks with a test of the map
+    // (`instrument::dirty::BRANCHLESS_ABOVE`): unconditional marks.
+    let stores: String =
+        (0..1100).map(|k| format!("(i32.store (i32.const {}) (i32.const 1))\n", 2048 + 96 * k)).collect();
+    let many = fixtures::DIRTY.replace(";; 11-19: loops", &format!("{stores}(return (i32.const 0))\n;; 11-19: loops"));
+    // Pattern 11 of the copy runs the stores instead (its own code is dead).
+    let config = |policy, blank| DriverConfig { policy, blank, ..DriverConfig::default() };
+    for blank in [BlankMethod::Restore, BlankMethod::Auto] {
+        let mut d = Driver::new(factory(Limits::default()), many.as_bytes(), config(every_tx(1), blank)).unwrap();
+        assert_eq!(run_bytes(&mut d, &[11, 0, 11, 0]), vec![A; 4], "{blank}: many stores left a byte behind");
+        let until_crash = config(PersistencePolicy::UntilCrash, blank);
+        let mut warm = Driver::new(factory(Limits::default()), many.as_bytes(), until_crash).unwrap();
+        assert_eq!(run_bytes(&mut warm, &[11, 0]), vec![A, denied("dirty")], "{blank}: many stores write");
     }
 }
 

@@ -86,6 +86,23 @@ fn nan_producing(op: &Operator<'_>) -> Option<bool> {
     }
 }
 
+/// Whether `op` is a store to linear memory.
+fn is_store(op: &Operator<'_>) -> bool {
+    use Operator as O;
+    matches!(
+        op,
+        O::I32Store { .. }
+            | O::I64Store { .. }
+            | O::F32Store { .. }
+            | O::F64Store { .. }
+            | O::I32Store8 { .. }
+            | O::I32Store16 { .. }
+            | O::I64Store8 { .. }
+            | O::I64Store16 { .. }
+            | O::I64Store32 { .. }
+    )
+}
+
 /// One function body being rewritten.
 pub(super) struct Body<'p> {
     pub f: Function,
@@ -98,6 +115,9 @@ pub(super) struct Body<'p> {
     /// An unmarked copy of a callee whose callers mark its stores
     /// ([`super::callee`]).
     pub unmarked: bool,
+    /// Marks without a test of the map (a function of very many stores,
+    /// see [`Body::mark_page`]).
+    pub branchless_marks: bool,
 }
 
 impl Body<'_> {
@@ -184,7 +204,9 @@ impl Body<'_> {
         plan: &Plan<'_>,
     ) -> Result<(Function, Hoisting)> {
         let frame = cost::frame(params, declared, a.max_stack) as i32;
-        let mut b = Body { f, t, plan, grouping: Grouping::default(), hoisting, unmarked };
+        let stores = a.ops.iter().filter(|op| is_store(op)).count();
+        let branchless_marks = stores > super::dirty::BRANCHLESS_ABOVE;
+        let mut b = Body { f, t, plan, grouping: Grouping::default(), hoisting, unmarked, branchless_marks };
         if entry {
             b.load_counters_if_armed();
         }

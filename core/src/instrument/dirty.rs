@@ -131,6 +131,10 @@ impl Origin {
     }
 }
 
+/// Stores in a function above which its marks are unconditional (see
+/// [`Body::mark_page`]).
+pub(super) const BRANCHLESS_ABOVE: usize = 1024;
+
 /// A callee's store recorded as its caller's: `(local, plus, offset)`, as
 /// [`Body::marked_store`] takes them.
 type CallerStore = (u32, u32, u64);
@@ -292,18 +296,27 @@ impl Body<'_> {
     /// `map[p] = 1` (and `map[p + 1] = 1` with `two_pages`) and
     /// `summary[p >> 6] = 1` for the page index in local `p`, unless the
     /// map already says so (see [`Self::mark_at`]).
+    ///
+    /// In a function with more than [`BRANCHLESS_ABOVE`] stores the mark
+    /// is unconditional (two stores, no branch): a branch per store made
+    /// wasmtime's compiler need 286 MiB for a function of 33,000 stores
+    /// (the load budget's *one big function*), 62 MiB without.
     pub(super) fn mark_page(&mut self, p: u32, two_pages: bool) {
         let (load, store, set) = if two_pages {
             (I::I32Load16U(books_arg(0)), I::I32Store16(books_arg(0)), 0x0101)
         } else {
             (I::I32Load8U(books_arg(0)), I::I32Store8(books_arg(0)), 1)
         };
-        self.ins(I::LocalGet(p)).ins(load).ins(I::I32Const(set)).ins(I::I32Ne).ins(I::If(BlockType::Empty));
+        if !self.branchless_marks {
+            self.ins(I::LocalGet(p)).ins(load).ins(I::I32Const(set)).ins(I::I32Ne).ins(I::If(BlockType::Empty));
+        }
         self.ins(I::LocalGet(p)).ins(I::I32Const(set)).ins(store);
         self.ins(I::LocalGet(p)).ins(I::I32Const(SUMMARY_SHIFT - PAGE_SHIFT)).ins(I::I32ShrU).ins(I::I32Const(1));
         let summary = self.plan.layout.map as u64;
         self.ins(I::I32Store8(wasm_encoder::MemArg { offset: summary, ..books_arg(0) }));
-        self.ins(I::End);
+        if !self.branchless_marks {
+            self.ins(I::End);
+        }
     }
 
     /// Joins a store at `offset` through `local` to its group (a new one
