@@ -158,9 +158,15 @@ pub(super) struct Grouping {
     /// origin — the same value, which an engine may hold in one register.
     holds: HashMap<u32, (u32, Id)>,
     groups: Vec<Group>,
+    /// Pages stores at constant addresses started in this run, distinct.
+    const_pages: Vec<u32>,
     /// In unreachable code: how many blocks deep below the one it ends.
     dead: Option<u32>,
 }
+
+/// The most distinct constant-address pages a run collects before marking
+/// them.
+const MAX_CONST_PAGES: usize = 16;
 
 impl Grouping {
     fn version(&self, local: u32) -> u32 {
@@ -259,6 +265,14 @@ impl Body<'_> {
     /// Marks the pending groups (all, or `local`'s): the pages of each
     /// group's lowest and highest offset.
     fn flush(&mut self, local: Option<u32>) {
+        if local.is_none() {
+            // Stores at constant addresses: their pages, known statically.
+            for page in std::mem::take(&mut self.grouping.const_pages) {
+                let p = self.t.len;
+                self.ins(I::I32Const(page as i32)).ins(I::LocalSet(p));
+                self.mark_page(p, false);
+            }
+        }
         if self.grouping.groups.is_empty() {
             return;
         }
@@ -297,24 +311,26 @@ impl Body<'_> {
     /// `summary[p >> 6] = 1` for the page index in local `p`, unless the
     /// map already says so (see [`Self::mark_at`]).
     ///
-    /// In a function with more than [`BRANCHLESS_ABOVE`] stores the mark
-    /// is unconditional (two stores, no branch): a branch per store made
-    /// wasmtime's compiler need 286 MiB for a function of 33,000 stores
-    /// (the load budget's *one big function*), 62 MiB without.
+    /// Outside loops, and in a function with more than [`BRANCHLESS_ABOVE`]
+    /// stores, the mark is unconditional (two stores, no branch): the test
+    /// pays where a mark repeats, and a branch per store made compilers
+    /// need far more memory — wasmtime 286 MiB for a function of 33,000
+    /// stores (the load budget's *one big function*), 102 MiB without.
     pub(super) fn mark_page(&mut self, p: u32, two_pages: bool) {
         let (load, store, set) = if two_pages {
             (I::I32Load16U(books_arg(0)), I::I32Store16(books_arg(0)), 0x0101)
         } else {
             (I::I32Load8U(books_arg(0)), I::I32Store8(books_arg(0)), 1)
         };
-        if !self.branchless_marks {
+        let tested = !self.branchless_marks && self.in_loop();
+        if tested {
             self.ins(I::LocalGet(p)).ins(load).ins(I::I32Const(set)).ins(I::I32Ne).ins(I::If(BlockType::Empty));
         }
         self.ins(I::LocalGet(p)).ins(I::I32Const(set)).ins(store);
         self.ins(I::LocalGet(p)).ins(I::I32Const(SUMMARY_SHIFT - PAGE_SHIFT)).ins(I::I32ShrU).ins(I::I32Const(1));
         let summary = self.plan.layout.map as u64;
         self.ins(I::I32Store8(wasm_encoder::MemArg { offset: summary, ..books_arg(0) }));
-        if !self.branchless_marks {
+        if tested {
             self.ins(I::End);
         }
     }
@@ -367,6 +383,19 @@ impl Body<'_> {
         {
             self.f.instruction(store);
             self.marked_store(local, plus, offset);
+            return;
+        }
+        // A constant address: its page is known; marked once per run (the
+        // store succeeded, so the page is in the memory and the map).
+        if let Origin::Const(k) = address {
+            self.f.instruction(store);
+            let page = ((u64::from(k) + offset) >> PAGE_SHIFT) as u32;
+            if !self.grouping.const_pages.contains(&page) {
+                if self.grouping.const_pages.len() == MAX_CONST_PAGES {
+                    self.flush(None);
+                }
+                self.grouping.const_pages.push(page);
+            }
             return;
         }
         let addr = self.t.addr;

@@ -273,6 +273,11 @@ impl Hoisting {
 }
 
 impl Body<'_> {
+    /// Whether the code being emitted is inside a loop.
+    pub(super) fn in_loop(&self) -> bool {
+        self.hoisting.control.iter().any(|o| o.anchor.is_some())
+    }
+
     /// Before operator `i` is emitted (after the grouping's flush).
     pub(super) fn hoist_before(&mut self, i: usize, op: &Operator<'_>) {
         let bare = |ty: &wasmparser::BlockType, is_loop: bool| match ty {
