@@ -86,21 +86,21 @@ fn nan_producing(op: &Operator<'_>) -> Option<bool> {
     }
 }
 
-/// Whether `op` is a store to linear memory.
-fn is_store(op: &Operator<'_>) -> bool {
+/// The memory argument of `op` if it is a store to linear memory.
+pub(super) fn store_memarg<'a>(op: &'a Operator<'_>) -> Option<&'a wasmparser::MemArg> {
     use Operator as O;
-    matches!(
-        op,
-        O::I32Store { .. }
-            | O::I64Store { .. }
-            | O::F32Store { .. }
-            | O::F64Store { .. }
-            | O::I32Store8 { .. }
-            | O::I32Store16 { .. }
-            | O::I64Store8 { .. }
-            | O::I64Store16 { .. }
-            | O::I64Store32 { .. }
-    )
+    match op {
+        O::I32Store { memarg }
+        | O::I64Store { memarg }
+        | O::F32Store { memarg }
+        | O::F64Store { memarg }
+        | O::I32Store8 { memarg }
+        | O::I32Store16 { memarg }
+        | O::I64Store8 { memarg }
+        | O::I64Store16 { memarg }
+        | O::I64Store32 { memarg } => Some(memarg),
+        _ => None,
+    }
 }
 
 /// One function body being rewritten.
@@ -204,7 +204,7 @@ impl Body<'_> {
         plan: &Plan<'_>,
     ) -> Result<(Function, Hoisting)> {
         let frame = cost::frame(params, declared, a.max_stack) as i32;
-        let stores = a.ops.iter().filter(|op| is_store(op)).count();
+        let stores = a.ops.iter().filter(|op| store_memarg(op).is_some()).count();
         let branchless_marks = stores > super::dirty::BRANCHLESS_ABOVE;
         let mut b = Body { f, t, plan, grouping: Grouping::default(), hoisting, unmarked, branchless_marks };
         if entry {

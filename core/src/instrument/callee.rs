@@ -29,6 +29,7 @@
 //! call returned, so from addresses the callee's stores checked — a trap
 //! discards the instance, as for every deferred mark.
 
+use super::body::store_memarg;
 use super::{DIRTY_PAGE, FuncSig};
 use std::collections::HashMap;
 use wasmparser::{FunctionBody, ModuleArity, Operator};
@@ -128,26 +129,10 @@ fn qualifies(body: &FunctionBody<'_>, params: u32) -> Option<Vec<(u32, Store)>> 
         use Operator as O;
         let memarg = match op {
             O::End if i == last => break,
-            O::I32Store { memarg }
-            | O::I64Store { memarg }
-            | O::F32Store { memarg }
-            | O::F64Store { memarg }
-            | O::I32Store8 { memarg }
-            | O::I32Store16 { memarg }
-            | O::I64Store8 { memarg }
-            | O::I64Store16 { memarg }
-            | O::I64Store32 { memarg } => Some(memarg),
-            O::Block { .. }
-            | O::Loop { .. }
-            | O::If { .. }
-            | O::Else
-            | O::End
-            | O::Br { .. }
-            | O::BrIf { .. }
-            | O::BrTable { .. }
-            | O::Return
-            | O::Unreachable
-            | O::Call { .. }
+            op if store_memarg(op).is_some() => store_memarg(op),
+            // Control flow: a store might not run.
+            op if super::segments::ends_segment(op) || matches!(op, O::Block { .. }) => return None,
+            O::Call { .. }
             | O::CallIndirect { .. }
             | O::MemoryGrow { .. }
             | O::MemoryFill { .. }
