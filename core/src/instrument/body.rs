@@ -181,7 +181,11 @@ impl Body<'_> {
         // documented, counting the temporaries alone.
         let added = u64::from(count + ADDED_LOCALS + hoist::ADDED_LOCALS);
         let room = added <= LOCALS && 2 * added + u64::from(a.max_stack) + 64 <= SLOTS;
-        let first = Hoisting::gather(find_loops(&a.ops), count + ADDED_LOCALS, room, a.ops.len());
+        // Marks are hoisted only under the barrier, and never in a callee's
+        // unmarked copy: there the loops need not be read.
+        let allowed = room && plan.tracking == super::Tracking::Barrier && !unmarked;
+        let loops = if allowed { find_loops(&a.ops) } else { Default::default() };
+        let first = Hoisting::gather(loops, count + ADDED_LOCALS, allowed, a.ops.len());
         let shape = (params, declared, block, entry, unmarked);
         let (f, hoisting) = Self::emit(&a, Function::new(locals.clone()), t, first, shape, plan)?;
         let Some((hoisting, added)) = hoisting.finish() else {

@@ -127,29 +127,10 @@ fn qualifies(body: &FunctionBody<'_>, params: u32) -> Option<Vec<(u32, Store)>> 
     let last = ops.len() - 1;
     for (i, op) in ops.iter().enumerate() {
         use Operator as O;
-        let memarg = match op {
-            O::End if i == last => break,
-            op if store_memarg(op).is_some() => store_memarg(op),
-            // Control flow: a store might not run.
-            op if super::segments::ends_segment(op) || matches!(op, O::Block { .. }) => return None,
-            O::Call { .. }
-            | O::CallIndirect { .. }
-            | O::MemoryGrow { .. }
-            | O::MemoryFill { .. }
-            | O::MemoryCopy { .. }
-            | O::MemoryInit { .. }
-            | O::DataDrop { .. }
-            | O::ElemDrop { .. }
-            | O::TableGet { .. }
-            | O::TableSet { .. }
-            | O::TableGrow { .. }
-            | O::TableSize { .. }
-            | O::TableFill { .. }
-            | O::TableCopy { .. }
-            | O::TableInit { .. } => return None,
-            _ => None,
-        };
-        if let Some(memarg) = memarg {
+        if i == last {
+            break; // the body's `end`
+        }
+        if let Some(memarg) = store_memarg(op) {
             if memarg.memory != 0 {
                 return None;
             }
@@ -159,6 +140,30 @@ fn qualifies(body: &FunctionBody<'_>, params: u32) -> Option<Vec<(u32, Store)>> 
                 _ => return None,
             }
             continue;
+        }
+        // Control flow (a store might not run), calls, and what marks or
+        // moves memory and tables of its own.
+        let unfollowed = matches!(
+            op,
+            O::Block { .. }
+                | O::Call { .. }
+                | O::CallIndirect { .. }
+                | O::MemoryGrow { .. }
+                | O::MemoryFill { .. }
+                | O::MemoryCopy { .. }
+                | O::MemoryInit { .. }
+                | O::DataDrop { .. }
+                | O::ElemDrop { .. }
+                | O::TableGet { .. }
+                | O::TableSet { .. }
+                | O::TableGrow { .. }
+                | O::TableSize { .. }
+                | O::TableFill { .. }
+                | O::TableCopy { .. }
+                | O::TableInit { .. }
+        );
+        if unfollowed || super::segments::ends_segment(op) {
+            return None;
         }
         let pushed = match (op, stack.len().checked_sub(2).map(|j| stack[j]), stack.last().copied()) {
             (O::LocalGet { local_index }, ..) if *local_index < params && !written.contains(local_index) => {

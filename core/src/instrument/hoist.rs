@@ -407,12 +407,16 @@ impl Body<'_> {
     fn mark_loops(&mut self, anchors: &[usize]) {
         let slots: Vec<Slot> = self.hoisting.slots.iter().filter(|s| anchors.contains(&s.anchor)).copied().collect();
         let (lo, hi) = (self.t.amount, self.t.i64v);
+        // `+ c` on the i64 on top.
+        let plus = |b: &mut Self, c: i64| {
+            if c != 0 {
+                b.ins(I::I64Const(c)).ins(I::I64Add);
+            }
+        };
         for s in slots {
             let now = |b: &mut Self, c: i64| {
                 b.ins(I::LocalGet(s.local)).ins(I::I64ExtendI32U);
-                if c != 0 {
-                    b.ins(I::I64Const(c)).ins(I::I64Add);
-                }
+                plus(b, c);
             };
             let (Some((l0, f0)), Some(writes)) = (s.locals, s.writes) else {
                 // Unchanged in the loop: its value now is its value then.
@@ -428,17 +432,12 @@ impl Body<'_> {
                 Writes::Down(k) => (false, k),
                 Writes::Other => unreachable!("only stepped bases have locals"),
             };
-            let at_entry = |b: &mut Self, c: i64| {
-                b.ins(I::LocalGet(l0));
-                if c != 0 {
-                    b.ins(I::I64Const(c)).ins(I::I64Add);
-                }
-            };
             // The far end: from L now if L0 ± S × kmax is in [0, 2^32),
             // else out of range (the whole memory). S × kmax < 2^55.
             let (near, far, c_near, c_far, out) =
                 if up { (lo, hi, s.lowest, s.highest, 1i64 << 32) } else { (hi, lo, s.highest, s.lowest, -1) };
-            at_entry(self, c_near);
+            self.ins(I::LocalGet(l0));
+            plus(self, c_near);
             self.ins(I::LocalSet(near));
             now(self, c_far);
             self.ins(I::I64Const(out));
