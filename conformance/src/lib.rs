@@ -78,6 +78,7 @@ macro_rules! suite {
             memory_cap_is_checked_at_load,
             every_write_is_undone_by_the_next_blank,
             a_trap_in_a_group_of_stores_leaves_no_wild_mark,
+            a_module_past_the_barriers_budget_blanks_by_rebuilding,
             auto_drops_the_barrier_when_blanks_rebuild_anyway,
             auto_switches_only_where_the_instance_is_replaced,
             parallel_validation_commits_one_thread_verdicts,

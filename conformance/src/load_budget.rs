@@ -40,14 +40,19 @@ fn module(body: &str) -> Vec<u8> {
 const ABI_INSTRUCTIONS: u64 = 4;
 
 /// A function `(param i32)` of exactly `k` ≥ 1 instructions — stores to
-/// a loaded address (four each: each needs a mark of its own, where
-/// constant addresses share one per run), `nop`s for the rest, and the
-/// `end` — as WAT.
-fn function(out: &mut String, k: u64) {
+/// a loaded address (four instructions each: each needs a mark of its
+/// own, where constant addresses share one per run), at most `stores` of
+/// them, then loads from a loaded address (four each, dropped), `nop`s for
+/// the rest, and the `end` — as WAT.
+fn function(out: &mut String, k: u64, stores: u64) {
     out.push_str("(func (param i32)");
     let body = k - 1;
-    for _ in 0..body / 4 {
+    let stores = stores.min(body / 4);
+    for _ in 0..stores {
         out.push_str(" (i32.store (i32.load (i32.const 0)) (i32.const 0))");
+    }
+    for _ in stores..body / 4 {
+        out.push_str(" (drop (i32.load (i32.load (i32.const 0))))");
     }
     for _ in 0..body % 4 {
         out.push_str(" (nop)");
@@ -56,12 +61,15 @@ fn function(out: &mut String, k: u64) {
 }
 
 /// Functions of `total` instructions together, at most `each` per
-/// function.
-fn functions_of(out: &mut String, total: u64, each: u64) {
-    let mut left = total;
+/// function, with `stores` stores among them, spread evenly.
+fn functions_of(out: &mut String, total: u64, each: u64, stores: u64) {
+    let (mut left, mut stores_left) = (total, stores);
     while left > 0 {
         let k = left.min(each);
-        function(out, k);
+        let functions_left = left.div_ceil(each);
+        let n = stores_left.div_ceil(functions_left);
+        function(out, k, n);
+        stores_left -= n.min((k - 1) / 4);
         left -= k;
     }
 }
@@ -111,7 +119,7 @@ pub fn worst_cases(m: &ModuleLimits) -> Vec<WorstCase> {
 
     let per_function = u64::from(m.instructions_per_function);
     let mut body = String::new();
-    function(&mut body, per_function);
+    function(&mut body, per_function, u64::MAX);
     case("one big function", "instructions per function", per_function, module(&body));
 
     // The module's instructions in functions at the per-function limit,
@@ -129,12 +137,18 @@ pub fn worst_cases(m: &ModuleLimits) -> Vec<WorstCase> {
 
     let total = m.instructions - ABI_INSTRUCTIONS;
     let mut body = String::new();
-    functions_of(&mut body, total, per_function);
+    functions_of(&mut body, total, per_function, u64::MAX);
     case("instructions in big functions", "instructions", m.instructions, module(&body));
     let defined = u64::from(m.functions) - ABI_FUNCTIONS;
+    let each = total.div_ceil(defined).max(1);
     let mut body = String::new();
-    functions_of(&mut body, total, total.div_ceil(defined).max(1));
+    functions_of(&mut body, total, each, u64::MAX);
     case("instructions in every function", "instructions", m.instructions, module(&body));
+    // Past the barrier's budget a module loads without marks (cheaper to
+    // compile); at it, every write is marked.
+    let mut body = String::new();
+    functions_of(&mut body, total, each, executor_core::instrument::dirty::MAX_TRACKED_WRITES);
+    case("writes at the barrier's budget", "instructions", m.instructions, module(&body));
 
     // Locals: functions at the per-function limit (a parameter and the
     // rest declared), as far as the module's total allows.

@@ -42,6 +42,13 @@ pub struct CheckReport {
     /// (`portable`), or every build runs init (`unportable`: init touched
     /// a table).
     pub snapshot: &'static str,
+    /// Its writes to memory (stores and bulk operations).
+    pub writes: u64,
+    /// How transactions' writes are tracked: `barrier` (blanks restore
+    /// what was dirtied), or `off` past the barrier's budget of
+    /// [`executor_core::instrument::dirty::MAX_TRACKED_WRITES`] writes
+    /// (blanks rebuild).
+    pub tracking: executor_core::instrument::Tracking,
     /// Per compiled-in backend: whether it loaded, and how long compiling
     /// (and the first blank instance) took.
     pub backends: BTreeMap<BackendKind, BackendCheck>,
@@ -90,6 +97,8 @@ pub fn check(settings: &RunSettings) -> Result<CheckReport, Error> {
         blank_state_bytes: 0,
         init_written_bytes: 0,
         snapshot: "portable",
+        writes: inspection.writes,
+        tracking: prepared.info.tracking,
         backends: BTreeMap::new(),
     };
     /// What every backend must agree on: init fuel, blank memory, bytes
@@ -147,6 +156,16 @@ pub fn print_check(r: &CheckReport) {
         "  init: {} of {} fuel; blank state {} bytes of memory, {} written by init; snapshot {}",
         r.init_fuel, r.init_fuel_allowed, r.blank_state_bytes, r.init_written_bytes, r.snapshot
     );
+    let budget = executor_core::instrument::dirty::MAX_TRACKED_WRITES;
+    match r.tracking {
+        executor_core::instrument::Tracking::Barrier => {
+            println!("  write barrier: on ({} writes to memory; the budget is {budget})", r.writes)
+        }
+        _ => println!(
+            "  write barrier: off ({} writes to memory, past the budget of {budget}): blanks rebuild",
+            r.writes
+        ),
+    }
     println!("  module limits (used / allowed):");
     for u in &r.limits {
         let share = if u.allowed > 0 { 100.0 * u.used as f64 / u.allowed as f64 } else { 0.0 };

@@ -37,6 +37,8 @@ fn check_reports_what_an_operator_needs_on_every_backend() {
         assert!(v["init_fuel"].as_u64() <= v["init_fuel_allowed"].as_u64());
         assert!(v["blank_state_bytes"].as_u64().unwrap() >= 65536);
         assert_eq!(v["snapshot"], "portable");
+        assert!(v["writes"].as_u64().unwrap() > 0, "{v}");
+        assert_eq!(v["tracking"], "barrier");
         let backends = v["backends"].as_object().unwrap();
         assert_eq!(backends.len(), 3, "{backends:?}");
         for (name, b) in backends {
@@ -45,6 +47,7 @@ fn check_reports_what_an_operator_needs_on_every_backend() {
         }
         let text = String::from_utf8(peer(&["check", executor]).stdout).unwrap();
         assert!(text.contains("module limits (used / allowed)") && text.contains("wasmi: loaded"), "{text}");
+        assert!(text.contains("write barrier: on"), "{text}");
     }
     // Features beyond the MVP are named; so is an unportable blank state.
     let wat = temp("bulk.wat");

@@ -286,12 +286,12 @@ pub fn workers_have_the_stack_the_budget_needs(factory: HostFactory) {
 /// fewer drivers fit in `memory_cap` stops the workers beyond them, says
 /// so, and changes no verdict.
 pub fn parallel_upgrades_keep_only_the_workers_that_fit(factory: HostFactory) {
-    // v2 is v1 with a large function it never calls: more compiled code
+    // v2 is v1 with large functions it never calls: more compiled code
     // to count per driver.
     let mut big = String::new();
-    for _ in 0..2 {
+    for _ in 0..4 {
         big.push_str("(func (param i32)");
-        for _ in 0..20_000 {
+        for _ in 0..10_000 {
             big.push_str(" (i32.store (i32.const 0) (i32.const 0))");
         }
         big.push_str(")\n");

@@ -145,3 +145,36 @@ pub fn auto_switches_only_where_the_instance_is_replaced(factory: HostFactory) {
     .expect("loads");
     assert_eq!(warm.stats().tracking, executor_core::instrument::Tracking::Off);
 }
+
+/// A module that writes memory in more places than the barrier's budget
+/// ([`executor_core::instrument::dirty::MAX_TRACKED_WRITES`]; its
+/// compilation would break the load budget) loads without the barrier,
+/// whatever blank method was asked, and every pattern is still undone by
+/// the next blank — by a rebuild.
+pub fn a_module_past_the_barriers_budget_blanks_by_rebuilding(factory: HostFactory) {
+    use executor_core::instrument::{Tracking, dirty::MAX_TRACKED_WRITES};
+    // Functions no transaction calls, of 8,192 stores each (under the
+    // per-function instruction limit), as many as it takes to pass the
+    // budget: with DIRTY's own stores, past it.
+    let per = 8192u64;
+    let function: String = format!("(func {})\n", "(i32.store (i32.const 0) (i32.const 1))".repeat(per as usize));
+    let with = |functions: u64| {
+        let anchor = "(func (export \"executor_alloc\")";
+        fixtures::DIRTY.replacen(anchor, &format!("{}{anchor}", function.repeat(functions as usize)), 1)
+    };
+    let (at, over) = (with(MAX_TRACKED_WRITES / per - 1), with(MAX_TRACKED_WRITES.div_ceil(per)));
+    let config = |policy, blank| DriverConfig { policy, blank, ..DriverConfig::default() };
+    let at = Driver::new(factory(Limits::default()), at.as_bytes(), config(every_tx(1), BlankMethod::Restore)).unwrap();
+    assert_eq!(at.stats().tracking, Tracking::Barrier, "under the budget: the barrier");
+    for blank in [BlankMethod::Restore, BlankMethod::Auto] {
+        let mut d = Driver::new(factory(Limits::default()), over.as_bytes(), config(every_tx(1), blank)).unwrap();
+        assert_eq!(d.stats().tracking, Tracking::Off, "{blank}: past the budget, no barrier");
+        for k in [1u8, 3, 11, 20] {
+            assert_eq!(run_bytes(&mut d, &[k, 0]), vec![A, A], "{blank}: pattern {k} left a byte behind");
+        }
+        let mut warm =
+            Driver::new(factory(Limits::default()), over.as_bytes(), config(PersistencePolicy::UntilCrash, blank))
+                .unwrap();
+        assert_eq!(run_bytes(&mut warm, &[1, 0]), vec![A, denied("dirty")], "{blank}: pattern 1 writes");
+    }
+}

@@ -65,6 +65,9 @@ pub enum BlankMethod {
     /// exact host writes, every mutable global, the tables if touched. Cost:
     /// a few instructions per store, and per blank what was dirtied
     /// (≈ 0.5 µs for a few pages); a memory that grew is rebuilt instead.
+    /// Fallback: a module past the barrier's budget
+    /// ([`crate::instrument::dirty::MAX_TRACKED_WRITES`] writes) loads
+    /// untracked and rebuilds, as under [`BlankMethod::Rebuild`].
     Restore,
     /// Rebuild the instance for every blank, as a recycle does, from a
     /// module without the barrier ([`Tracking::Off`]): on hosts that

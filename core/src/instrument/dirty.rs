@@ -131,6 +131,17 @@ impl Origin {
     }
 }
 
+/// Writes to memory (stores and bulk operations) a module may have and
+/// still load with the barrier; past it, it loads with [`Tracking::Off`]
+/// and its blanks rebuild. A mark is a dozen instructions after a store of
+/// four: on an executor of the module limits' size the compilers' time
+/// and memory are mostly marks (a million instructions of stores took
+/// wasmtime 5.6 s and 485 MiB with them, 1.7 s and 134 MiB without),
+/// which the load budget cannot afford. The executors measured have
+/// 40–2,700; a transaction of an executor this large takes far longer
+/// than a rebuild (≈ 20 µs on wasmtime).
+pub const MAX_TRACKED_WRITES: u64 = 32_768;
+
 /// Stores in a function above which its marks are unconditional (see
 /// [`Body::mark_page`]).
 pub(super) const BRANCHLESS_ABOVE: usize = 1024;

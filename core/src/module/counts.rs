@@ -33,6 +33,11 @@ pub struct Counts {
     pub instructions: u64,
     /// The deepest control nesting of one function.
     pub nesting_depth: u64,
+    /// Writes to memory in all functions: stores and bulk memory
+    /// operations — what the write barrier marks (no limit of its own:
+    /// past [`crate::instrument::dirty::MAX_TRACKED_WRITES`] a module loads
+    /// without the barrier).
+    pub writes: u64,
 }
 
 /// The size limits that need only counts, checked first, cheaply, so an
@@ -102,7 +107,8 @@ pub(super) fn check_counts(wasm: &[u8], m: &crate::ModuleLimits) -> Result<Count
                 c.locals_per_function = c.locals_per_function.max(locals);
                 c.locals += locals;
                 limit("locals", c.locals, m.locals)?;
-                let (count, depth) = count_instructions(&body, m)?;
+                let (count, depth, writes) = count_instructions(&body, m)?;
+                c.writes += writes;
                 limit("control nesting depth", depth, m.nesting_depth.into())?;
                 limit("instructions per function", count, m.instructions_per_function.into())?;
                 c.nesting_depth = c.nesting_depth.max(depth);
@@ -117,12 +123,12 @@ pub(super) fn check_counts(wasm: &[u8], m: &crate::ModuleLimits) -> Result<Count
     Ok(c)
 }
 
-/// The instructions of a function body (`end` included) and its deepest
-/// control nesting (the body itself is level 1), stopping early past
-/// either limit.
-fn count_instructions(body: &wasmparser::FunctionBody<'_>, m: &crate::ModuleLimits) -> Result<(u64, u64)> {
+/// The instructions of a function body (`end` included), its deepest
+/// control nesting (the body itself is level 1) and its writes to memory,
+/// stopping early past either limit.
+fn count_instructions(body: &wasmparser::FunctionBody<'_>, m: &crate::ModuleLimits) -> Result<(u64, u64, u64)> {
     use wasmparser::Operator;
-    let (mut count, mut depth, mut deepest) = (0u64, 1u64, 1u64);
+    let (mut count, mut depth, mut deepest, mut writes) = (0u64, 1u64, 1u64, 0u64);
     let mut reader = body.get_operators_reader().map_err(invalid)?;
     while !reader.eof() {
         match reader.read().map_err(invalid)? {
@@ -131,6 +137,18 @@ fn count_instructions(body: &wasmparser::FunctionBody<'_>, m: &crate::ModuleLimi
                 deepest = deepest.max(depth);
             }
             Operator::End => depth = depth.saturating_sub(1),
+            Operator::I32Store { .. }
+            | Operator::I64Store { .. }
+            | Operator::F32Store { .. }
+            | Operator::F64Store { .. }
+            | Operator::I32Store8 { .. }
+            | Operator::I32Store16 { .. }
+            | Operator::I64Store8 { .. }
+            | Operator::I64Store16 { .. }
+            | Operator::I64Store32 { .. }
+            | Operator::MemoryFill { .. }
+            | Operator::MemoryCopy { .. }
+            | Operator::MemoryInit { .. } => writes += 1,
             _ => {}
         }
         count += 1;
@@ -138,5 +156,5 @@ fn count_instructions(body: &wasmparser::FunctionBody<'_>, m: &crate::ModuleLimi
             break;
         }
     }
-    Ok((count, deepest))
+    Ok((count, deepest, writes))
 }

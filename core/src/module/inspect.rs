@@ -31,6 +31,10 @@ pub struct Inspection {
     /// Its exports: name and kind (`func`, `memory`, `table`, `global`,
     /// `tag`).
     pub exports: Vec<(String, &'static str)>,
+    /// Its writes to memory (stores and bulk operations): past
+    /// [`crate::instrument::dirty::MAX_TRACKED_WRITES`] it loads without
+    /// the write barrier.
+    pub writes: u64,
 }
 
 /// Inspects `input` (binary or WAT), already accepted by
@@ -38,14 +42,20 @@ pub struct Inspection {
 /// three answers.
 pub fn inspect(input: &[u8], limits: &Limits) -> Result<Inspection> {
     let wasm = to_binary(input, limits)?;
-    Ok(Inspection { limits: limit_usage(&wasm, limits)?, features: features_used(&wasm), exports: exports_of(&wasm)? })
+    let counts = check_counts(&wasm, &limits.module)?;
+    Ok(Inspection {
+        limits: limit_usage(&counts, &wasm, limits),
+        features: features_used(&wasm),
+        exports: exports_of(&wasm)?,
+        writes: counts.writes,
+    })
 }
 
-/// What `wasm` uses of each module limit.
-fn limit_usage(wasm: &[u8], limits: &Limits) -> Result<Vec<LimitUse>> {
-    let (c, m) = (check_counts(wasm, &limits.module)?, &limits.module);
+/// What `wasm`, of `c`, uses of each module limit.
+fn limit_usage(c: &super::counts::Counts, wasm: &[u8], limits: &Limits) -> Vec<LimitUse> {
+    let m = &limits.module;
     let row = |limit, used, allowed: u64| LimitUse { limit, used, allowed };
-    Ok(vec![
+    vec![
         row("bytes", wasm.len() as u64, m.bytes),
         row("functions", c.functions, m.functions.into()),
         row("types", c.types, m.types.into()),
@@ -58,7 +68,7 @@ fn limit_usage(wasm: &[u8], limits: &Limits) -> Result<Vec<LimitUse>> {
         row("instructions_per_function", c.instructions_per_function, m.instructions_per_function.into()),
         row("instructions", c.instructions, m.instructions),
         row("nesting_depth", c.nesting_depth, m.nesting_depth.into()),
-    ])
+    ]
 }
 
 /// The WebAssembly features beyond the MVP that `wasm` uses, by name: each

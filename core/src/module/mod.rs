@@ -138,7 +138,9 @@ pub struct ModuleInfo {
     pub imports: Vec<String>,
     /// The books memory of the instrumented module.
     pub layout: crate::instrument::Layout,
-    /// How the instrumented module tracks what a transaction writes.
+    /// How the instrumented module tracks what a transaction writes: as
+    /// asked, but [`Tracking::Off`](crate::instrument::Tracking::Off) for a
+    /// module past the barrier's budget.
     pub tracking: crate::instrument::Tracking,
 }
 
@@ -288,13 +290,13 @@ pub fn prepare_with(input: &[u8], limits: &Limits, options: Options) -> Result<P
         return Err(Error::MemoryCap { estimate, cap: limits.memory_cap });
     }
     let hash: [u8; 32] = Sha256::digest(&wasm).into();
-    check_counts(&wasm, &limits.module)?;
+    let counts = check_counts(&wasm, &limits.module)?;
     let types = validate_features(&wasm)?;
     let types = types.as_ref();
     check_memory_and_tables(types, limits)?;
     check_segments(&wasm, types)?;
     let mut abi = read_abi(&wasm, types, limits)?;
-    abi.info.tracking = options.tracking;
+    abi.info.tracking = untracked_if_large(options.tracking, counts.writes);
     let mut plan = abi.plan(types, limits, options.metering);
     plan.find_callees(&wasm);
     let checked = started.elapsed();
@@ -302,6 +304,14 @@ pub fn prepare_with(input: &[u8], limits: &Limits, options: Options) -> Result<P
     check_engine_limits(&wasm)?;
     let info = abi.info;
     Ok(PreparedModule { wasm, info, hash, check_time: checked, instrument_time: started.elapsed() - checked })
+}
+
+/// `tracking`, unless the module writes memory in more places than the
+/// barrier's budget (see [`crate::instrument::dirty::MAX_TRACKED_WRITES`]):
+/// then [`Tracking::Off`](crate::instrument::Tracking::Off), whatever was
+/// asked — the load budget holds, blanks rebuild.
+fn untracked_if_large(tracking: crate::instrument::Tracking, writes: u64) -> crate::instrument::Tracking {
+    if writes > crate::instrument::dirty::MAX_TRACKED_WRITES { crate::instrument::Tracking::Off } else { tracking }
 }
 
 /// The limits themselves, before any module is read: the ones whose
