@@ -41,6 +41,7 @@ pub(super) struct Temps {
     pub amount: u32,
     /// The function's fuel counter.
     pub fuel: u32,
+    /// The stack budget at the function's entry.
     pub stack: u32,
 }
 
@@ -231,7 +232,7 @@ impl Body<'_> {
                 // way out of the function passes here.
                 b.f.instruction(&I::End);
                 if !leaf {
-                    b.stack_leave(frame);
+                    b.stack_leave();
                 }
                 if entry {
                     b.check_fuel();
@@ -411,29 +412,34 @@ impl Body<'_> {
     }
 
     /// Enters a frame of `frame` bytes: `stack_overflow` if the budget
-    /// left is smaller; unless `leaf`, the budget is lowered for callees.
+    /// left is smaller; unless `leaf`, the budget is lowered for callees,
+    /// and the budget at entry kept for [`Self::stack_leave`].
     fn stack_enter(&mut self, frame: i32, leaf: bool) {
         if !self.metering() {
             return;
         }
         let (counter, stack) = (self.stack_global(), self.t.stack);
-        if leaf {
-            self.ins(I::GlobalGet(counter)).ins(I::I32Const(frame)).ins(I::I32LtS);
-            self.end_if(self.plan.layout.stack_flag());
-            return;
+        self.ins(I::GlobalGet(counter));
+        if !leaf {
+            self.ins(I::LocalTee(stack));
         }
-        self.ins(I::GlobalGet(counter)).ins(I::I32Const(frame)).ins(I::I32Sub).ins(I::LocalTee(stack));
-        self.ins(I::I32Const(0)).ins(I::I32LtS);
+        self.ins(I::I32Const(frame)).ins(I::I32LtS);
         self.end_if(self.plan.layout.stack_flag());
-        self.ins(I::LocalGet(stack)).ins(I::GlobalSet(counter));
+        if !leaf {
+            self.ins(I::LocalGet(stack)).ins(I::I32Const(frame)).ins(I::I32Sub).ins(I::GlobalSet(counter));
+        }
     }
 
-    fn stack_leave(&mut self, frame: i32) {
+    /// Leaves a frame: the budget is what it was at entry. Every callee
+    /// gave back what it took (a trap discards the instance), so this is
+    /// the counter plus the frame, for one store instead of a load, an
+    /// add and a store per call.
+    fn stack_leave(&mut self) {
         if !self.metering() {
             return;
         }
-        let counter = self.stack_global();
-        self.ins(I::GlobalGet(counter)).ins(I::I32Const(frame)).ins(I::I32Add).ins(I::GlobalSet(counter));
+        let (counter, stack) = (self.stack_global(), self.t.stack);
+        self.ins(I::LocalGet(stack)).ins(I::GlobalSet(counter));
     }
 
     /// Emits one operator of the original body, rewritten.
