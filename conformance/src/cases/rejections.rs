@@ -43,7 +43,7 @@ pub fn alloc_misbehaviour(factory: HostFactory) {
 pub fn fuel_follows_the_documented_costs(factory: HostFactory) {
     use executor_core::instrument::cost;
     // `executor_alloc` is `i32.const 1024; end`: 2 units.
-    let cases: [(&str, &str, u64); 4] = [
+    let cases: [(&str, &str, u64); 5] = [
         ("returns at once", "(i32.const 0)", 2 + 2),
         (
             "a host call with 5 bytes",
@@ -60,6 +60,14 @@ pub fn fuel_follows_the_documented_costs(factory: HostFactory) {
             "a loop of 10 iterations",
             "(loop $l (br_if $l (i32.lt_u (local.tee $i (i32.add (local.get $i) (i32.const 1))) (i32.const 10)))) (i32.const 0)",
             2 + 1 + 70 + 3,
+        ),
+        (
+            // A skipped `then` (2: its `nop` and `end` are not run); a
+            // block left by its `br_if` (3: its `nop` and `end` are not
+            // run); then i32.const, end (2).
+            "a skipped if and a block left by br_if",
+            "(if (i32.const 0) (then (nop))) (block (br_if 0 (i32.const 1)) (nop)) (i32.const 0)",
+            2 + 2 + 3 + 2,
         ),
     ];
     for (name, body, expected) in cases {
