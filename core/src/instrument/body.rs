@@ -215,12 +215,14 @@ impl Body<'_> {
         if entry {
             b.load_counters_if_armed();
         }
-        b.fuel_from_global();
         // A leaf (it calls no wasm function) only checks its frame: nothing
         // can read the stack counter while it runs.
         let leaf = !a.calls;
         b.stack_enter(frame, leaf);
-        b.charge(Amount::Const(a.segments[0]), true);
+        // The counter comes from the global charged with the first segment:
+        // one operation fewer per call on an interpreter than a copy into
+        // the local and then a charge of it.
+        b.charge_from(I::GlobalGet(b.fuel_global()), Amount::Const(a.segments[0]), true);
         b.f.instruction(&I::Block(block));
         let last = a.ops.len() - 1;
         let mut segment = 0;
@@ -370,11 +372,24 @@ impl Body<'_> {
     /// Subtracts `amount` from the counter; with `check`, ends the
     /// transaction as `out_of_fuel` if it is then negative.
     fn charge(&mut self, amount: Amount, check: bool) {
-        if !self.metering() || amount == Amount::Const(0) {
+        self.charge_from(I::LocalGet(self.t.fuel), amount, check);
+    }
+
+    /// [`Self::charge`] of the counter `counter` pushes (the local, or the
+    /// global at a function's entry), into the local.
+    fn charge_from(&mut self, counter: I<'_>, amount: Amount, check: bool) {
+        if !self.metering() {
             return;
         }
         let fuel = self.t.fuel;
-        self.ins(I::LocalGet(fuel));
+        let from_local = matches!(counter, I::LocalGet(l) if l == fuel);
+        if amount == Amount::Const(0) {
+            if !from_local {
+                self.ins(counter).ins(I::LocalSet(fuel));
+            }
+            return;
+        }
+        self.ins(counter);
         match amount {
             Amount::Const(units) => self.ins(I::I64Const(units as i64)),
             Amount::Temp => self.ins(I::LocalGet(self.t.amount)),
