@@ -142,6 +142,13 @@ impl Origin {
 /// than a rebuild (≈ 20 µs on wasmtime).
 pub const MAX_TRACKED_WRITES: u64 = 32_768;
 
+/// Whether `op` writes guest memory — a store or a bulk write: what the
+/// barrier marks, counted against [`MAX_TRACKED_WRITES`].
+pub(crate) fn writes_memory(op: &Operator<'_>) -> bool {
+    super::body::store_memarg(op).is_some()
+        || matches!(op, Operator::MemoryFill { .. } | Operator::MemoryCopy { .. } | Operator::MemoryInit { .. })
+}
+
 /// Stores in a function above which its marks are unconditional (see
 /// [`Body::mark_page`]).
 pub(super) const BRANCHLESS_ABOVE: usize = 1024;

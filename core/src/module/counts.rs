@@ -131,26 +131,16 @@ fn count_instructions(body: &wasmparser::FunctionBody<'_>, m: &crate::ModuleLimi
     let (mut count, mut depth, mut deepest, mut writes) = (0u64, 1u64, 1u64, 0u64);
     let mut reader = body.get_operators_reader().map_err(invalid)?;
     while !reader.eof() {
-        match reader.read().map_err(invalid)? {
+        let op = reader.read().map_err(invalid)?;
+        match op {
             Operator::Block { .. } | Operator::Loop { .. } | Operator::If { .. } => {
                 depth += 1;
                 deepest = deepest.max(depth);
             }
             Operator::End => depth = depth.saturating_sub(1),
-            Operator::I32Store { .. }
-            | Operator::I64Store { .. }
-            | Operator::F32Store { .. }
-            | Operator::F64Store { .. }
-            | Operator::I32Store8 { .. }
-            | Operator::I32Store16 { .. }
-            | Operator::I64Store8 { .. }
-            | Operator::I64Store16 { .. }
-            | Operator::I64Store32 { .. }
-            | Operator::MemoryFill { .. }
-            | Operator::MemoryCopy { .. }
-            | Operator::MemoryInit { .. } => writes += 1,
             _ => {}
         }
+        writes += u64::from(crate::instrument::dirty::writes_memory(&op));
         count += 1;
         if count > u64::from(m.instructions_per_function) || deepest > u64::from(m.nesting_depth) {
             break;
