@@ -43,8 +43,8 @@ const ABI_INSTRUCTIONS: u64 = 4;
 /// a loaded address (four instructions each: each needs a mark of its
 /// own, where constant addresses share one per run), at most `stores` of
 /// them, then loads from a loaded address (four each, dropped), `nop`s for
-/// the rest, and the `end` — as WAT.
-fn function(out: &mut String, k: u64, stores: u64) {
+/// the rest, and the `end` — as WAT. Returns the stores it wrote.
+fn function(out: &mut String, k: u64, stores: u64) -> u64 {
     out.push_str("(func (param i32)");
     let body = k - 1;
     let stores = stores.min(body / 4);
@@ -58,6 +58,7 @@ fn function(out: &mut String, k: u64, stores: u64) {
         out.push_str(" (nop)");
     }
     out.push_str(")\n");
+    stores
 }
 
 /// Functions of `total` instructions together, at most `each` per
@@ -67,9 +68,7 @@ fn functions_of(out: &mut String, total: u64, each: u64, stores: u64) {
     while left > 0 {
         let k = left.min(each);
         let functions_left = left.div_ceil(each);
-        let n = stores_left.div_ceil(functions_left);
-        function(out, k, n);
-        stores_left -= n.min((k - 1) / 4);
+        stores_left -= function(out, k, stores_left.div_ceil(functions_left));
         left -= k;
     }
 }

@@ -164,8 +164,9 @@ pub fn a_module_past_the_barriers_budget_blanks_by_rebuilding(factory: HostFacto
     };
     let (at, over) = (with(MAX_TRACKED_WRITES / per - 1), with(MAX_TRACKED_WRITES.div_ceil(per)));
     let config = |policy, blank| DriverConfig { policy, blank, ..DriverConfig::default() };
-    let at = Driver::new(factory(Limits::default()), at.as_bytes(), config(every_tx(1), BlankMethod::Restore)).unwrap();
-    assert_eq!(at.stats().tracking, Tracking::Barrier, "under the budget: the barrier");
+    let under =
+        Driver::new(factory(Limits::default()), at.as_bytes(), config(every_tx(1), BlankMethod::Restore)).unwrap();
+    assert_eq!(under.stats().tracking, Tracking::Barrier, "under the budget: the barrier");
     for blank in [BlankMethod::Restore, BlankMethod::Auto] {
         let mut d = Driver::new(factory(Limits::default()), over.as_bytes(), config(every_tx(1), blank)).unwrap();
         assert_eq!(d.stats().tracking, Tracking::Off, "{blank}: past the budget, no barrier");
