@@ -239,6 +239,19 @@ impl HostEnv {
         self.host_writes.drain(..)
     }
 
+    /// The exact host writes since they were last cleared: `(start, len)`
+    /// in guest memory.
+    #[inline]
+    pub fn host_writes(&self) -> &[(u32, u32)] {
+        &self.host_writes
+    }
+
+    /// Forgets the exact host writes (once restored).
+    #[inline]
+    pub fn clear_host_writes(&mut self) {
+        self.host_writes.clear();
+    }
+
     /// Records that an engine's own limit fired before core's (see
     /// [`crate::Stats::backstops`]).
     pub fn note_backstop(&mut self) {

@@ -123,6 +123,7 @@ impl Choice {
 
     /// Accounts a scheduled blank, `rebuilt` if it could not restore in
     /// place; `true` once the untracked variant should be prepared.
+    #[inline]
     pub fn blanked(&mut self, rebuilt: bool) -> bool {
         let Choice::Watching { blanks, rebuilds, .. } = self else { return false };
         *blanks += 1;
@@ -151,12 +152,18 @@ impl Choice {
 
     /// The untracked variant of `current`, once prepared (then settled):
     /// to be swapped in only where the instance is replaced anyway.
+    #[inline]
     pub fn ready(&mut self, current: &Executor) -> Option<Executor> {
-        let Choice::Preparing { handle, .. } = self else { return None };
-        if !handle.is_finished() {
-            return None;
+        // Inline, so a settled choice costs a compare per scheduled blank.
+        match self {
+            Choice::Preparing { handle, .. } if handle.is_finished() => self.take_prepared(current),
+            _ => None,
         }
-        let Choice::Preparing { snapshot, handle } = std::mem::take(self) else { unreachable!("matched above") };
+    }
+
+    /// [`Choice::ready`] once the preparation has finished.
+    fn take_prepared(&mut self, current: &Executor) -> Option<Executor> {
+        let Choice::Preparing { snapshot, handle } = std::mem::take(self) else { unreachable!("called only while preparing") };
         match handle.join() {
             Ok(Ok((loaded, baked))) => {
                 tracing::info!("blanks rebuild from now on: the write barrier is off");

@@ -21,6 +21,7 @@ impl From<CallError> for HostFailed {
 }
 
 /// Runs `f`, turning a panic into a host failure.
+#[inline]
 pub(super) fn guarded<T>(f: impl FnOnce() -> Result<T, HostFailed>) -> Result<T, HostFailed> {
     catch_unwind(AssertUnwindSafe(f))
         .unwrap_or_else(|panic| Err(HostFailed(format!("panic: {}", crate::error::panic_message(&*panic)))))

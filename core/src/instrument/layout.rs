@@ -66,6 +66,7 @@ impl Layout {
     }
 
     /// The dirty map and its summary of `books`.
+    #[inline]
     pub fn map_and_summary<'a>(&self, books: &'a mut [u8]) -> (&'a mut [u8], &'a mut [u8]) {
         let (map, rest) = books.split_at_mut(self.map);
         (map, &mut rest[..self.summary])
