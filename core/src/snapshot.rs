@@ -9,50 +9,49 @@ use crate::host::Memories;
 use crate::instrument::{DIRTY_PAGE, Layout, SPILL, SUMMARY_SPAN};
 use serde::{Deserialize, Serialize};
 
-/// Calls `f` with the index of every nonzero byte of `marks`, in order,
-/// and clears them. Most of the map and summary is clear, so 32 bytes are
-/// tested at once (a vector compare), then eight at a time as one word: a
-/// byte-wise loop cost a blank about a thousand instructions (callgrind)
-/// over two 64-byte spans, and the compiler kept `iter().all(..)` byte-wise
-/// too; words alone cost 8 instructions each on a clear summary. A tail
-/// shorter than a block is tested as the last 32 bytes (the blocks before
-/// it are clear by then), so a clear map costs no word loop at all: the
-/// summary of a 5 MiB memory is 80 bytes, two blocks and a tail.
-fn take_marks(marks: &mut [u8], mut f: impl FnMut(usize)) {
-    let (blocks, _) = marks.as_chunks_mut::<32>();
-    let whole = blocks.len() * 32;
-    for (b, block) in blocks.iter_mut().enumerate() {
+/// The index of the first nonzero byte of `marks` at or after `from`.
+///
+/// Most of the map and summary is clear, so 32 bytes are tested at once (a
+/// vector compare), then eight at a time as one word, and only the last
+/// few one by one: a byte-wise loop cost a blank about a thousand
+/// instructions (callgrind) over two 64-byte spans. A plain loop, not a
+/// visitor closure per level: the closures' captured state cost a blank of
+/// the default executor (two pages) about 400 instructions to find them.
+#[inline]
+fn next_mark(marks: &[u8], from: usize) -> Option<usize> {
+    // Arrays, not slices: a slice compared with `[0; 32]` is compared byte
+    // by byte.
+    let chunk = |i: usize| marks.get(i..).unwrap_or_default();
+    let mut i = from;
+    while let Some(block) = chunk(i).first_chunk::<32>() {
         if *block != [0; 32] {
-            take_words(block, b * 32, &mut f);
+            break;
         }
+        i += 32;
     }
+    // Fewer than 32 left: if the last 32 bytes are clear, so are they (the
+    // summary of a 5 MiB memory is 80 bytes: two blocks and this test).
     let len = marks.len();
-    let tail_clear = len == whole || (whole > 0 && marks[len - 32..] == [0; 32]);
-    if !tail_clear {
-        take_words(&mut marks[whole..], whole, &mut f);
+    if let Some(last) = marks.last_chunk::<32>()
+        && i + 32 > len
+        && *last == [0; 32]
+    {
+        return None;
     }
-}
-
-/// [`take_marks`] of `marks`, which start at index `base`, a word at a time.
-fn take_words(marks: &mut [u8], base: usize, f: &mut impl FnMut(usize)) {
-    let whole = marks.len() / 8 * 8;
-    let (words, rest) = marks.split_at_mut(whole);
-    for (w, word) in words.chunks_exact_mut(8).enumerate() {
-        let mut bits = u64::from_le_bytes((&*word).try_into().expect("8 bytes"));
+    while let Some(word) = chunk(i).first_chunk::<8>() {
+        let bits = u64::from_le_bytes(*word);
         if bits != 0 {
-            word.fill(0);
-            while bits != 0 {
-                let byte = bits.trailing_zeros() as usize / 8;
-                f(base + w * 8 + byte);
-                bits &= !(0xff << (byte * 8));
-            }
+            return Some(i + bits.trailing_zeros() as usize / 8);
         }
+        i += 8;
     }
-    for (i, marked) in rest.iter_mut().enumerate() {
-        if std::mem::take(marked) != 0 {
-            f(base + whole + i);
-        }
+    // Fewer than eight left: the last word, without the bytes before `i`.
+    let rest = len.saturating_sub(i);
+    if rest == 0 || len < 8 {
+        return (i..len).find(|&j| marks[j] != 0);
     }
+    let bits = u64::from_le_bytes(marks[len - 8..].try_into().expect("8 bytes")) >> ((8 - rest) * 8);
+    (bits != 0).then(|| i + bits.trailing_zeros() as usize / 8)
 }
 
 /// The blank state's linear memory (the books' dirty map is all clear
@@ -110,19 +109,25 @@ impl MemoryImage {
         let pages = guest.len().div_ceil(DIRTY_PAGE).min(map.len());
         let spans = guest.len().div_ceil(SUMMARY_SPAN).min(summary.len());
         let per_span = SUMMARY_SPAN / DIRTY_PAGE;
-        let mut copied = 0;
-        take_marks(&mut summary[..spans], |span| {
+        let (summary, mut copied, mut next_span) = (&mut summary[..spans], 0, 0);
+        while let Some(span) = next_mark(summary, next_span) {
+            summary[span] = 0;
+            next_span = span + 1;
             // The span's pages and the first page of the next: a group of
             // stores marks the summary of its lowest page only, and its
             // highest page is less than a page above.
             let first = span * per_span;
-            take_marks(&mut map[first..(first + per_span + 1).min(pages)], |page| {
-                let start = (first + page) * DIRTY_PAGE;
+            let map = &mut map[..(first + per_span + 1).min(pages)];
+            let mut next_page = first;
+            while let Some(page) = next_mark(map, next_page) {
+                map[page] = 0;
+                next_page = page + 1;
+                let start = page * DIRTY_PAGE;
                 let end = (start + DIRTY_PAGE + SPILL).min(guest.len());
                 guest[start..end].copy_from_slice(&image[start..end]);
                 copied += 1;
-            });
-        });
+            }
+        }
         Restore::Done { pages: copied, tables_dirty }
     }
 }
@@ -381,16 +386,24 @@ mod tests {
     /// Every nonzero byte is found, in order, and cleared, at any length
     /// and position (the 32-byte blocks, the words and the tail).
     #[test]
-    fn take_marks_finds_and_clears_every_mark() {
+    fn next_mark_finds_every_mark_in_order() {
         for len in [0usize, 1, 7, 8, 31, 32, 33, 63, 64, 65, 80, 100] {
-            // `len`: only the last byte, in the tail past the blocks.
-            for stride in [1usize, 3, 8, 13, 32, len.max(1)] {
-                let mut marks: Vec<u8> = (0..len).map(|i| u8::from(i % stride == stride - 1)).collect();
-                let expected: Vec<usize> = (0..len).filter(|i| marks[*i] != 0).collect();
-                let mut found = Vec::new();
-                take_marks(&mut marks, |i| found.push(i));
-                assert_eq!(found, expected, "len {len}, stride {stride}");
-                assert!(marks.iter().all(|m| *m == 0), "len {len}, stride {stride}: cleared");
+            // Marks every `stride` bytes, and a single mark anywhere.
+            let strides = [1usize, 3, 8, 13, 32]
+                .map(|stride| (0..len).map(|i| u8::from(i % stride == stride - 1)).collect::<Vec<u8>>());
+            let singles = (0..len).map(|at| (0..len).map(|i| u8::from(i == at)).collect());
+            for marks in strides.into_iter().chain(singles) {
+                // From every starting point: the blocks and words need not
+                // be aligned.
+                for from in 0..=len {
+                    let expected: Vec<usize> = (from..len).filter(|i| marks[*i] != 0).collect();
+                    let (mut found, mut at) = (Vec::new(), from);
+                    while let Some(i) = next_mark(&marks, at) {
+                        found.push(i);
+                        at = i + 1;
+                    }
+                    assert_eq!(found, expected, "{marks:?} from {from}");
+                }
             }
         }
     }

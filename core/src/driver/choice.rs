@@ -163,7 +163,9 @@ impl Choice {
 
     /// [`Choice::ready`] once the preparation has finished.
     fn take_prepared(&mut self, current: &Executor) -> Option<Executor> {
-        let Choice::Preparing { snapshot, handle } = std::mem::take(self) else { unreachable!("called only while preparing") };
+        let Choice::Preparing { snapshot, handle } = std::mem::take(self) else {
+            unreachable!("called only while preparing")
+        };
         match handle.join() {
             Ok(Ok((loaded, baked))) => {
                 tracing::info!("blanks rebuild from now on: the write barrier is off");
