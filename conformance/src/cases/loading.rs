@@ -250,11 +250,16 @@ pub fn default_executor_judges_the_ledger(factory: HostFactory) {
 pub fn engine_limits_hold_at_the_edge(factory: HostFactory) {
     use executor_core::module::engine_limits;
     let body = |f: &str| module(f);
-    let locals = |n: u64| body(&format!("(func (param i32 i32) (local {}))", "i32 ".repeat(n as usize)));
+    // An `f64` result that may be a NaN uses the last of the
+    // instrumentation's temporaries, so every one of them is declared (a
+    // function declares only those up to the last it uses).
+    let all_temps = "(drop (f64.add (f64.const 0) (f64.const 0)))";
+    let locals =
+        |n: u64| body(&format!("(func (param i32 i32) (local {}) {all_temps})", "i32 ".repeat(n as usize)));
     let br_table =
         |n: u64| body(&format!("(func (param i32) (block (br_table {} (local.get 0))))", "0 ".repeat(n as usize + 1)));
     // `return` drops the rest: the deepest stack in few instructions.
-    let deep = |n: u64| body(&format!("(func {} (return))", "(i32.const 1)".repeat(n as usize)));
+    let deep = |n: u64| body(&format!("(func {all_temps} {} (return))", "(i32.const 1)".repeat(n as usize)));
     let added = u64::from(executor_core::instrument::ADDED_LOCALS);
     // Locals: parameters and the instrumentation's temporaries count.
     let at = engine_limits::LOCALS - added - 2;

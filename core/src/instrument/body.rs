@@ -28,7 +28,26 @@ use wasm_encoder::reencode::{Reencode, RoundtripReencoder};
 use wasm_encoder::{BlockType, Function, Instruction as I, ValType};
 use wasmparser::Operator;
 
-/// Temporaries a rewritten body uses, allocated after its own locals.
+/// The types of [`Temps`], in the order of their indices: the counters
+/// first, which nearly every function uses, so a function declares only
+/// the temporaries up to the last it uses — an interpreter zeroes every
+/// declared local on each call (wasmi: 0.7 M host instructions per sortmap
+/// transaction for the ten, most of them unused).
+const TEMP_TYPES: [ValType; ADDED_LOCALS as usize] = [
+    ValType::I64, // fuel
+    ValType::I32, // stack
+    ValType::I32, // addr
+    ValType::I32, // i32v
+    ValType::I64, // i64v
+    ValType::I32, // len
+    ValType::I32, // src
+    ValType::I64, // amount
+    ValType::F32, // f32v
+    ValType::F64, // f64v
+];
+
+/// Temporaries a rewritten body uses, allocated after its own locals (in
+/// the order of [`TEMP_TYPES`]).
 #[derive(Clone, Copy)]
 pub(super) struct Temps {
     pub addr: u32,
@@ -104,6 +123,16 @@ pub(super) fn store_memarg<'a>(op: &'a Operator<'_>) -> Option<&'a wasmparser::M
     }
 }
 
+/// `body`, emitted into a function without locals, with `locals`
+/// declared instead.
+fn with_locals(locals: Vec<(u32, ValType)>, body: Function) -> Function {
+    let bytes = body.into_raw_body();
+    let mut f = Function::new(locals);
+    // Past the empty locals vector: one byte, its count 0.
+    f.raw(bytes[1..].iter().copied());
+    f
+}
+
 /// One function body being rewritten.
 pub(super) struct Body<'p> {
     pub f: Function,
@@ -119,6 +148,9 @@ pub(super) struct Body<'p> {
     /// Marks without a test of the map (a function of very many stores,
     /// see [`Body::mark_page`]).
     pub branchless_marks: bool,
+    /// One past the highest local index the rewrite emitted (through
+    /// [`Body::ins`]): which temporaries must be declared.
+    pub locals_used: u32,
 }
 
 impl Body<'_> {
@@ -153,26 +185,17 @@ impl Body<'_> {
             });
         }
         let t = Temps {
-            addr: count,
-            i32v: count + 1,
-            i64v: count + 2,
-            f32v: count + 3,
-            f64v: count + 4,
+            fuel: count,
+            stack: count + 1,
+            addr: count + 2,
+            i32v: count + 3,
+            i64v: count + 4,
             len: count + 5,
             src: count + 6,
             amount: count + 7,
-            fuel: count + 8,
-            stack: count + 9,
+            f32v: count + 8,
+            f64v: count + 9,
         };
-        locals.extend([
-            (2, ValType::I32),
-            (1, ValType::I64),
-            (1, ValType::F32),
-            (1, ValType::F64),
-            (2, ValType::I32),
-            (2, ValType::I64),
-            (1, ValType::I32),
-        ]);
         let a = analyse(body, fv, plan.imported_funcs)?;
         // Hoisting needs to know every store of a loop before it marks
         // the loop's ways out: a first pass finds them, and only if it
@@ -188,30 +211,37 @@ impl Body<'_> {
         let loops = if allowed { find_loops(&a.ops) } else { Default::default() };
         let first = Hoisting::gather(loops, count + ADDED_LOCALS, allowed, a.ops.len());
         let shape = (params, declared, block, entry, unmarked);
-        let (f, hoisting) = Self::emit(&a, Function::new(locals.clone()), t, first, shape, plan)?;
+        let (f, hoisting, used) = Self::emit(&a, t, first, shape, plan)?;
         let Some((hoisting, added)) = hoisting.finish() else {
-            return Ok(f);
+            // Only the temporaries up to the last one used.
+            locals.extend(TEMP_TYPES.iter().take(used.saturating_sub(count) as usize).map(|&ty| (1, ty)));
+            return Ok(with_locals(locals, f));
         };
+        // Hoisting's locals follow every temporary.
+        locals.extend(TEMP_TYPES.map(|ty| (1, ty)));
         locals.push((added, ValType::I64));
-        let (f, _) = Self::emit(&a, Function::new(locals), t, hoisting, shape, plan)?;
-        Ok(f)
+        let (f, _, _) = Self::emit(&a, t, hoisting, shape, plan)?;
+        Ok(with_locals(locals, f))
     }
 
-    /// Emits the rewritten body of `a` into `f`; `shape` is the
-    /// function's parameters, declared locals, wrapping block type, and
-    /// whether it is an entry and an unmarked copy.
+    /// Emits the rewritten body of `a` into a function without locals
+    /// ([`with_locals`] declares them once their number is known); `shape`
+    /// is the function's parameters, declared locals, wrapping block type,
+    /// and whether it is an entry and an unmarked copy. Also returns one
+    /// past the highest local index used.
     fn emit(
         a: &Analysis<'_>,
-        f: Function,
         t: Temps,
         hoisting: Hoisting,
         (params, declared, block, entry, unmarked): (u32, u32, BlockType, bool, bool),
         plan: &Plan<'_>,
-    ) -> Result<(Function, Hoisting)> {
+    ) -> Result<(Function, Hoisting, u32)> {
+        let f = Function::new([]);
         let frame = cost::frame(params, declared, a.max_stack) as i32;
         let stores = a.ops.iter().filter(|op| store_memarg(op).is_some()).count();
         let branchless_marks = stores > super::dirty::BRANCHLESS_ABOVE;
-        let mut b = Body { f, t, plan, grouping: Grouping::default(), hoisting, unmarked, branchless_marks };
+        let grouping = Grouping::default();
+        let mut b = Body { f, t, plan, grouping, hoisting, unmarked, branchless_marks, locals_used: 0 };
         if entry {
             b.load_counters_if_armed();
         }
@@ -276,10 +306,13 @@ impl Body<'_> {
                 }
             }
         }
-        Ok((b.f, b.hoisting))
+        Ok((b.f, b.hoisting, b.locals_used))
     }
 
     pub(super) fn ins(&mut self, i: I<'_>) -> &mut Self {
+        if let I::LocalGet(l) | I::LocalSet(l) | I::LocalTee(l) = i {
+            self.locals_used = self.locals_used.max(l.saturating_add(1));
+        }
         self.f.instruction(&i);
         self
     }

@@ -141,7 +141,7 @@ pub const SUMMARY_SPAN: usize = 64 * DIRTY_PAGE;
 pub const SPILL: usize = 7;
 /// Version of the pass and its cost table: part of any key under which an
 /// instrumented module is cached.
-pub const VERSION: u32 = 13;
+pub const VERSION: u32 = 14;
 /// Locals the pass adds to every function (its temporaries). Hoisting
 /// marks out of loops adds a few more, only where the engines' limits
 /// leave ample room (see `hoist`).
