@@ -254,8 +254,7 @@ pub fn engine_limits_hold_at_the_edge(factory: HostFactory) {
     // instrumentation's temporaries, so every one of them is declared (a
     // function declares only those up to the last it uses).
     let all_temps = "(drop (f64.add (f64.const 0) (f64.const 0)))";
-    let locals =
-        |n: u64| body(&format!("(func (param i32 i32) (local {}) {all_temps})", "i32 ".repeat(n as usize)));
+    let locals = |n: u64| body(&format!("(func (param i32 i32) (local {}) {all_temps})", "i32 ".repeat(n as usize)));
     let br_table =
         |n: u64| body(&format!("(func (param i32) (block (br_table {} (local.get 0))))", "0 ".repeat(n as usize + 1)));
     // `return` drops the rest: the deepest stack in few instructions.
