@@ -253,3 +253,47 @@ fn a_copy_loop_is_marked_where_it_is_left_not_per_iteration() {
     .unwrap();
     assert_eq!(map_reads_in_and_out_of_loops(&unmetered.wasm).0, 1, "a mark per iteration");
 }
+
+/// The locals each function of `wasm` declares, in order.
+fn declared_locals(wasm: &[u8]) -> Vec<Vec<wasmparser::ValType>> {
+    let mut functions = Vec::new();
+    for p in Parser::new(0).parse_all(wasm) {
+        if let Payload::CodeSectionEntry(body) = p.unwrap() {
+            let mut types = Vec::new();
+            for l in body.get_locals_reader().unwrap() {
+                let (n, ty) = l.unwrap();
+                types.extend(std::iter::repeat_n(ty, n as usize));
+            }
+            functions.push(types);
+        }
+    }
+    functions
+}
+
+/// An interpreter zeroes every declared local on each call, so a function
+/// declares only the temporaries up to the last it uses: the fuel counter
+/// first (every metered function), the stack budget next (a function that
+/// calls), the store temporaries after them, the float ones last.
+#[test]
+fn a_function_declares_only_the_temporaries_it_uses() {
+    use wasmparser::ValType::{F64, I32, I64};
+    let wat = r#"(module
+      (memory (export "memory") 1)
+      (func (export "executor_alloc") (param i32) (result i32) (i32.const 1024))
+      (func $leaf (param i32) (result i32) (i32.add (local.get 0) (i32.const 1)))
+      (func $caller (param i32) (result i32) (call $leaf (local.get 0)))
+      (func $store (param i32) (i32.store (local.get 0) (i32.const 7)))
+      (func $nan (param f64) (result f64) (f64.add (local.get 0) (local.get 0)))
+      (func (export "executor_validate") (param i32 i32) (result i32) (i32.const 0)))"#;
+    let m = prepare(wat.as_bytes(), &Limits::default()).unwrap();
+    let locals = declared_locals(&m.wasm);
+    assert_eq!(locals[1], [I64], "a leaf: the fuel counter only");
+    assert_eq!(locals[2], [I64, I32], "a caller: and the stack budget at its entry");
+    assert_eq!(&locals[3][..3], [I64, I32, I32], "a store: and the address, …");
+    assert!(locals[3].len() < 10, "… but not every temporary: {:?}", locals[3]);
+    assert_eq!(locals[4].len(), 10, "a NaN-producing f64 operation uses the last: {:?}", locals[4]);
+    assert_eq!(locals[4].last(), Some(&F64));
+    wasmparser::Validator::new_with_features(executor_core::module::instrumented_features())
+        .validate_all(&m.wasm)
+        .expect("the prepared module is valid");
+}
