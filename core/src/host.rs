@@ -234,22 +234,11 @@ impl HostEnv {
         fits
     }
 
-    /// The exact host writes since the last call, cleared.
+    /// The exact host writes since the last call, cleared (as the
+    /// returned iterator drops).
+    #[inline]
     pub fn take_host_writes(&mut self) -> std::vec::Drain<'_, (u32, u32)> {
         self.host_writes.drain(..)
-    }
-
-    /// The exact host writes since they were last cleared: `(start, len)`
-    /// in guest memory.
-    #[inline]
-    pub fn host_writes(&self) -> &[(u32, u32)] {
-        &self.host_writes
-    }
-
-    /// Forgets the exact host writes (once restored).
-    #[inline]
-    pub fn clear_host_writes(&mut self) {
-        self.host_writes.clear();
     }
 
     /// Records that an engine's own limit fired before core's (see

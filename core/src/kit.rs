@@ -347,8 +347,7 @@ impl<E: Engine> ExecutorInstance for Instance<E> {
         let blank = self.blank.as_ref().ok_or_else(|| CallError::Host("blank() before mark_blank()".into()))?;
         let e = &mut self.engine;
         let (memories, env) = e.memories_and_env();
-        let restored = blank.memory.restore(memories, env.host_writes());
-        env.clear_host_writes();
+        let restored = blank.memory.restore(memories, env.take_host_writes().as_slice());
         let Restore::Done { tables_dirty, .. } = restored else {
             return Ok(Blanked::NeedsRebuild);
         };
