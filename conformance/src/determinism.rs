@@ -8,7 +8,7 @@
 //! `out_of_fuel` / `stack_overflow`, and require those budgets to be equal
 //! to the unit — the "same instruction" of abi.md.
 
-use crate::fixtures::{FUEL_SWEEP, HEAVY_FRAMES, NAN, RECURSION};
+use crate::fixtures::{FUEL_SWEEP, HEAVY_FRAMES, INLINE, NAN, RECURSION};
 use crate::{HostFactory, state};
 use executor_core::instrument::{MAX_STACK_BUDGET, cost};
 use executor_core::{Driver, DriverConfig, Limits, PersistencePolicy, Rejection, RejectionKind, Verdict};
@@ -176,8 +176,70 @@ pub fn stack_overflow_points_agree(backends: Backends<'_>) {
     assert!(approved > 5 && overflow > 5, "a mix: {approved} approved, {overflow} overflowed");
 }
 
+/// The `call`s in the code of `wat` as prepared, to `only` if given.
+fn direct_calls(wat: &str, only: Option<u32>) -> usize {
+    let m = executor_core::module::prepare(wat.as_bytes(), &Limits::default()).expect("the fixture loads");
+    let mut calls = 0;
+    for p in wasmparser::Parser::new(0).parse_all(&m.wasm) {
+        if let Ok(wasmparser::Payload::CodeSectionEntry(body)) = p {
+            let ops = body.get_operators_reader().expect("a prepared body");
+            calls += ops
+                .into_iter()
+                .filter(|op| matches!(op, Ok(wasmparser::Operator::Call { function_index }) if only.is_none_or(|f| f == *function_index)))
+                .count();
+        }
+    }
+    calls
+}
+
+/// Calls of small leaves, which the instrumentation inlines, are metered
+/// exactly as calls: against the same executor with its leaves padded past
+/// the inlining size (the same instructions run in the same frames, but
+/// called), the least fuel and the least stack that approve are the same,
+/// to the unit, on every backend, and so is every verdict of a sweep. A
+/// bug shared by every engine would show here, not in a comparison of
+/// engines.
+pub fn inlined_calls_meter_as_calls(backends: Backends<'_>) {
+    let inlined = INLINE.to_string();
+    let called = INLINE.replace(";; (pad)", &format!("(return) {}", "(nop) ".repeat(80)));
+    let calls = |wat: &str| direct_calls(wat, None);
+    // Two `$sum`s, `$half`, `$pick` and two `$maybe`s at the bottom.
+    assert_eq!(calls(&inlined) + 6, calls(&called), "the small leaves are inlined, the padded ones called");
+    let payload = |n: u8, depth: u16| {
+        let data: Vec<u8> = (0..n).map(|i| i.wrapping_mul(37)).collect();
+        let sum: u32 = data.iter().map(|b| u32::from(*b)).sum();
+        let pick = [10, 20, 30, 30][usize::from(n % 4)];
+        let expected = 2 * (1 + sum) + pick + u32::from(n) / 2 + 5;
+        let mut p = vec![n];
+        p.extend(depth.to_le_bytes());
+        p.extend(expected.to_le_bytes());
+        p.extend(data);
+        p
+    };
+    for (n, depth) in [(0u8, 0u16), (1, 3), (6, 40), (77, 1), (255, 300)] {
+        let p = payload(n, depth);
+        let fuel = |wat: &str| thresholds_agree(backends, wat.as_bytes(), &p, 1_000_000, with_fuel, "the least fuel");
+        assert_eq!(fuel(&inlined), fuel(&called), "fuel for {n} bytes at depth {depth}");
+        let stack =
+            |wat: &str| thresholds_agree(backends, wat.as_bytes(), &p, MAX_STACK_BUDGET, with_stack, "the least stack");
+        assert_eq!(stack(&inlined), stack(&called), "stack for {n} bytes at depth {depth}");
+    }
+    // A wrong expectation denies, on both.
+    let mut wrong = payload(9, 2);
+    wrong[3] ^= 1;
+    let payloads = vec![payload(3, 5), payload(200, 60), wrong, payload(0, 0)];
+    for limits in [with_fuel(2_000), with_fuel(9_000), with_stack(2_000), with_stack(7_000), Limits::default()] {
+        let a = agree(backends, inlined.as_bytes(), every_tx(), &limits, &payloads);
+        let b = agree(backends, called.as_bytes(), every_tx(), &limits, &payloads);
+        assert_eq!(a, b, "inconsistent output between inlined and called leaves under {limits:?}");
+    }
+    let all = agree(backends, inlined.as_bytes(), every_tx(), &Limits::default(), &payloads);
+    assert_eq!(all.iter().filter(|v| **v == Verdict::Approved).count(), 3, "{all:?}");
+}
+
 /// At the largest stack budget, recursion with the heaviest frames (many
-/// locals, a deep operand stack, tiny frames) ends as `stack_overflow` by
+/// locals, a deep operand stack, tiny frames, tiny frames grown by an
+/// inlined leaf) ends as `stack_overflow` by
 /// core's model on every backend — never by an engine's own limit and
 /// never by crashing the thread. Runs on a thread with a 64 MiB stack,
 /// as a peer calling wasmtime at that budget must
@@ -187,14 +249,15 @@ pub fn engine_stacks_never_fire_first(backends: Backends<'_>) {
     std::thread::Builder::new()
         .stack_size(64 << 20)
         .spawn(move || {
+            assert_eq!(direct_calls(HEAVY_FRAMES, Some(2)), 0, "`$wide` (function 2) is inlined");
             let limits = with_stack(MAX_STACK_BUDGET);
             let payloads: Vec<Vec<u8>> =
-                (0u8..3).map(|sel| [sel, 0].into_iter().chain(60_000u16.to_le_bytes()).collect()).collect();
+                (0u8..4).map(|sel| [sel, 0].into_iter().chain(60_000u16.to_le_bytes()).collect()).collect();
             let got = agree(&backends, HEAVY_FRAMES.as_bytes(), every_tx(), &limits, &payloads);
             assert!(got.iter().all(|v| *v == crate::fixtures::rejected(Rejection::StackOverflow)), "{got:?}");
             // Shallow enough to fit: approved everywhere.
             let fits: Vec<Vec<u8>> =
-                (0u8..3).map(|sel| [sel, 0].into_iter().chain(40u16.to_le_bytes()).collect()).collect();
+                (0u8..4).map(|sel| [sel, 0].into_iter().chain(40u16.to_le_bytes()).collect()).collect();
             assert!(
                 agree(&backends, HEAVY_FRAMES.as_bytes(), every_tx(), &limits, &fits)
                     .iter()

@@ -59,6 +59,9 @@ pub const HOSTILE_CASES: &[(u8, &str, Verdict)] = &[
 pub const FUEL_SWEEP: &str = include_str!("../executors/fixtures/fuel_sweep.wat");
 /// Recursion as deep as the payload says, for stack sweeps.
 pub const RECURSION: &str = include_str!("../executors/fixtures/recursion.wat");
+/// Small leaves called at the bottom of a recursion (inlined), with
+/// `;; (pad)` where a case makes them too large to inline.
+pub const INLINE: &str = include_str!("../executors/fixtures/inline.wat");
 /// Recursion with heavy frames, against the engines' own stacks.
 pub const HEAVY_FRAMES: &str = include_str!("../executors/fixtures/heavy_frames.wat");
 /// NaN results of every NaN-producing instruction.

@@ -281,8 +281,8 @@ fn a_function_declares_only_the_temporaries_it_uses() {
       (memory (export "memory") 1)
       (func (export "executor_alloc") (param i32) (result i32) (i32.const 1024))
       (func $leaf (param i32) (result i32) (i32.add (local.get 0) (i32.const 1)))
-      (func $caller (param i32) (result i32) (call $leaf (local.get 0)))
-      (func $store (param i32) (i32.store (local.get 0) (i32.const 7)))
+      (func $caller (param i32) (call $store (local.get 0)))
+      (func $store (param i32) (i32.store (i32.const 64) (local.get 0)))
       (func $nan (param f64) (result f64) (f64.add (local.get 0) (local.get 0)))
       (func (export "executor_validate") (param i32 i32) (result i32) (i32.const 0)))"#;
     let m = prepare(wat.as_bytes(), &Limits::default()).unwrap();
@@ -293,6 +293,54 @@ fn a_function_declares_only_the_temporaries_it_uses() {
     assert!(locals[3].len() < 10, "… but not every temporary: {:?}", locals[3]);
     assert_eq!(locals[4].len(), 10, "a NaN-producing f64 operation uses the last: {:?}", locals[4]);
     assert_eq!(locals[4].last(), Some(&F64));
+    wasmparser::Validator::new_with_features(executor_core::module::instrumented_features())
+        .validate_all(&m.wasm)
+        .expect("the prepared module is valid");
+}
+
+/// The functions each function of `wasm` calls directly, in order.
+fn direct_callees(wasm: &[u8]) -> Vec<Vec<u32>> {
+    let mut functions = Vec::new();
+    for p in Parser::new(0).parse_all(wasm) {
+        if let Payload::CodeSectionEntry(body) = p.unwrap() {
+            let ops = body.get_operators_reader().unwrap().into_iter();
+            let calls = ops.filter_map(|op| match op.unwrap() {
+                wasmparser::Operator::Call { function_index } => Some(function_index),
+                _ => None,
+            });
+            functions.push(calls.collect());
+        }
+    }
+    functions
+}
+
+/// A small leaf that only computes is inlined at its call sites; a leaf
+/// that stores, a function that calls, a large leaf, and any function
+/// called from a caller with too many locals stay calls.
+#[test]
+fn only_small_computing_leaves_are_inlined() {
+    let nops = "(nop) ".repeat(70);
+    let many = "i32 ".repeat(1000);
+    let wat = format!(
+        r#"(module
+      (memory (export "memory") 1)
+      (func (export "executor_alloc") (param i32) (result i32) (i32.const 1024))
+      (func $leaf (param i32) (result i32) (i32.add (local.get 0) (i32.const 1)))
+      (func $stores (param i32) (i32.store (i32.const 64) (local.get 0)))
+      (func $calls (param i32) (result i32) (call $leaf (local.get 0)))
+      (func $large (param i32) (result i32) (local.get 0) {nops})
+      (func $crowded (param i32) (result i32) (local {many}) (call $leaf (local.get 0)))
+      (func (export "executor_validate") (param i32 i32) (result i32)
+        (call $stores (call $leaf (local.get 0)))
+        (drop (call $calls (call $large (call $crowded (i32.const 0)))))
+        (i32.const 0)))"#
+    );
+    let m = prepare(wat.as_bytes(), &Limits::default()).unwrap();
+    let calls = direct_callees(&m.wasm);
+    let (leaf, stores, calls_leaf, large, crowded) = (1, 2, 3, 4, 5);
+    assert!(calls[calls_leaf as usize].is_empty(), "a caller of the leaf inlines it: {:?}", calls[3]);
+    assert_eq!(calls[crowded as usize], [leaf], "a caller with 1,001 locals does not");
+    assert_eq!(calls[6], [stores, crowded, large, calls_leaf], "only the leaf is inlined");
     wasmparser::Validator::new_with_features(executor_core::module::instrumented_features())
         .validate_all(&m.wasm)
         .expect("the prepared module is valid");

@@ -21,6 +21,11 @@ fn stack_overflow_points_agree() {
 }
 
 #[test]
+fn inlined_calls_meter_as_calls() {
+    conformance::determinism::inlined_calls_meter_as_calls(&enabled());
+}
+
+#[test]
 fn engine_stacks_never_fire_first() {
     conformance::determinism::engine_stacks_never_fire_first(&enabled());
 }

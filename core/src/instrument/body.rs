@@ -19,6 +19,7 @@
 
 use super::dirty::Grouping;
 use super::hoist::{self, Hoisting, find_loops};
+use super::inline::{Inlinees, Sites};
 use super::layout::books_arg;
 use super::segments::{Analysis, analyse, leaves};
 use super::{ADDED_LOCALS, Plan, cost, err};
@@ -66,7 +67,7 @@ pub(super) struct Temps {
 
 /// What a fuel charge subtracts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Amount {
+pub(super) enum Amount {
     /// A static cost.
     Const(u64),
     /// The `i64` in the `amount` temporary.
@@ -151,6 +152,12 @@ pub(super) struct Body<'p> {
     /// One past the highest local index the rewrite emitted (through
     /// [`Body::ins`]): which temporaries must be declared.
     pub locals_used: u32,
+    /// The module's functions that may be inlined ([`super::inline`]).
+    pub inlinees: &'p Inlinees<'p>,
+    /// Where this function inlines them.
+    pub sites: &'p Sites,
+    /// This function's frame ([`cost::frame`]).
+    pub frame: i32,
 }
 
 impl Body<'_> {
@@ -165,6 +172,7 @@ impl Body<'_> {
         block: BlockType,
         (entry, unmarked): (bool, bool),
         plan: &Plan<'_>,
+        inlinees: &Inlinees<'_>,
     ) -> Result<Function> {
         let mut locals = Vec::new();
         let mut declared = 0u32;
@@ -176,14 +184,20 @@ impl Body<'_> {
             locals.push((n, RoundtripReencoder.val_type(ty).map_err(err)?));
             declared += n;
         }
-        let count = params + declared;
-        if u64::from(count) + u64::from(ADDED_LOCALS) > 50_000 {
+        let original = params + declared;
+        if u64::from(original) + u64::from(ADDED_LOCALS) > 50_000 {
             return Err(Error::ModuleLimit {
                 what: "locals per function (parameters and the host's temporaries included)",
-                actual: u64::from(count + ADDED_LOCALS),
+                actual: u64::from(original + ADDED_LOCALS),
                 limit: 50_000,
             });
         }
+        let a = analyse(body, fv, plan.imported_funcs)?;
+        // The inlined callees' locals follow the function's own, before
+        // the temporaries.
+        let sites = if unmarked { Sites::default() } else { inlinees.sites(&a.ops, original, a.max_stack) };
+        locals.extend(sites.locals.iter().map(|&ty| (1, ty)));
+        let count = original + sites.locals.len() as u32;
         let t = Temps {
             fuel: count,
             stack: count + 1,
@@ -196,7 +210,6 @@ impl Body<'_> {
             f32v: count + 8,
             f64v: count + 9,
         };
-        let a = analyse(body, fv, plan.imported_funcs)?;
         // Hoisting needs to know every store of a loop before it marks
         // the loop's ways out: a first pass finds them, and only if it
         // hoisted anything does a second emit the marks.
@@ -211,7 +224,8 @@ impl Body<'_> {
         let loops = if allowed { find_loops(&a.ops) } else { Default::default() };
         let first = Hoisting::gather(loops, count + ADDED_LOCALS, allowed, a.ops.len());
         let shape = (params, declared, block, entry, unmarked);
-        let (f, hoisting, used) = Self::emit(&a, t, first, shape, plan)?;
+        let inline = (inlinees, &sites);
+        let (f, hoisting, used) = Self::emit(&a, t, first, shape, plan, inline)?;
         let Some((hoisting, added)) = hoisting.finish() else {
             // Only the temporaries up to the last one used.
             locals.extend(TEMP_TYPES.iter().take(used.saturating_sub(count) as usize).map(|&ty| (1, ty)));
@@ -220,7 +234,7 @@ impl Body<'_> {
         // Hoisting's locals follow every temporary.
         locals.extend(TEMP_TYPES.map(|ty| (1, ty)));
         locals.push((added, ValType::I64));
-        let (f, _, _) = Self::emit(&a, t, hoisting, shape, plan)?;
+        let (f, _, _) = Self::emit(&a, t, hoisting, shape, plan, inline)?;
         Ok(with_locals(locals, f))
     }
 
@@ -235,20 +249,24 @@ impl Body<'_> {
         hoisting: Hoisting,
         (params, declared, block, entry, unmarked): (u32, u32, BlockType, bool, bool),
         plan: &Plan<'_>,
+        (inlinees, sites): (&Inlinees<'_>, &Sites),
     ) -> Result<(Function, Hoisting, u32)> {
         let f = Function::new([]);
         let frame = cost::frame(params, declared, a.max_stack) as i32;
         let stores = a.ops.iter().filter(|op| store_memarg(op).is_some()).count();
         let branchless_marks = stores > super::dirty::BRANCHLESS_ABOVE;
         let grouping = Grouping::default();
-        let mut b = Body { f, t, plan, grouping, hoisting, unmarked, branchless_marks, locals_used: 0 };
+        let mut b =
+            Body { f, t, plan, grouping, hoisting, unmarked, branchless_marks, locals_used: 0, inlinees, sites, frame };
         if entry {
             b.load_counters_if_armed();
         }
-        // A leaf (it calls no wasm function) only checks its frame: nothing
-        // can read the stack counter while it runs.
-        let leaf = !a.calls;
-        b.stack_enter(frame, leaf);
+        // A leaf (it calls no wasm function, but for the ones it inlines)
+        // only checks its frame: nothing can read the stack counter while
+        // it runs. It keeps its budget at entry if an inlined callee's
+        // frame is checked against it.
+        let leaf = !a.calls || !a.ops.iter().enumerate().any(|(i, op)| b.calls_out(i, op));
+        b.stack_enter(frame, leaf, !sites.at.is_empty());
         // The counter comes from the global charged with the first segment:
         // one operation fewer per call on an interpreter than a copy into
         // the local and then a charge of it.
@@ -295,6 +313,7 @@ impl Body<'_> {
                         b.f.instruction(&ins);
                     }
                 }
+                Operator::Call { .. } if sites.at.contains_key(&i) => b.inline(sites.at[&i])?,
                 _ => b.op(op.clone())?,
             }
             b.after_op(op, effect, height);
@@ -318,13 +337,13 @@ impl Body<'_> {
     }
 
     /// Sets a flag byte of the books.
-    fn set_flag(&mut self, at: usize) {
+    pub(super) fn set_flag(&mut self, at: usize) {
         self.ins(I::I32Const(at as i32)).ins(I::I32Const(1));
         self.ins(I::I32Store8(books_arg(0)));
     }
 
     /// With a condition on the stack: if true, set the flag and trap.
-    fn end_if(&mut self, flag: usize) {
+    pub(super) fn end_if(&mut self, flag: usize) {
         self.ins(I::If(BlockType::Empty));
         self.set_flag(flag);
         self.ins(I::Unreachable).ins(I::End);
@@ -334,11 +353,11 @@ impl Body<'_> {
         self.plan.globals
     }
 
-    fn stack_global(&self) -> u32 {
+    pub(super) fn stack_global(&self) -> u32 {
         self.plan.globals + 1
     }
 
-    fn metering(&self) -> bool {
+    pub(super) fn metering(&self) -> bool {
         self.plan.metering
     }
 
@@ -404,7 +423,7 @@ impl Body<'_> {
 
     /// Subtracts `amount` from the counter; with `check`, ends the
     /// transaction as `out_of_fuel` if it is then negative.
-    fn charge(&mut self, amount: Amount, check: bool) {
+    pub(super) fn charge(&mut self, amount: Amount, check: bool) {
         self.charge_from(I::LocalGet(self.t.fuel), amount, check);
     }
 
@@ -461,14 +480,15 @@ impl Body<'_> {
 
     /// Enters a frame of `frame` bytes: `stack_overflow` if the budget
     /// left is smaller; unless `leaf`, the budget is lowered for callees,
-    /// and the budget at entry kept for [`Self::stack_leave`].
-    fn stack_enter(&mut self, frame: i32, leaf: bool) {
+    /// and the budget at entry kept for [`Self::stack_leave`] (kept too
+    /// with `keep`, for the frame checks of inlined callees).
+    fn stack_enter(&mut self, frame: i32, leaf: bool, keep: bool) {
         if !self.metering() {
             return;
         }
         let (counter, stack) = (self.stack_global(), self.t.stack);
         self.ins(I::GlobalGet(counter));
-        if !leaf {
+        if !leaf || keep {
             self.ins(I::LocalTee(stack));
         }
         self.ins(I::I32Const(frame)).ins(I::I32LtS);
@@ -491,7 +511,7 @@ impl Body<'_> {
     }
 
     /// Emits one operator of the original body, rewritten.
-    fn op(&mut self, op: Operator<'_>) -> Result<()> {
+    pub(super) fn op(&mut self, op: Operator<'_>) -> Result<()> {
         let layout = self.plan.layout;
         let t = self.t;
         let nan = nan_producing(&op).filter(|_| self.metering());

@@ -550,6 +550,7 @@ pub(super) fn mark_helper(plan: &super::Plan<'_>) -> Function {
     };
     let f = Function::new([(1, ValType::I64), (4, ValType::I32)]);
     let hoisting = Hoisting { first_local: 2, ..Default::default() };
+    let (inlinees, sites) = (Default::default(), Default::default());
     let mut b = Body {
         f,
         t,
@@ -559,6 +560,9 @@ pub(super) fn mark_helper(plan: &super::Plan<'_>) -> Function {
         unmarked: false,
         branchless_marks: false,
         locals_used: 0,
+        inlinees: &inlinees,
+        sites: &sites,
+        frame: 0,
     };
     b.mark_interval_out_of_line(0, 1);
     b.ins(I::End);

@@ -24,9 +24,10 @@
 //! first pass over a body: fuel segments, operand stack depth), `body` (the
 //! rewrite of a body: metering, NaNs, guards, flags), [`dirty`] (what
 //! a transaction wrote: the write barrier, or nothing), `hoist` (the
-//! barrier's marks moved out of loops), `bake` (a blank
-//! snapshot written into the module), and this file (the module-level
-//! rewrite).
+//! barrier's marks moved out of loops), `callee` (a small callee's marks
+//! made by its callers), `inline` (small leaves inlined, metered as
+//! calls), `bake` (a blank snapshot written into the module), and this
+//! file (the module-level rewrite).
 //!
 //! # Fuel (abi.md "Units")
 //!
@@ -55,6 +56,8 @@
 //! function body, so nothing can run long past its budget, and the verdict
 //! is `out_of_fuel` exactly when the units used exceed the budget at one of
 //! these points: the same points, so the same instruction, on every engine.
+//! A small leaf inlined at a call site keeps its entry's check and charges
+//! there (see `inline`): inlining changes no threshold.
 //! Checking only there (not on every segment) halves the metering's cost
 //! on an interpreter.
 //!
@@ -121,6 +124,7 @@ mod callee;
 pub mod cost;
 pub mod dirty;
 mod hoist;
+mod inline;
 pub mod layout;
 mod segments;
 
@@ -141,7 +145,7 @@ pub const SUMMARY_SPAN: usize = 64 * DIRTY_PAGE;
 pub const SPILL: usize = 7;
 /// Version of the pass and its cost table: part of any key under which an
 /// instrumented module is cached.
-pub const VERSION: u32 = 14;
+pub const VERSION: u32 = 15;
 /// Locals the pass adds to every function (its temporaries). Hoisting
 /// marks out of loops adds a few more, only where the engines' limits
 /// leave ample room (see `hoist`).
@@ -243,6 +247,8 @@ pub(crate) fn rewrite(wasm: &[u8], plan: &Plan<'_>) -> Result<Vec<u8>> {
     let mut helper_type = 0;
     // The bodies of the callees' copies, rewritten after the module's own.
     let mut copies = HashMap::new();
+    // Small leaves inlined at their call sites (see `inline`).
+    let inlinees = inline::find(wasm, plan)?;
     let counters = |s: &mut wasm_encoder::GlobalSection| {
         let ty = |val_type| wasm_encoder::GlobalType { val_type, mutable: true, shared: false };
         s.global(ty(ValType::I64), &ConstExpr::i64_const(0));
@@ -275,7 +281,7 @@ pub(crate) fn rewrite(wasm: &[u8], plan: &Plan<'_>) -> Result<Vec<u8>> {
                     copies.insert(index, (again, body.clone(), sig.params, block));
                 }
                 let mut fv = func.into_validator(std::mem::take(&mut allocs));
-                code.function(&Body::rewrite(&body, &mut fv, sig.params, block, (entry, false), plan)?);
+                code.function(&Body::rewrite(&body, &mut fv, sig.params, block, (entry, false), plan, &inlinees)?);
                 allocs = fv.into_allocations();
                 remaining_bodies -= 1;
                 if remaining_bodies == 0 {
@@ -284,7 +290,8 @@ pub(crate) fn rewrite(wasm: &[u8], plan: &Plan<'_>) -> Result<Vec<u8>> {
                         for original in &plan.callees.originals {
                             let (func, body, params, block) = copies.remove(original).ok_or_else(|| err("no copy"))?;
                             let mut fv = func.into_validator(std::mem::take(&mut allocs));
-                            code.function(&Body::rewrite(&body, &mut fv, params, block, (false, true), plan)?);
+                            let unmarked = (false, true);
+                            code.function(&Body::rewrite(&body, &mut fv, params, block, unmarked, plan, &inlinees)?);
                             allocs = fv.into_allocations();
                         }
                     }
