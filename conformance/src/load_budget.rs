@@ -149,6 +149,23 @@ pub fn worst_cases(m: &ModuleLimits) -> Vec<WorstCase> {
     functions_of(&mut body, total, each, executor_core::instrument::dirty::MAX_TRACKED_WRITES);
     case("writes at the barrier's budget", "instructions", m.instructions, module(&body));
 
+    // Calls of a leaf as large as the instrumentation inlines, as many as
+    // the module's instructions allow, in callers that each inline as
+    // many as they may.
+    let inline_ops = executor_core::instrument::inline::MAX_OPS as u64;
+    let mut body = String::from("(func $leaf (param i32) (result i32) (local.get 0)");
+    body.push_str(&" (i32.load) (i32.const 1) (i32.add)".repeat(((inline_ops - 2) / 3) as usize));
+    body.push_str(")\n");
+    let mut left = total - (inline_ops - 2) / 3 * 3 - 2;
+    let site = " (drop (call $leaf (local.get 0)))";
+    let sites = (executor_core::instrument::inline::MAX_ADDED_OPS as u64 / inline_ops).min(per_function / 3);
+    while left >= 4 {
+        let n = sites.min((left - 1) / 3);
+        let _ = writeln!(body, "(func (param i32){})", site.repeat(n as usize));
+        left -= 3 * n + 1;
+    }
+    case("inlined calls", "instructions", m.instructions, module(&body));
+
     // Locals: functions at the per-function limit (a parameter and the
     // rest declared), as far as the module's total allows.
     let per = u64::from(m.locals_per_function);

@@ -39,7 +39,7 @@
 //! set from the arguments and zeroed at each site. Only callers well
 //! inside the engines' limits inline ([`CALLER_ROOM`]), at most
 //! [`MAX_CALLER_SLOTS`] such locals and [`MAX_ADDED_OPS`] inlined
-//! operators each: an engine's native frame grows by at most those slots
+//! operators each, [`MAX_MODULE_OPS`] in all: an engine's native frame grows by at most those slots
 //! and one callee's operand stack (32 slots, 256 bytes, against the 512
 //! native bytes [`super::engine_stack_bytes`] allows even the smallest
 //! frame of the model, 64 bytes), and a hostile module cannot make the
@@ -67,6 +67,10 @@ pub const MAX_INLINEES: usize = 1024;
 pub const MAX_CALLER_SLOTS: u32 = 16;
 /// The most operators inlined into one caller.
 pub const MAX_ADDED_OPS: usize = 4096;
+/// The most operators inlined into the whole module: a fifth of the
+/// module limit on instructions, so a module at every limit loads within
+/// the load budget (`bench-load`'s "inlined calls").
+pub const MAX_MODULE_OPS: usize = 200_000;
 /// Callers whose parameters, locals and deepest operand stack together
 /// exceed this inline nothing (far below the engines' limits).
 pub const CALLER_ROOM: u64 = 1000;
@@ -92,6 +96,9 @@ pub(super) struct Inlinee<'w> {
 #[derive(Default)]
 pub(super) struct Inlinees<'w> {
     pub by_func: HashMap<u32, Inlinee<'w>>,
+    /// Operators inlined so far, against [`MAX_MODULE_OPS`] (callers are
+    /// rewritten in order, so the same module inlines the same sites).
+    pub inlined: std::cell::Cell<usize>,
 }
 
 /// Where one caller inlines: by operator index, the callee and the first
@@ -324,7 +331,7 @@ impl Inlinees<'_> {
         for (i, op) in ops.iter().enumerate() {
             let Operator::Call { function_index } = *op else { continue };
             let Some(callee) = self.by_func.get(&function_index) else { continue };
-            if added + callee.a.ops.len() > MAX_ADDED_OPS {
+            if added + callee.a.ops.len() > MAX_ADDED_OPS.min(MAX_MODULE_OPS - self.inlined.get()) {
                 break;
             }
             let base = match bases.get(&function_index) {
@@ -342,6 +349,7 @@ impl Inlinees<'_> {
             added += callee.a.ops.len();
             sites.at.insert(i, (function_index, base));
         }
+        self.inlined.set(self.inlined.get() + added);
         sites
     }
 }

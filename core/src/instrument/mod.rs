@@ -124,7 +124,7 @@ mod callee;
 pub mod cost;
 pub mod dirty;
 mod hoist;
-mod inline;
+pub mod inline;
 pub mod layout;
 mod segments;
 
