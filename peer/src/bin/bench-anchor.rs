@@ -32,8 +32,8 @@ struct Args {
     /// wasmer, ÷ 8 on wasmi; × 20 for the default executor).
     #[arg(long, default_value_t = 1_000)]
     transactions: u64,
-    /// Only these executors (default, sigcheck, ecdsa, sortmap).
-    #[arg(long)]
+    /// Only these executors.
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(EXECUTORS.map(|(name, _)| name)))]
     executor: Vec<String>,
     /// Only these backends.
     #[arg(long)]
@@ -53,11 +53,37 @@ struct Args {
     /// runs the whole workload in its own run, one after the other.
     #[arg(long, value_enum, default_value_t = Interleave::Block)]
     interleave: Interleave,
-    /// Run one row once, with no warm-up and no output (for an instruction
-    /// counter such as `valgrind --tool=callgrind`): `plain-warm`,
-    /// `plain-warm-fuel`, `plain-fresh-fuel`, `until-crash`, `every-tx`.
-    #[arg(long)]
-    only: Option<String>,
+    /// Run one row once, with no warm-up and no output but its rate (for
+    /// an instruction counter such as `valgrind --tool=callgrind`).
+    #[arg(long, value_enum)]
+    only: Option<Only>,
+}
+
+/// See `Args::only`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Only {
+    /// The plain engine, one warm instance, no fuel.
+    PlainWarm,
+    /// The plain engine, one warm instance, native fuel.
+    PlainWarmFuel,
+    /// The plain engine, a fresh instance per transaction, native fuel.
+    PlainFreshFuel,
+    /// The driver under `until-crash`.
+    UntilCrash,
+    /// The driver under `every-tx:1`.
+    EveryTx,
+}
+
+impl Only {
+    fn row(self) -> Row {
+        match self {
+            Only::PlainWarm => Row::Plain(Reference::WarmNoFuel),
+            Only::PlainWarmFuel => Row::Plain(Reference::WarmFuel),
+            Only::PlainFreshFuel => Row::Plain(Reference::FreshFuel),
+            Only::UntilCrash => Row::Driver(PersistencePolicy::UntilCrash),
+            Only::EveryTx => Row::Driver(PersistencePolicy::default()),
+        }
+    }
 }
 
 /// See `Args::interleave`.
@@ -134,17 +160,10 @@ fn main() {
             let mut rates: BTreeMap<Row, Vec<Option<f64>>> = BTreeMap::new();
             // Set by each round's warm+fuel run, which runs first.
             let mut bounded = false;
-            let (rounds, rows) = match args.only.as_deref() {
+            let (rounds, rows) = match args.only {
                 None => (args.rounds, rows.clone()),
                 Some(only) => {
-                    let row = match only {
-                        "plain-warm" => Row::Plain(Reference::WarmNoFuel),
-                        "plain-warm-fuel" => Row::Plain(Reference::WarmFuel),
-                        "plain-fresh-fuel" => Row::Plain(Reference::FreshFuel),
-                        "until-crash" => Row::Driver(PersistencePolicy::UntilCrash),
-                        "every-tx" => Row::Driver(PersistencePolicy::default()),
-                        other => panic!("--only {other}: not a row"),
-                    };
+                    let row = only.row();
                     // The unmetered row alone still needs its bound.
                     let gate = Row::Plain(Reference::WarmFuel);
                     (0, if row == Row::Plain(Reference::WarmNoFuel) { vec![gate, row] } else { vec![row] })
