@@ -203,13 +203,14 @@ pub fn inlined_calls_meter_as_calls(backends: Backends<'_>) {
     let inlined = INLINE.to_string();
     let called = INLINE.replace(";; (pad)", &format!("(return) {}", "(nop) ".repeat(80)));
     let calls = |wat: &str| direct_calls(wat, None);
-    // Two `$sum`s, `$half`, `$pick` and two `$maybe`s at the bottom.
-    assert_eq!(calls(&inlined) + 6, calls(&called), "the small leaves are inlined, the padded ones called");
+    // Two `$sum`s, `$half`, `$pick`, two `$maybe`s and `$put` (whose
+    // stores the caller marks) at the bottom.
+    assert_eq!(calls(&inlined) + 7, calls(&called), "the small leaves are inlined, the padded ones called");
     let payload = |n: u8, depth: u16| {
         let data: Vec<u8> = (0..n).map(|i| i.wrapping_mul(37)).collect();
         let sum: u32 = data.iter().map(|b| u32::from(*b)).sum();
         let pick = [10, 20, 30, 30][usize::from(n % 4)];
-        let expected = 2 * (1 + sum) + pick + u32::from(n) / 2 + 5;
+        let expected = 2 * (1 + sum) + pick + u32::from(n) / 2 + 5 + u32::from(n) + 1;
         let mut p = vec![n];
         p.extend(depth.to_le_bytes());
         p.extend(expected.to_le_bytes());

@@ -314,9 +314,11 @@ fn direct_callees(wasm: &[u8]) -> Vec<Vec<u32>> {
     functions
 }
 
-/// A small leaf that only computes is inlined at its call sites; a leaf
-/// that stores, a function that calls, a large leaf, and any function
-/// called from a caller with too many locals stay calls.
+/// A small leaf that only computes is inlined at its call sites, and so is
+/// one that stores through a parameter where the caller passes a local
+/// (the caller marks its stores); a leaf storing elsewhere, one whose
+/// pointer is no local's value, a function that calls, a large leaf, and
+/// any function called from a caller with too many locals stay calls.
 #[test]
 fn only_small_computing_leaves_are_inlined() {
     let nops = "(nop) ".repeat(70);
@@ -330,17 +332,20 @@ fn only_small_computing_leaves_are_inlined() {
       (func $calls (param i32) (result i32) (call $leaf (local.get 0)))
       (func $large (param i32) (result i32) (local.get 0) {nops})
       (func $crowded (param i32) (result i32) (local {many}) (call $leaf (local.get 0)))
+      (func $put (param i32) (i32.store offset=8 (local.get 0) (i32.const 1)))
       (func (export "executor_validate") (param i32 i32) (result i32)
         (call $stores (call $leaf (local.get 0)))
         (drop (call $calls (call $large (call $crowded (i32.const 0)))))
+        (call $put (local.get 1))
+        (call $put (i32.const 64))
         (i32.const 0)))"#
     );
     let m = prepare(wat.as_bytes(), &Limits::default()).unwrap();
     let calls = direct_callees(&m.wasm);
-    let (leaf, stores, calls_leaf, large, crowded) = (1, 2, 3, 4, 5);
+    let (leaf, stores, calls_leaf, large, crowded, put) = (1, 2, 3, 4, 5, 6);
     assert!(calls[calls_leaf as usize].is_empty(), "a caller of the leaf inlines it: {:?}", calls[3]);
     assert_eq!(calls[crowded as usize], [leaf], "a caller with 1,001 locals does not");
-    assert_eq!(calls[6], [stores, crowded, large, calls_leaf], "only the leaf is inlined");
+    assert_eq!(calls[7], [stores, crowded, large, calls_leaf, put], "only the leaf and one `put` are inlined");
     wasmparser::Validator::new_with_features(executor_core::module::instrumented_features())
         .validate_all(&m.wasm)
         .expect("the prepared module is valid");

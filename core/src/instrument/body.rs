@@ -313,7 +313,7 @@ impl Body<'_> {
                         b.f.instruction(&ins);
                     }
                 }
-                Operator::Call { .. } if sites.at.contains_key(&i) => b.inline(sites.at[&i])?,
+                Operator::Call { .. } if sites.at.contains_key(&i) => b.inline(op, sites.at[&i])?,
                 _ => b.op(op.clone())?,
             }
             b.after_op(op, effect, height);

@@ -3,18 +3,28 @@
 //!
 //! A call costs every engine more than its instructions: wasmi sets up a
 //! frame and zeroes the callee's locals, and the pass adds the fuel
-//! counter's trip through its global and the stack check's. In sortmap
-//! (a store-heavy executor that sorts words) 82 % of the calls are to one
-//! 40-instruction `memcmp`, about 72,000 per transaction.
+//! counter's trip through its global and the stack check's; and the call
+//! stays a call on every compiler. In sortmap (a store-heavy executor that
+//! sorts words) 82 % of the calls are to one 40-instruction `memcmp`, about
+//! 72,000 per transaction; in sigcheck, compiler-builtins' `__multi3` is
+//! called about 77,000 times per transaction.
 //!
 //! # Which callees
 //!
-//! A defined function qualifies if it is a leaf that only computes: at
-//! most [`MAX_OPS`] operators, no call of any kind, no store, no bulk
-//! memory, growth, table or segment operation (the operations the rewrite
-//! treats specially, the NaN canonicalisation aside), at most one result,
-//! only numeric locals, and at most [`MAX_SLOTS`] parameters, locals and
+//! A defined function qualifies if it is a small leaf: at most [`MAX_OPS`]
+//! operators, no call of any kind, no bulk memory, growth, table or
+//! segment operation (the operations the rewrite treats specially, the
+//! NaN canonicalisation and stores aside), at most one result, only
+//! numeric locals, and at most [`MAX_SLOTS`] parameters, locals and
 //! operand-stack slots. At most [`MAX_INLINEES`] qualify per module.
+//!
+//! Stores need marks under the barrier: a function that stores qualifies
+//! there only if its callers can mark its stores (`super::callee`: no
+//! control flow, every store through a parameter it never writes), and a
+//! site inlines it only where they can (its pointer arguments are locals'
+//! values plus constants) — the body's stores unmarked, the caller's marks
+//! after it, as for the callee's unmarked copy. Elsewhere the site stays a
+//! call, so such a caller keeps the stack budget as a caller does.
 //!
 //! # Metered as a call
 //!
@@ -40,9 +50,9 @@
 //! inside the engines' limits inline ([`CALLER_ROOM`]), at most
 //! [`MAX_CALLER_SLOTS`] such locals and [`MAX_ADDED_OPS`] inlined
 //! operators each, [`MAX_MODULE_OPS`] in all: an engine's native frame grows by at most those slots
-//! and one callee's operand stack (32 slots, 256 bytes, against the 512
-//! native bytes [`super::engine_stack_bytes`] allows even the smallest
-//! frame of the model, 64 bytes), and a hostile module cannot make the
+//! and one callee's operand stack (40 slots, 320 bytes, against the 576
+//! native bytes [`super::engine_stack_bytes`] allows the smallest frame
+//! that calls, 72 bytes of the model; engines use about 3 per model byte), and a hostile module cannot make the
 //! rewrite blow up. The engine-stacks conformance case recurses through
 //! such a frame.
 
@@ -59,12 +69,12 @@ use wasmparser::{FunctionBody, Operator, Parser, ValidPayload, Validator, WasmMo
 pub const MAX_OPS: usize = 64;
 /// The most parameters, locals and operand-stack slots of a qualifying
 /// function.
-pub const MAX_SLOTS: u32 = 16;
+pub const MAX_SLOTS: u32 = 20;
 /// The most qualifying functions per module (each keeps its analysis while
 /// the module is rewritten).
 pub const MAX_INLINEES: usize = 1024;
 /// The most inlined locals one caller gets.
-pub const MAX_CALLER_SLOTS: u32 = 16;
+pub const MAX_CALLER_SLOTS: u32 = 20;
 /// The most operators inlined into one caller.
 pub const MAX_ADDED_OPS: usize = 4096;
 /// The most operators inlined into the whole module: a fifth of the
@@ -90,6 +100,10 @@ pub(super) struct Inlinee<'w> {
     pub frame: u64,
     /// The type of the block it becomes (its result, if any).
     pub block: BlockType,
+    /// It stores under the barrier: a site inlines it only where the
+    /// caller can mark its stores (`Body::callee_marks`), and calls it
+    /// elsewhere.
+    pub marked: bool,
 }
 
 /// The qualifying functions of a module, by function index.
@@ -109,10 +123,11 @@ pub(super) struct Sites {
     pub locals: Vec<ValType>,
 }
 
-/// Whether an operator keeps a function from qualifying.
-fn disqualifies(op: &Operator<'_>) -> bool {
+/// Whether an operator keeps a function from qualifying (a store only
+/// unless `stores`).
+fn disqualifies(op: &Operator<'_>, stores: bool) -> bool {
     use Operator as O;
-    store_memarg(op).is_some()
+    (!stores && store_memarg(op).is_some())
         || matches!(
             op,
             O::Call { .. }
@@ -135,15 +150,16 @@ fn disqualifies(op: &Operator<'_>) -> bool {
         )
 }
 
-/// Whether `body`'s operators alone let it qualify (read without
-/// validation: the module is validated before this pass).
-fn candidate(body: &FunctionBody<'_>) -> bool {
+/// Whether `body`'s operators alone let it qualify, stores allowed if
+/// `stores` (read without validation: the module is validated before this
+/// pass).
+fn candidate(body: &FunctionBody<'_>, stores: bool) -> bool {
     let Ok(reader) = body.get_operators_reader() else { return false };
     let mut n = 0;
     for op in reader {
         n += 1;
         match op {
-            Ok(op) if n <= MAX_OPS && !disqualifies(&op) => {}
+            Ok(op) if n <= MAX_OPS && !disqualifies(&op, stores) => {}
             _ => return false,
         }
     }
@@ -170,7 +186,10 @@ pub(super) fn find<'w>(wasm: &'w [u8], plan: &Plan<'_>) -> Result<Inlinees<'w>> 
             [one] => BlockType::Result(RoundtripReencoder.val_type(*one).map_err(err)?),
             _ => continue,
         };
-        if !candidate(&body) {
+        // Stores need no marks without the barrier; under it, only those
+        // of a function whose callers can mark them (see `super::callee`).
+        let stores = plan.tracking != super::Tracking::Barrier || plan.callees.by_func.contains_key(&index);
+        if !candidate(&body, stores) {
             continue;
         }
         let mut fv = func.into_validator(std::mem::take(&mut allocs));
@@ -204,7 +223,8 @@ pub(super) fn find<'w>(wasm: &'w [u8], plan: &Plan<'_>) -> Result<Inlinees<'w>> 
         let declared = locals.len() as u32 - sig.params;
         let frame = cost::frame(sig.params, declared, a.max_stack);
         let zero = read_unwritten(&a.ops, sig.params, locals.len());
-        found.by_func.insert(index, Inlinee { a, params: sig.params, locals, zero, frame, block });
+        let marked = plan.tracking == super::Tracking::Barrier && a.ops.iter().any(|op| store_memarg(op).is_some());
+        found.by_func.insert(index, Inlinee { a, params: sig.params, locals, zero, frame, block, marked });
     }
     Ok(found)
 }
@@ -360,18 +380,29 @@ impl Body<'_> {
     pub(super) fn calls_out(&self, i: usize, op: &Operator<'_>) -> bool {
         match op {
             Operator::Call { function_index } => {
-                *function_index >= self.plan.imported_funcs && !self.sites.at.contains_key(&i)
+                *function_index >= self.plan.imported_funcs
+                    && self.sites.at.get(&i).is_none_or(|(f, _)| self.inlinees.by_func.get(f).is_none_or(|c| c.marked))
             }
             Operator::CallIndirect { .. } => true,
             _ => false,
         }
     }
 
-    /// Emits the call of `callee`, whose locals start at `base`, inlined
-    /// (its arguments on the operand stack).
-    pub(super) fn inline(&mut self, (callee, base): (u32, u32)) -> Result<()> {
+    /// Emits the call `op` of `callee`, whose locals start at `base`,
+    /// inlined (its arguments on the operand stack) — or, for a callee
+    /// whose stores this caller cannot mark, as a call.
+    pub(super) fn inline(&mut self, op: &Operator<'_>, (callee, base): (u32, u32)) -> Result<()> {
         let inlinees = self.inlinees;
         let Some(c) = inlinees.by_func.get(&callee) else { return Err(err("no inlinee")) };
+        // Marked as the caller's own stores once the inlined body ran (a
+        // trap discards the instance).
+        let marks = match c.marked {
+            false => Vec::new(),
+            true => match self.callee_marks(callee) {
+                Some((_, marks)) => marks,
+                None => return self.op(op.clone()),
+            },
+        };
         // The callee's frame check and its entry's charge: the budget it
         // would have found is the caller's at entry less the caller's frame.
         if self.metering() {
@@ -419,6 +450,20 @@ impl Body<'_> {
                 Operator::LocalTee { local_index } => {
                     self.ins(I::LocalTee(base + local_index));
                 }
+                // Unmarked (see above); the value through a temporary, as
+                // the barrier's own stores do (wasmi 2.0 cannot translate
+                // some stores of a value that is also their address).
+                _ if store_memarg(op).is_some() => {
+                    let ins = RoundtripReencoder.instruction(op.clone()).map_err(err)?;
+                    let value = match ins {
+                        I::I32Store(_) | I::I32Store8(_) | I::I32Store16(_) => self.t.i32v,
+                        I::I64Store(_) | I::I64Store8(_) | I::I64Store16(_) | I::I64Store32(_) => self.t.i64v,
+                        I::F32Store(_) => self.t.f32v,
+                        _ => self.t.f64v,
+                    };
+                    self.ins(I::LocalSet(value)).ins(I::LocalGet(value));
+                    self.f.instruction(&ins);
+                }
                 _ => self.op(op.clone())?,
             }
             if c.a.boundaries[j] {
@@ -427,6 +472,9 @@ impl Body<'_> {
                     self.charge(Amount::Const(c.a.segments[segment]), matches!(op, Operator::Loop { .. }));
                 }
             }
+        }
+        for (local, plus, offset) in marks {
+            self.marked_store(local, plus, offset);
         }
         Ok(())
     }
