@@ -65,6 +65,19 @@ pub(super) struct Temps {
     pub stack: u32,
 }
 
+impl Temps {
+    /// The temporary for the value a store `ins` stores (any other
+    /// operator: the `f64` one).
+    pub(super) fn for_stored(&self, ins: &I<'_>) -> u32 {
+        match ins {
+            I::I32Store(_) | I::I32Store8(_) | I::I32Store16(_) => self.i32v,
+            I::I64Store(_) | I::I64Store8(_) | I::I64Store16(_) | I::I64Store32(_) => self.i64v,
+            I::F32Store(_) => self.f32v,
+            _ => self.f64v,
+        }
+    }
+}
+
 /// What a fuel charge subtracts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Amount {
@@ -337,7 +350,7 @@ impl Body<'_> {
     }
 
     /// Sets a flag byte of the books.
-    pub(super) fn set_flag(&mut self, at: usize) {
+    fn set_flag(&mut self, at: usize) {
         self.ins(I::I32Const(at as i32)).ins(I::I32Const(1));
         self.ins(I::I32Store8(books_arg(0)));
     }
@@ -353,7 +366,7 @@ impl Body<'_> {
         self.plan.globals
     }
 
-    pub(super) fn stack_global(&self) -> u32 {
+    fn stack_global(&self) -> u32 {
         self.plan.globals + 1
     }
 
@@ -516,12 +529,7 @@ impl Body<'_> {
         let t = self.t;
         let nan = nan_producing(&op).filter(|_| self.metering());
         let mut ins = RoundtripReencoder.instruction(op).map_err(err)?;
-        let value = match ins {
-            I::I32Store(_) | I::I32Store8(_) | I::I32Store16(_) => t.i32v,
-            I::I64Store(_) | I::I64Store8(_) | I::I64Store16(_) | I::I64Store32(_) => t.i64v,
-            I::F32Store(_) => t.f32v,
-            _ => t.f64v,
-        };
+        let value = t.for_stored(&ins);
         match &mut ins {
             I::I32Store(m)
             | I::I64Store(m)

@@ -143,25 +143,8 @@ fn qualifies(body: &FunctionBody<'_>, params: u32) -> Option<Vec<(u32, Store)>> 
         }
         // Control flow (a store might not run), calls, and what marks or
         // moves memory and tables of its own.
-        let unfollowed = matches!(
-            op,
-            O::Block { .. }
-                | O::Call { .. }
-                | O::CallIndirect { .. }
-                | O::MemoryGrow { .. }
-                | O::MemoryFill { .. }
-                | O::MemoryCopy { .. }
-                | O::MemoryInit { .. }
-                | O::DataDrop { .. }
-                | O::ElemDrop { .. }
-                | O::TableGet { .. }
-                | O::TableSet { .. }
-                | O::TableGrow { .. }
-                | O::TableSize { .. }
-                | O::TableFill { .. }
-                | O::TableCopy { .. }
-                | O::TableInit { .. }
-        );
+        let unfollowed = matches!(op, O::Block { .. } | O::Call { .. } | O::CallIndirect { .. })
+            || super::segments::bulk_or_table(op);
         if unfollowed || super::segments::ends_segment(op) {
             return None;
         }

@@ -57,7 +57,7 @@
 //! such a frame.
 
 use super::body::{Amount, Body, store_memarg};
-use super::segments::{Analysis, analyse, leaves};
+use super::segments::{Analysis, analyse, bulk_or_table, leaves};
 use super::{Plan, cost, err};
 use crate::Result;
 use std::collections::HashMap;
@@ -128,26 +128,8 @@ pub(super) struct Sites {
 fn disqualifies(op: &Operator<'_>, stores: bool) -> bool {
     use Operator as O;
     (!stores && store_memarg(op).is_some())
-        || matches!(
-            op,
-            O::Call { .. }
-                | O::CallIndirect { .. }
-                | O::ReturnCall { .. }
-                | O::ReturnCallIndirect { .. }
-                | O::MemoryGrow { .. }
-                | O::MemoryFill { .. }
-                | O::MemoryCopy { .. }
-                | O::MemoryInit { .. }
-                | O::DataDrop { .. }
-                | O::ElemDrop { .. }
-                | O::TableGet { .. }
-                | O::TableSet { .. }
-                | O::TableGrow { .. }
-                | O::TableSize { .. }
-                | O::TableFill { .. }
-                | O::TableCopy { .. }
-                | O::TableInit { .. }
-        )
+        || matches!(op, O::Call { .. } | O::CallIndirect { .. } | O::ReturnCall { .. } | O::ReturnCallIndirect { .. })
+        || bulk_or_table(op)
 }
 
 /// Whether `body`'s operators alone let it qualify, stores allowed if
@@ -455,12 +437,7 @@ impl Body<'_> {
                 // some stores of a value that is also their address).
                 _ if store_memarg(op).is_some() => {
                     let ins = RoundtripReencoder.instruction(op.clone()).map_err(err)?;
-                    let value = match ins {
-                        I::I32Store(_) | I::I32Store8(_) | I::I32Store16(_) => self.t.i32v,
-                        I::I64Store(_) | I::I64Store8(_) | I::I64Store16(_) | I::I64Store32(_) => self.t.i64v,
-                        I::F32Store(_) => self.t.f32v,
-                        _ => self.t.f64v,
-                    };
+                    let value = self.t.for_stored(&ins);
                     self.ins(I::LocalSet(value)).ins(I::LocalGet(value));
                     self.f.instruction(&ins);
                 }

@@ -60,6 +60,29 @@ pub(super) fn ends_segment(op: &Operator<'_>) -> bool {
     )
 }
 
+/// Whether an operator is a bulk memory, growth, table or segment
+/// operation: each is charged by size, marks or flags of its own, or
+/// drops what a blank cannot revive.
+pub(super) fn bulk_or_table(op: &Operator<'_>) -> bool {
+    use Operator as O;
+    matches!(
+        op,
+        O::MemoryGrow { .. }
+            | O::MemoryFill { .. }
+            | O::MemoryCopy { .. }
+            | O::MemoryInit { .. }
+            | O::DataDrop { .. }
+            | O::ElemDrop { .. }
+            | O::TableGet { .. }
+            | O::TableSet { .. }
+            | O::TableGrow { .. }
+            | O::TableSize { .. }
+            | O::TableFill { .. }
+            | O::TableCopy { .. }
+            | O::TableInit { .. }
+    )
+}
+
 /// Whether the code right after an operator is unreachable (so charging it
 /// would be wasted code).
 pub(super) fn leaves(op: &Operator<'_>) -> bool {
