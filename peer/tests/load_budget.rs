@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 fn every_worst_case_loads_within_generous_bounds() {
     let limits = Limits::default();
     let cases = conformance::load_budget::worst_cases(&limits.module);
-    assert_eq!(cases.len(), 14);
+    assert_eq!(cases.len(), 15);
     for case in &cases {
         for backend in backends::compiled_in() {
             let host = backends::host(backend, limits.clone()).unwrap();
