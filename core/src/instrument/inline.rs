@@ -157,7 +157,7 @@ pub(super) fn find<'w>(wasm: &'w [u8], plan: &Plan<'_>) -> Result<Inlinees<'w>> 
     for payload in Parser::new(0).parse_all(wasm) {
         let payload = payload.map_err(err)?;
         let ValidPayload::Func(func, body) = validator.payload(&payload).map_err(err)? else { continue };
-        let sig = &plan.funcs[defined];
+        let Some(sig) = plan.funcs.get(defined) else { break };
         let index = plan.imported_funcs + defined as u32;
         defined += 1;
         if found.by_func.len() == MAX_INLINEES {
