@@ -137,6 +137,15 @@ pub(super) fn store_memarg<'a>(op: &'a Operator<'_>) -> Option<&'a wasmparser::M
     }
 }
 
+/// Counts the control frames `op` opens or closes into `open`.
+pub(super) fn nest(open: &mut u32, op: &Operator<'_>) {
+    match op {
+        Operator::Block { .. } | Operator::Loop { .. } | Operator::If { .. } => *open += 1,
+        Operator::End => *open -= 1,
+        _ => {}
+    }
+}
+
 /// `body`, emitted into a function without locals, with `locals`
 /// declared instead.
 fn with_locals(locals: Vec<(u32, ValType)>, body: Function) -> Function {
@@ -306,13 +315,7 @@ impl Body<'_> {
                 break;
             }
             b.hoist_before(i, op);
-            match op {
-                Operator::Block { .. } | Operator::Loop { .. } | Operator::If { .. } => open += 1,
-                Operator::End => open -= 1,
-                _ => {}
-            }
-            let dead_after = leaves(op);
-            let loop_header = matches!(op, Operator::Loop { .. });
+            nest(&mut open, op);
             let (effect, height) = (a.arity[i], a.heights[i]);
             match op {
                 Operator::Return => {
@@ -331,14 +334,23 @@ impl Body<'_> {
             }
             b.after_op(op, effect, height);
             b.hoist_after(op);
-            if a.boundaries[i] {
-                segment += 1;
-                if !dead_after {
-                    b.charge(Amount::Const(a.segments[segment]), loop_header);
-                }
-            }
+            b.charge_next(a, i, &mut segment);
         }
         Ok((b.f, b.hoisting, b.locals_used))
+    }
+
+    /// After operator `i` of `a`: if it ends segment `segment`, the next
+    /// one's charge (checked at a loop's top; none where the code after is
+    /// unreachable). The rule of a function's own body and of an inlined
+    /// one alike.
+    pub(super) fn charge_next(&mut self, a: &Analysis<'_>, i: usize, segment: &mut usize) {
+        if a.boundaries[i] {
+            *segment += 1;
+            let op = &a.ops[i];
+            if !leaves(op) {
+                self.charge(Amount::Const(a.segments[*segment]), matches!(op, Operator::Loop { .. }));
+            }
+        }
     }
 
     pub(super) fn ins(&mut self, i: I<'_>) -> &mut Self {

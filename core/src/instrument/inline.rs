@@ -56,8 +56,8 @@
 //! rewrite blow up. The engine-stacks conformance case recurses through
 //! such a frame.
 
-use super::body::{Amount, Body, store_memarg};
-use super::segments::{Analysis, analyse, bulk_or_table, leaves};
+use super::body::{Amount, Body, nest, store_memarg};
+use super::segments::{Analysis, analyse, bulk_or_table};
 use super::{Plan, cost, err};
 use crate::Result;
 use std::collections::HashMap;
@@ -414,11 +414,7 @@ impl Body<'_> {
                 self.f.instruction(&I::End);
                 break;
             }
-            match op {
-                Operator::Block { .. } | Operator::Loop { .. } | Operator::If { .. } => open += 1,
-                Operator::End => open -= 1,
-                _ => {}
-            }
+            nest(&mut open, op);
             match *op {
                 Operator::Return => {
                     self.f.instruction(&I::Br(open));
@@ -443,12 +439,7 @@ impl Body<'_> {
                 }
                 _ => self.op(op.clone())?,
             }
-            if c.a.boundaries[j] {
-                segment += 1;
-                if !leaves(op) {
-                    self.charge(Amount::Const(c.a.segments[segment]), matches!(op, Operator::Loop { .. }));
-                }
-            }
+            self.charge_next(&c.a, j, &mut segment);
         }
         for (local, plus, offset) in marks {
             self.marked_store(local, plus, offset);
