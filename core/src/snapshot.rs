@@ -102,11 +102,19 @@ impl MemoryImage {
         }
         let tables_dirty = std::mem::take(&mut books[self.layout.tables_flag()]) != 0;
         let image = &self.bytes[..];
+        let (map, summary) = self.layout.map_and_summary(books);
         for &(start, len) in host_writes {
             let (start, end) = (start as usize, (start as usize + len as usize).min(guest.len()));
+            // A write inside a marked page and its spill is restored by
+            // that page's copy below (the usual case: the host writes into
+            // a buffer on the guest's stack or heap that the guest itself
+            // wrote); a lookup is cheaper than a copy call.
+            let page = start / DIRTY_PAGE;
+            if map.get(page).is_some_and(|m| *m != 0) && end <= page * DIRTY_PAGE + DIRTY_PAGE + SPILL {
+                continue;
+            }
             guest[start..end].copy_from_slice(&image[start..end]);
         }
-        let (map, summary) = self.layout.map_and_summary(books);
         let pages = guest.len().div_ceil(DIRTY_PAGE).min(map.len());
         let spans = guest.len().div_ceil(SUMMARY_SPAN).min(summary.len());
         let per_span = SUMMARY_SPAN / DIRTY_PAGE;
@@ -366,9 +374,14 @@ mod tests {
             layout.mark(&mut books, at, marked);
         }
         books[layout.tables_flag()] = 1;
-        // An exact host write, not in the map.
-        mem[30 * DIRTY_PAGE + 3] ^= 1;
-        let host_writes = [((30 * DIRTY_PAGE + 3) as u32, 1)];
+        // Exact host writes: one in no marked page; one inside a marked
+        // page (its copy restores it); one from a marked page past its
+        // spill into a clear one (copied itself).
+        let host_writes = [(30 * DIRTY_PAGE + 3, 1), (17 * DIRTY_PAGE + 100, 9), (DIRTY_PAGE - 2, 20)];
+        for (at, len) in host_writes {
+            mem[at..at + len].iter_mut().for_each(|b| *b ^= 1);
+        }
+        let host_writes = host_writes.map(|(at, len)| (at as u32, len as u32));
         let restored = image.restore(Memories { guest: &mut mem, books: &mut books }, &host_writes);
         assert_eq!(restored, Restore::Done { pages: 1 + 1 + 2 + 1, tables_dirty: true });
         assert_eq!(mem, image.bytes, "restored exactly");
