@@ -61,12 +61,15 @@ impl Tunables for StackTunables {
         self.base.create_host_memory(ty, style)
     }
 
+    /// Also notes where the instance keeps the memory's definition, for
+    /// [`Guest`].
     unsafe fn create_vm_memory(
         &self,
         ty: &MemoryType,
         style: &MemoryStyle,
         at: NonNull<VMMemoryDefinition>,
     ) -> Result<VMMemory, MemoryError> {
+        DEFINITIONS.with_borrow_mut(|d| d.push(at));
         // SAFETY: forwarded unchanged.
         unsafe { self.base.create_vm_memory(ty, style, at) }
     }
@@ -86,12 +89,71 @@ impl Tunables for StackTunables {
     }
 }
 
+thread_local! {
+    /// Where wasmer put the definitions of the memories of the instance
+    /// being built on this thread, in index order
+    /// ([`StackTunables::create_vm_memory`] notes each; `instantiate`
+    /// takes them and checks them against wasmer's own view).
+    static DEFINITIONS: std::cell::RefCell<Vec<NonNull<VMMemoryDefinition>>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The guest's memory, read from its definition in the instance — its
+/// base and current length, which wasmer keeps up to date as it grows.
+/// A `MemoryView` costs two store lookups and two dynamic calls, and
+/// the guest's memory is lent about seven times per transaction (every
+/// host call, the payload copy, the blank, the size check): callgrind
+/// counted 440 instructions of a 10,000-instruction transaction.
+#[derive(Clone, Copy)]
+struct Guest(NonNull<VMMemoryDefinition>);
+
+// SAFETY: a pointer into one instance's context, dereferenced only by
+// whoever holds its store exclusively (see `Guest::bytes`).
+unsafe impl Send for Guest {}
+
+impl Guest {
+    /// The definition noted for `memory` if it describes the bytes
+    /// wasmer's own view of `memory` shows; else a host failure (a wasmer
+    /// that builds instances differently: the pinned version is tested).
+    fn find(noted: Option<NonNull<VMMemoryDefinition>>, memory: &Memory, store: &Store) -> Result<Self, CallError> {
+        let view = memory.view(store);
+        let noted = noted.filter(|at| {
+            // SAFETY: wasmer passed this location to `create_vm_memory`
+            // while building the instance `store` now holds.
+            let definition = unsafe { at.as_ref() };
+            definition.base == view.data_ptr() && definition.current_length as u64 == view.data_size()
+        });
+        noted
+            .map(Guest)
+            .ok_or_else(|| CallError::Host("wasmer: a memory's definition is not where it was built".into()))
+    }
+
+    /// The memory's bytes, as large as it is now.
+    ///
+    /// # Safety
+    ///
+    /// The caller must hold the store exclusively for as long as the slice
+    /// lives (so no guest code runs and the memory cannot grow or move),
+    /// and lend no other slice of the same memory meanwhile.
+    unsafe fn bytes<'a>(self) -> &'a mut [u8] {
+        // SAFETY: the definition lives in the instance, which the store
+        // keeps as long as this backend's `Wasmer` lives.
+        let definition = unsafe { self.0.as_ref() };
+        if definition.current_length == 0 {
+            return &mut [];
+        }
+        // SAFETY: as the caller promises; wasmer keeps `base` and
+        // `current_length` describing the accessible bytes.
+        unsafe { std::slice::from_raw_parts_mut(definition.base, definition.current_length) }
+    }
+}
+
 /// Store data: the host state and the two memories, the guest's and the
 /// books (attached right after
 /// instantiation: the prepared module has no start section).
 struct StoreData {
     env: EnvPtr,
-    memories: Option<(Memory, Books)>,
+    memories: Option<(Guest, Books)>,
 }
 
 /// The instance's [`HostEnv`], on the heap where both the host functions
@@ -148,30 +210,17 @@ fn books_of(memory: &Memory, store: &impl wasmer::AsStoreRef) -> Books {
     unsafe { Books::new(view.data_ptr(), view.data_size() as usize) }
 }
 
-/// The bytes of `memory` in `store`.
-///
-/// # Safety
-///
-/// The caller must hold the store exclusively for as long as the slice
-/// lives (so no guest code runs and the memory cannot grow or move), and
-/// lend no other slice of the same memory meanwhile.
-unsafe fn bytes<'a>(memory: &Memory, store: &impl wasmer::AsStoreRef) -> &'a mut [u8] {
-    let view = memory.view(store);
-    // SAFETY: as the caller promises.
-    unsafe { std::slice::from_raw_parts_mut(view.data_ptr(), view.data_size() as usize) }
-}
-
 /// Adds one wasmer function per host import of core's list, lending it
 /// the guest memory and the host state.
 macro_rules! register {
     ($imports:ident, $store:ident, $fenv:ident; $($name:ident($($arg:ident),*) -> $result:ty;)*) => {$(
         let f = Function::new_typed_with_env(&mut $store, &$fenv, |mut env: FunctionEnvMut<'_, StoreData>, $($arg: i32),*| {
-            let (data, store) = env.data_and_store_mut();
+            let data = env.data_mut();
             let (guest, books) = data.memories.as_ref().ok_or_else(|| RuntimeError::new("no memory attached"))?;
             // SAFETY: no other reference to either memory's bytes exists
             // while a host function runs (the guest is suspended in the
             // call), and the two memories are distinct.
-            let memories = unsafe { Memories { guest: bytes(guest, &store), books: books.bytes() } };
+            let memories = unsafe { Memories { guest: guest.bytes(), books: books.bytes() } };
             // SAFETY: the guest is suspended in this call, and the
             // instance does not touch the host state during a call.
             let env = unsafe { data.env.get() };
@@ -282,7 +331,10 @@ impl CompiledExecutor for WasmerCompiled {
         let fenv = FunctionEnv::new(&mut store, StoreData { env: env.0, memories: None });
         let mut imports = Imports::new();
         executor_core::for_each_import!(register!(imports, store, fenv;));
-        let instance = match Instance::new(&mut store, &self.module, &imports) {
+        DEFINITIONS.with_borrow_mut(Vec::clear);
+        let instance = Instance::new(&mut store, &self.module, &imports);
+        let noted = DEFINITIONS.take();
+        let instance = match instance {
             Ok(i) => i,
             // The prepared module has no start section: what wasmer reports
             // as a start trap is the data/element segment initialisation.
@@ -292,8 +344,12 @@ impl CompiledExecutor for WasmerCompiled {
         };
         let found = &instance.exports;
         let memory = |name| found.get_memory(name).cloned().map_err(|_| kit::missing(name));
-        let memories = (memory(abi_exports::MEMORY)?, books_of(&memory(abi_exports::BOOKS)?, &store));
-        fenv.as_mut(&mut store).memories = Some(memories.clone());
+        // The guest's memory is memory 0 and the books memory 1, both
+        // defined in the module (core's instrumentation makes it so).
+        let guest = memory(abi_exports::MEMORY)?;
+        let memories =
+            (Guest::find(noted.first().copied(), &guest, &store)?, books_of(&memory(abi_exports::BOOKS)?, &store));
+        fenv.as_mut(&mut store).memories = Some(memories);
         let exports = kit::Exports::find(
             found.get_typed_function(&store, Export::Alloc.name()).ok(),
             found.get_typed_function(&store, Export::Validate.name()).ok(),
@@ -305,7 +361,7 @@ impl CompiledExecutor for WasmerCompiled {
             |_, n| found.get_global(n).ok().cloned(),
             |_, n| found.get_table(n).ok().cloned(),
         )?;
-        let engine = Wasmer { store, _instance: instance, memories, exports, globals, tables, env };
+        let engine = Wasmer { store, _instance: instance, guest, memories, exports, globals, tables, env };
         Ok(kit::Instance::boxed(engine, &self.shared))
     }
 }
@@ -323,7 +379,9 @@ struct Wasmer {
     store: Store,
     _instance: Instance,
     /// The guest's memory and the books.
-    memories: (Memory, Books),
+    memories: (Guest, Books),
+    /// The guest's memory, to grow it.
+    guest: Memory,
     exports: Exports,
     globals: Vec<Global>,
     tables: Vec<Table>,
@@ -359,7 +417,7 @@ impl kit::Engine for Wasmer {
         // memory can grow or move while `self` is borrowed, the slices do
         // not outlive that borrow, and the two memories and the env are
         // distinct allocations.
-        let memories = unsafe { Memories { guest: bytes(guest, &self.store), books: books.bytes() } };
+        let memories = unsafe { Memories { guest: guest.bytes(), books: books.bytes() } };
         (memories, self.env())
     }
 
@@ -377,7 +435,7 @@ impl kit::Engine for Wasmer {
 
     fn grow(&mut self, pages: u64) -> Result<(), String> {
         let pages = u32::try_from(pages).map_err(|_| format!("cannot grow by {pages} pages"))?;
-        self.memories.0.grow(&mut self.store, Pages(pages)).map(drop).map_err(|e| e.to_string())
+        self.guest.grow(&mut self.store, Pages(pages)).map(drop).map_err(|e| e.to_string())
     }
 
     fn global(&mut self, index: usize) -> Value {

@@ -126,18 +126,44 @@ impl MemoryImage {
             // stores marks the summary of its lowest page only, and its
             // highest page is less than a page above.
             let first = span * per_span;
-            let map = &mut map[..(first + per_span + 1).min(pages)];
-            let mut next_page = first;
-            while let Some(page) = next_mark(map, next_page) {
-                map[page] = 0;
-                next_page = page + 1;
-                let start = page * DIRTY_PAGE;
+            let marks = &mut map[first..(first + per_span + 1).min(pages).max(first)];
+            for_each_mark(marks, |page| {
+                let start = (first + page) * DIRTY_PAGE;
                 let end = (start + DIRTY_PAGE + SPILL).min(guest.len());
                 guest[start..end].copy_from_slice(&image[start..end]);
                 copied += 1;
-            }
+            });
         }
         Restore::Done { pages: copied, tables_dirty }
+    }
+}
+
+/// Calls `f` with the index of every nonzero byte of `marks`, in order,
+/// and clears them: a word at a time, each marked byte found by its bits.
+/// A span's 65 map bytes cost about forty instructions this way; a search
+/// restarted after each mark ([`next_mark`]) cost about a hundred per mark
+/// (callgrind: 219 of a 528-instruction blank of two pages).
+#[inline]
+fn for_each_mark(marks: &mut [u8], mut f: impl FnMut(usize)) {
+    let (words, rest) = marks.as_chunks_mut::<8>();
+    for (w, word) in words.iter_mut().enumerate() {
+        let mut bits = u64::from_le_bytes(*word);
+        if bits == 0 {
+            continue;
+        }
+        *word = [0; 8];
+        while bits != 0 {
+            // The lowest marked byte, in memory order.
+            let byte = bits.trailing_zeros() / 8;
+            f(w * 8 + byte as usize);
+            bits &= !(0xff << (byte * 8));
+        }
+    }
+    let base = words.len() * 8;
+    for (i, mark) in rest.iter_mut().enumerate() {
+        if std::mem::take(mark) != 0 {
+            f(base + i);
+        }
     }
 }
 
@@ -395,6 +421,25 @@ mod tests {
             Restore::NeedsRebuild,
             "memory grew"
         );
+    }
+
+    /// `for_each_mark` visits every nonzero byte in order and clears it,
+    /// at any length (whole words and a tail).
+    #[test]
+    fn for_each_mark_visits_and_clears_every_mark() {
+        for len in [0usize, 1, 7, 8, 9, 16, 64, 65, 70] {
+            for stride in [1usize, 2, 3, 7, 8, 9, 64] {
+                for value in [1u8, 0x80, 0xff] {
+                    let mut marks: Vec<u8> =
+                        (0..len).map(|i| if i % stride == stride - 1 { value } else { 0 }).collect();
+                    let expected: Vec<usize> = (0..len).filter(|i| marks[*i] != 0).collect();
+                    let mut found = Vec::new();
+                    for_each_mark(&mut marks, |i| found.push(i));
+                    assert_eq!(found, expected, "len {len} stride {stride}");
+                    assert!(marks.iter().all(|m| *m == 0), "cleared");
+                }
+            }
+        }
     }
 
     /// Every nonzero byte is found, in order, and cleared, at any length
