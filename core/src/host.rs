@@ -267,9 +267,10 @@ impl HostEnv {
     }
 
     /// Ends a call phase and releases the world state, so the embedder can
-    /// mutate it again.
-    pub fn end(&mut self) {
-        self.state = None;
+    /// mutate it again; hands back the state [`HostEnv::begin`] was given
+    /// (moved, not cloned: the caller may need it again).
+    pub fn end(&mut self) -> Option<SharedState> {
+        self.state.take()
     }
 
     /// The phase being run.
@@ -386,9 +387,27 @@ pub fn state_get(
         return Err(env.fail(Abort::StateDuringInit));
     }
     env.charge(books, cost::HOST_CALL + cost::HOST_BYTE * key.len() as u64)?;
-    let Some(state) = env.state.clone() else {
+    // Taken out and put back rather than cloned: the value borrows the
+    // state while `env` is charged, and an `Arc` clone is two atomic
+    // operations per call.
+    let Some(state) = env.state.take() else {
         return Err(env.fault("state_get without world state".into()));
     };
+    let found = copy_value(env, &*state, Memories { guest: memory, books }, key, out);
+    env.state = Some(state);
+    found
+}
+
+/// The rest of [`state_get`]: looks `key` up in `state` and copies the
+/// value to `out` if it fits.
+fn copy_value(
+    env: &mut HostEnv,
+    state: &dyn StateView,
+    memories: Memories<'_>,
+    key: std::ops::Range<usize>,
+    out: std::ops::Range<usize>,
+) -> Result<i32, Aborted> {
+    let Memories { guest: memory, books } = memories;
     let Some(value) = state.get(&memory[key]) else {
         return Ok(-1);
     };

@@ -275,13 +275,18 @@ impl Driver {
 
     fn validate_in_context(&mut self, tx: &[u8], state: SharedState, index: u64) -> Result<Verdict> {
         self.ready()?;
-        let mut verdict = match self.run(tx, state.clone()) {
+        let (first, state) = self.run(tx, state);
+        let state = state.ok_or_else(|| Error::HostFailure {
+            backend: self.backend(),
+            message: "the instance did not hand back the world state".into(),
+        })?;
+        let mut verdict = match first {
             Ok(v) => v,
             Err(HostFailed(first)) => {
                 tracing::warn!(message = %first, "host failure; rebuilding and retrying once");
                 self.stats.host_failures += 1;
                 self.recycle(RecycleCause::HostFailure)?;
-                self.run(tx, state.clone()).map_err(|HostFailed(message)| Error::HostFailure {
+                self.run(tx, state.clone()).0.map_err(|HostFailed(message)| Error::HostFailure {
                     backend: self.backend(),
                     message: format!("{message} (after a retry; first failure: {first})"),
                 })?
@@ -465,20 +470,21 @@ impl Driver {
         Ok(())
     }
 
-    /// One attempt at a transaction on the current instance.
-    fn run(&mut self, tx: &[u8], state: SharedState) -> Result<Verdict, HostFailed> {
+    /// One attempt at a transaction on the current instance; hands `state`
+    /// back as [`attempt`] does.
+    fn run(&mut self, tx: &[u8], state: SharedState) -> (Result<Verdict, HostFailed>, Option<SharedState>) {
         let started = self.config.timings.then(Instant::now);
         // Borrowed field by field: no copy of the limits per transaction.
-        let result = match self.instance.as_mut() {
+        let (result, state) = match self.instance.as_mut() {
             Some(instance) => attempt(instance.as_mut(), self.host.limits(), tx, state, &mut self.stats),
-            None => Err(HostFailed("no instance".into())),
+            None => (Err(HostFailed("no instance".into())), Some(state)),
         };
         self.stats.call_histogram.record_since(started);
         if result.is_err() {
             // Never reuse a poisoned instance.
             self.instance = None;
         }
-        result
+        (result, state)
     }
 
     /// Validates the transaction again on a blank instance of the same
@@ -494,7 +500,7 @@ impl Driver {
                 }
             },
         };
-        let blank = match attempt(auditor.as_mut(), self.host.limits(), tx, state, &mut self.stats) {
+        let blank = match attempt(auditor.as_mut(), self.host.limits(), tx, state, &mut self.stats).0 {
             Ok(v) => v,
             Err(HostFailed(message)) => {
                 tracing::warn!(%message, "host failure in an audit; audit skipped");

@@ -91,25 +91,30 @@ pub(super) fn init_failed(
     }
 }
 
-/// One attempt at a transaction on `instance`, panics caught.
+/// One attempt at a transaction on `instance`, panics caught; hands
+/// `state` back (moved through the instance's [`HostEnv`], not cloned: a
+/// clone of the `Arc` is two atomic operations per transaction), or `None`
+/// if the instance lost it.
 pub(super) fn attempt(
     instance: &mut dyn ExecutorInstance,
     limits: &Limits,
     tx: &[u8],
     state: SharedState,
     stats: &mut Stats,
-) -> Result<Verdict, HostFailed> {
+) -> (Result<Verdict, HostFailed>, Option<SharedState>) {
+    let Ok(len) = i32::try_from(tx.len()) else {
+        return (Err(HostFailed("transaction longer than 2 GiB".into())), Some(state));
+    };
+    instance.env().begin(Phase::Validate, Some(state));
     let result = guarded(|| {
-        let len = i32::try_from(tx.len()).map_err(|_| HostFailed("transaction longer than 2 GiB".into()))?;
-        instance.env().begin(Phase::Validate, Some(state));
         let layout = instance.env().layout();
         layout.arm(instance.books(), limits.fuel, limits.max_stack);
-        let verdict = call_validate(instance, tx, len, limits.max_stack);
-        instance.env().end();
-        verdict
+        call_validate(instance, tx, len, limits.max_stack)
     });
+    // Ended here, after a panic too.
+    let state = instance.env().end();
     stats.backstops += instance.env().take_backstops();
-    result
+    (result, state)
 }
 
 /// `executor_alloc`, the payload copy and `executor_validate`, each call's
