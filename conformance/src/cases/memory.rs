@@ -96,3 +96,33 @@ pub fn memory_limit_is_usable_to_the_last_page(factory: HostFactory) {
         "growing to the limit succeeds, past it is out_of_memory, and the next transaction is served"
     );
 }
+
+/// The host sees the guest's memory as it is *now*: the payload copied
+/// into the page `executor_alloc` just grew, and a value `state_get` writes
+/// into a page the guest grew earlier in the same call, read back as the
+/// deny reason — after every transaction's growth, under a policy that
+/// rebuilds (the memory grew) and one that keeps growing the same instance.
+/// Backends may lend memory from a description they keep (wasmer's reads
+/// the instance's own definition of it), so it must follow every growth.
+pub fn host_sees_memory_grown_within_a_call(factory: HostFactory) {
+    let grows = r#"(module
+      (import "host" "state_get" (func $get (param i32 i32 i32 i32) (result i32)))
+      (import "host" "deny_reason" (func $deny (param i32 i32)))
+      (memory (export "memory") 1)
+      (func (export "executor_alloc") (param i32) (result i32)
+        (i32.mul (memory.grow (i32.const 1)) (i32.const 65536)))
+      (func (export "executor_validate") (param $p i32) (param $n i32) (result i32)
+        (local $out i32)
+        (local.set $out (i32.mul (memory.grow (i32.const 1)) (i32.const 65536)))
+        (if (i32.ne (call $get (local.get $p) (local.get $n) (local.get $out) (i32.const 16)) (i32.const 3))
+          (then (unreachable)))
+        (call $deny (local.get $out) (i32.const 3))
+        (i32.const 1)))"#;
+    let world = state(&[(b"k", b"abc")]);
+    for policy in [every_tx(1), PersistencePolicy::UntilCrash] {
+        let mut d = load(factory, grows.as_bytes(), policy, Limits::default());
+        for tx in 0..4 {
+            assert_eq!(d.validate(b"k", world.clone()).unwrap(), denied("abc"), "{policy}, transaction {tx}");
+        }
+    }
+}
