@@ -58,6 +58,7 @@ macro_rules! suite {
             alloc_misbehaviour,
             deny_reasons,
             state_get_end_to_end,
+            a_panicking_state_view_is_a_host_failure,
             blank_restores_every_kind_of_state,
             every_tx_pattern,
             every_block_pattern,

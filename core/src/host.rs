@@ -141,6 +141,11 @@ pub enum Abort {
     StateDuringInit,
     /// A host call's fuel charge ran past the budget (the fuel flag is set).
     OutOfFuel,
+    /// An import panicked — core's code or the embedder's [`StateView`]:
+    /// a host failure, never a verdict. Caught at the import, because a
+    /// panic unwinding through an engine's frames aborts the process on
+    /// some engines (wasmi).
+    Panicked(String),
 }
 
 /// The error a host function returns to make the engine trap. Its meaning
@@ -377,6 +382,26 @@ pub fn state_get(
     out_ptr: i32,
     out_cap: i32,
 ) -> Result<i32, Aborted> {
+    import(env, |env| look_up(env, memories, key_ptr, key_len, out_ptr, out_cap))
+}
+
+/// Runs an import's body, a panic in it recorded as [`Abort::Panicked`].
+fn import<R>(env: &mut HostEnv, body: impl FnOnce(&mut HostEnv) -> Result<R, Aborted>) -> Result<R, Aborted> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(env))) {
+        Ok(result) => result,
+        Err(panic) => Err(env.fail(Abort::Panicked(crate::error::panic_message(&*panic)))),
+    }
+}
+
+/// [`state_get`]'s body.
+fn look_up(
+    env: &mut HostEnv,
+    memories: Memories<'_>,
+    key_ptr: i32,
+    key_len: i32,
+    out_ptr: i32,
+    out_cap: i32,
+) -> Result<i32, Aborted> {
     let Memories { guest: memory, books } = memories;
     if key_len as u32 > MAX_KEY_LEN {
         return Err(env.fault(format!("state_get key length {} exceeds {MAX_KEY_LEN}", key_len as u32)));
@@ -393,7 +418,9 @@ pub fn state_get(
     let Some(state) = env.state.take() else {
         return Err(env.fault("state_get without world state".into()));
     };
-    let found = copy_value(env, &*state, Memories { guest: memory, books }, key, out);
+    // Put back after a panic in the embedder's `get` too: the driver
+    // retries the transaction with it.
+    let found = import(env, |env| copy_value(env, &*state, Memories { guest: memory, books }, key, out));
     env.state = Some(state);
     found
 }
@@ -425,23 +452,27 @@ fn copy_value(
 /// `host.deny_reason(ptr, len)`: the last call of a transaction wins; the
 /// first 256 bytes are kept, then lossily decoded as UTF-8.
 pub fn deny_reason(env: &mut HostEnv, memories: Memories<'_>, ptr: i32, len: i32) -> Result<(), Aborted> {
-    let Memories { guest: memory, books } = memories;
-    let r = range(env, memory.len(), "deny_reason", ptr, len)?;
-    let kept = &memory[r.start..r.end.min(r.start + MAX_REASON_LEN)];
-    env.charge(books, cost::HOST_CALL + cost::HOST_BYTE * kept.len() as u64)?;
-    env.deny_reason = Some(String::from_utf8_lossy(kept).into_owned());
-    Ok(())
+    import(env, |env| {
+        let Memories { guest: memory, books } = memories;
+        let r = range(env, memory.len(), "deny_reason", ptr, len)?;
+        let kept = &memory[r.start..r.end.min(r.start + MAX_REASON_LEN)];
+        env.charge(books, cost::HOST_CALL + cost::HOST_BYTE * kept.len() as u64)?;
+        env.deny_reason = Some(String::from_utf8_lossy(kept).into_owned());
+        Ok(())
+    })
 }
 
 /// `host.log(level, ptr, len)`: a log line (level 0 error … 4 trace; higher
 /// levels count as trace), first 1024 bytes. Never affects a verdict.
 pub fn log(env: &mut HostEnv, memories: Memories<'_>, level: i32, ptr: i32, len: i32) -> Result<(), Aborted> {
-    let Memories { guest: memory, books } = memories;
-    let r = range(env, memory.len(), "log", ptr, len)?;
-    let kept = &memory[r.start..r.end.min(r.start + MAX_LOG_LEN)];
-    env.charge(books, cost::HOST_CALL + cost::HOST_BYTE * kept.len() as u64)?;
-    guest_log::logged(level, String::from_utf8_lossy(kept).into_owned());
-    Ok(())
+    import(env, |env| {
+        let Memories { guest: memory, books } = memories;
+        let r = range(env, memory.len(), "log", ptr, len)?;
+        let kept = &memory[r.start..r.end.min(r.start + MAX_LOG_LEN)];
+        env.charge(books, cost::HOST_CALL + cost::HOST_BYTE * kept.len() as u64)?;
+        guest_log::logged(level, String::from_utf8_lossy(kept).into_owned());
+        Ok(())
+    })
 }
 
 #[cfg(test)]

@@ -275,11 +275,19 @@ impl Driver {
 
     fn validate_in_context(&mut self, tx: &[u8], state: SharedState, index: u64) -> Result<Verdict> {
         self.ready()?;
-        let (first, state) = self.run(tx, state);
-        let state = state.ok_or_else(|| Error::HostFailure {
-            backend: self.backend(),
-            message: "the instance did not hand back the world state".into(),
-        })?;
+        let (first, handed_back) = self.run(tx, state);
+        let Some(state) = handed_back else {
+            // No import keeps it (`state_get` puts it back even after a
+            // panic in the embedder's `StateView`); if one did, there would
+            // be nothing to retry with.
+            self.stats.host_failures += 1;
+            let message = match first {
+                Err(HostFailed(message)) => message,
+                Ok(_) => "the instance kept the world state".into(),
+            };
+            let message = format!("{message} (not retried: the world state was lost with it)");
+            return Err(Error::HostFailure { backend: self.backend(), message });
+        };
         let mut verdict = match first {
             Ok(v) => v,
             Err(HostFailed(first)) => {

@@ -53,6 +53,7 @@ pub(super) fn rejection(env: &mut HostEnv, ended: Option<RejectionKind>, trap: T
             Abort::OutOfMemory { .. } => Rejection::OutOfMemory,
             Abort::StateDuringInit => Rejection::HostFault,
             Abort::OutOfFuel => Rejection::OutOfFuel,
+            Abort::Panicked(message) => return Err(HostFailed(format!("an import panicked: {message}"))),
         });
     }
     match trap {
