@@ -382,7 +382,29 @@ pub fn state_get(
     out_ptr: i32,
     out_cap: i32,
 ) -> Result<i32, Aborted> {
-    import(env, |env| look_up(env, memories, key_ptr, key_len, out_ptr, out_cap))
+    import(env, |env| {
+        let Memories { guest: memory, books } = memories;
+        if key_len as u32 > MAX_KEY_LEN {
+            return Err(env.fault(format!("state_get key length {} exceeds {MAX_KEY_LEN}", key_len as u32)));
+        }
+        let key = range(env, memory.len(), "state_get key", key_ptr, key_len)?;
+        let out = range(env, memory.len(), "state_get out", out_ptr, out_cap)?;
+        if env.phase == Phase::Init {
+            return Err(env.fail(Abort::StateDuringInit));
+        }
+        env.charge(books, cost::HOST_CALL + cost::HOST_BYTE * key.len() as u64)?;
+        // Taken out and put back rather than cloned: the value borrows the
+        // state while `env` is charged, and an `Arc` clone is two atomic
+        // operations per call.
+        let Some(state) = env.state.take() else {
+            return Err(env.fault("state_get without world state".into()));
+        };
+        // Put back after a panic in the embedder's `get` too: the driver
+        // retries the transaction with it.
+        let found = import(env, |env| copy_value(env, &*state, Memories { guest: memory, books }, key, out));
+        env.state = Some(state);
+        found
+    })
 }
 
 /// Runs an import's body, a panic in it recorded as [`Abort::Panicked`].
@@ -391,38 +413,6 @@ fn import<R>(env: &mut HostEnv, body: impl FnOnce(&mut HostEnv) -> Result<R, Abo
         Ok(result) => result,
         Err(panic) => Err(env.fail(Abort::Panicked(crate::error::panic_message(&*panic)))),
     }
-}
-
-/// [`state_get`]'s body.
-fn look_up(
-    env: &mut HostEnv,
-    memories: Memories<'_>,
-    key_ptr: i32,
-    key_len: i32,
-    out_ptr: i32,
-    out_cap: i32,
-) -> Result<i32, Aborted> {
-    let Memories { guest: memory, books } = memories;
-    if key_len as u32 > MAX_KEY_LEN {
-        return Err(env.fault(format!("state_get key length {} exceeds {MAX_KEY_LEN}", key_len as u32)));
-    }
-    let key = range(env, memory.len(), "state_get key", key_ptr, key_len)?;
-    let out = range(env, memory.len(), "state_get out", out_ptr, out_cap)?;
-    if env.phase == Phase::Init {
-        return Err(env.fail(Abort::StateDuringInit));
-    }
-    env.charge(books, cost::HOST_CALL + cost::HOST_BYTE * key.len() as u64)?;
-    // Taken out and put back rather than cloned: the value borrows the
-    // state while `env` is charged, and an `Arc` clone is two atomic
-    // operations per call.
-    let Some(state) = env.state.take() else {
-        return Err(env.fault("state_get without world state".into()));
-    };
-    // Put back after a panic in the embedder's `get` too: the driver
-    // retries the transaction with it.
-    let found = import(env, |env| copy_value(env, &*state, Memories { guest: memory, books }, key, out));
-    env.state = Some(state);
-    found
 }
 
 /// The rest of [`state_get`]: looks `key` up in `state` and copies the
