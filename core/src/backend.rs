@@ -223,6 +223,11 @@ pub trait ExecutorInstance: Send {
     /// (see [`crate::instrument::Layout`]), lent together.
     fn memories(&mut self) -> Memories<'_>;
 
+    /// Both memories and the host state at once: the driver copies the
+    /// payload, records it and arms the counters with one lend instead of
+    /// five calls through this trait.
+    fn memories_and_env(&mut self) -> (Memories<'_>, &mut HostEnv);
+
     /// The guest's linear memory.
     fn memory(&mut self) -> &mut [u8] {
         self.memories().guest

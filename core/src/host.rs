@@ -223,8 +223,10 @@ impl HostEnv {
     /// blank restores them. Small writes (transaction payloads, state
     /// values) are kept as exact ranges — restoring them costs their length,
     /// not a page; larger ones, or too many, mark the dirty map.
+    /// Nothing is recorded for bytes in a page the guest already marked:
+    /// the blank copies that page back anyway.
     pub fn record_write(&mut self, books: &mut [u8], start: usize, len: usize) {
-        if !self.remember_write(start, len) {
+        if !self.layout.covers(books, start, len) && !self.remember_write(start, len) {
             self.layout.mark(books, start, len);
         }
     }

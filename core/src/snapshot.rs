@@ -109,11 +109,9 @@ impl MemoryImage {
             // that page's copy below (the usual case: the host writes into
             // a buffer on the guest's stack or heap that the guest itself
             // wrote); a lookup is cheaper than a copy call.
-            let page = start / DIRTY_PAGE;
-            if map.get(page).is_some_and(|m| *m != 0) && end <= page * DIRTY_PAGE + DIRTY_PAGE + SPILL {
-                continue;
+            if !self.layout.covers(map, start, end - start) {
+                guest[start..end].copy_from_slice(&image[start..end]);
             }
-            guest[start..end].copy_from_slice(&image[start..end]);
         }
         let pages = guest.len().div_ceil(DIRTY_PAGE).min(map.len());
         let spans = guest.len().div_ceil(SUMMARY_SPAN).min(summary.len());

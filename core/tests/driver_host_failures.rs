@@ -78,6 +78,9 @@ impl ExecutorInstance for MockInstance {
     fn memories(&mut self) -> Memories<'_> {
         Memories { guest: &mut self.memory, books: &mut self.books }
     }
+    fn memories_and_env(&mut self) -> (Memories<'_>, &mut HostEnv) {
+        (Memories { guest: &mut self.memory, books: &mut self.books }, &mut self.env)
+    }
     fn mark_blank(&mut self) -> Result<(), CallError> {
         Ok(())
     }

@@ -3,7 +3,7 @@
 
 use super::Stats;
 use crate::backend::{CallError, ExecutorInstance, Export, Trap};
-use crate::host::{Abort, HostEnv, Phase, SharedState};
+use crate::host::{Abort, HostEnv, Memories, Phase, SharedState};
 use crate::verdict::{Rejection, RejectionKind, Verdict};
 use crate::{Error, Limits};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -108,13 +108,14 @@ pub(super) fn attempt(
     };
     instance.env().begin(Phase::Validate, Some(state));
     let result = guarded(|| {
-        let layout = instance.env().layout();
-        layout.arm(instance.books(), limits.fuel, limits.max_stack);
+        let (memories, env) = instance.memories_and_env();
+        env.layout().arm(memories.books, limits.fuel, limits.max_stack);
         call_validate(instance, tx, len, limits.max_stack)
     });
     // Ended here, after a panic too.
-    let state = instance.env().end();
-    stats.backstops += instance.env().take_backstops();
+    let env = instance.env();
+    let state = env.end();
+    stats.backstops += env.take_backstops();
     (result, state)
 }
 
@@ -134,19 +135,16 @@ fn call_validate(instance: &mut dyn ExecutorInstance, tx: &[u8], len: i32, stack
         Ok(None) => return Err(HostFailed("executor_alloc returned no value".into())),
         Err(e) => return ended(instance, e),
     };
-    let layout = instance.env().layout();
-    let memory = instance.memory();
-    if ptr == 0 || ptr + tx.len() > memory.len() {
-        tracing::debug!(ptr, len, memory = memory.len(), "executor_alloc returned a bad range");
+    let (Memories { guest, books }, env) = instance.memories_and_env();
+    if ptr == 0 || ptr + tx.len() > guest.len() {
+        tracing::debug!(ptr, len, memory = guest.len(), "executor_alloc returned a bad range");
         return Ok(Verdict::rejected(Rejection::HostFault));
     }
-    memory[ptr..ptr + tx.len()].copy_from_slice(tx);
-    if !instance.env().remember_write(ptr, tx.len()) {
-        layout.mark(instance.books(), ptr, tx.len());
-    }
+    guest[ptr..ptr + tx.len()].copy_from_slice(tx);
+    env.record_write(books, ptr, tx.len());
     // Fuel is shared by both calls; the stack starts afresh.
-    let fuel = layout.fuel_left(instance.books());
-    layout.arm(instance.books(), fuel, stack);
+    let layout = env.layout();
+    layout.arm(books, layout.fuel_left(books), stack);
     match instance.call(Export::Validate, &[ptr as i32, len]) {
         Ok(Some(0)) => Ok(Verdict::Approved),
         Ok(Some(1)) => Ok(Verdict::Denied { reason: instance.env().take_deny_reason().unwrap_or_default() }),

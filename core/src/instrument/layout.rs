@@ -65,6 +65,18 @@ impl Layout {
         books[self.map + start / SUMMARY_SPAN..=self.map + last / SUMMARY_SPAN].fill(1);
     }
 
+    /// Whether a blank copies guest bytes `start..start+len` back anyway:
+    /// the page `start` lies in is marked, and its copy (the page and the
+    /// [`SPILL`](super::SPILL) after it) covers them. Marks are cleared only
+    /// by a blank, so what is covered now stays covered until then.
+    #[inline]
+    pub fn covers(&self, books: &[u8], start: usize, len: usize) -> bool {
+        let page = start / DIRTY_PAGE;
+        page < self.map
+            && books.get(page).is_some_and(|m| *m != 0)
+            && start + len <= (page + 1) * DIRTY_PAGE + super::SPILL
+    }
+
     /// The dirty map and its summary of `books`.
     #[inline]
     pub fn map_and_summary<'a>(&self, books: &'a mut [u8]) -> (&'a mut [u8], &'a mut [u8]) {

@@ -7,8 +7,16 @@ use executor_core::host::{self, HostEnv};
 use executor_core::{Export, Limits};
 use wasmi::{Caller, Config, Engine, Extern, Linker, Memory, Module, Store, TypedFunc};
 
+/// The store data: the host state and the memory the imports lend it,
+/// found once per instance (a lookup by name per host call cost the
+/// default executor ≈ 740 instructions per transaction).
+struct Data {
+    env: HostEnv,
+    memory: Option<Memory>,
+}
+
 struct Plain {
-    linker: Linker<HostEnv>,
+    linker: Linker<Data>,
     module: Module,
     limits: Limits,
     fuel: bool,
@@ -19,16 +27,21 @@ pub(super) fn engine(reference: Reference, wasm: &[u8], limits: &Limits) -> Resu
     config.consume_fuel(reference.fuel());
     let engine = Engine::new(&config);
     let module = Module::new(&engine, wasm).map_err(|e| e.to_string())?;
-    let mut linker: Linker<HostEnv> = Linker::new(&engine);
+    let mut linker: Linker<Data> = Linker::new(&engine);
     macro_rules! define {
         ($($name:ident($($arg:ident),*) -> $result:ty;)*) => {$(
             linker
-                .func_wrap(host::MODULE, stringify!($name), |mut caller: Caller<'_, HostEnv>, $($arg: i32),*| {
-                    let Some(Extern::Memory(memory)) = caller.get_export("memory") else {
-                        return Err(wasmi::Error::new("no memory"));
+                .func_wrap(host::MODULE, stringify!($name), |mut caller: Caller<'_, Data>, $($arg: i32),*| {
+                    // By name only before the instance is set up (a start function).
+                    let memory = match caller.data().memory {
+                        Some(memory) => memory,
+                        None => match caller.get_export("memory") {
+                            Some(Extern::Memory(memory)) => memory,
+                            _ => return Err(wasmi::Error::new("no memory")),
+                        },
                     };
-                    let (bytes, env) = memory.data_and_store_mut(&mut caller);
-                    host::$name(env, host::Memories::plain(bytes), $($arg),*).map_err(|e| wasmi::Error::new(e.to_string()))
+                    let (bytes, data) = memory.data_and_store_mut(&mut caller);
+                    host::$name(&mut data.env, host::Memories::plain(bytes), $($arg),*).map_err(|e| wasmi::Error::new(e.to_string()))
                 })
                 .map_err(|e| e.to_string())?;
         )*};
@@ -38,7 +51,7 @@ pub(super) fn engine(reference: Reference, wasm: &[u8], limits: &Limits) -> Resu
 }
 
 struct Instance {
-    store: Store<HostEnv>,
+    store: Store<Data>,
     memory: Memory,
     alloc: TypedFunc<i32, i32>,
     validate: TypedFunc<(i32, i32), i32>,
@@ -56,7 +69,7 @@ fn stop(e: wasmi::Error) -> Stop {
 
 impl PlainEngine for Plain {
     fn instance(&self) -> Result<Box<dyn PlainInstance>, Stop> {
-        let mut store = Store::new(self.module.engine(), env(&self.limits));
+        let mut store = Store::new(self.module.engine(), Data { env: env(&self.limits), memory: None });
         let native = native_fuel(&self.limits);
         if self.fuel {
             store.set_fuel(native.init).expect("fuel is configured");
@@ -65,6 +78,7 @@ impl PlainEngine for Plain {
         let instance = self.linker.instantiate_and_start(&mut store, &self.module).map_err(stop)?;
         let missing = |what: &str| Stop::Failed(format!("no {what}"));
         let memory = instance.get_memory(&store, "memory").ok_or_else(|| missing("memory"))?;
+        store.data_mut().memory = Some(memory);
         let alloc = instance.get_typed_func(&store, Export::Alloc.name()).map_err(|_| missing("alloc"))?;
         let validate = instance.get_typed_func(&store, Export::Validate.name()).map_err(|_| missing("validate"))?;
         if let Ok(init) = instance.get_typed_func::<(), ()>(&store, Export::Init.name()) {
@@ -84,7 +98,8 @@ impl PlainInstance for Instance {
     }
 
     fn memory_and_env(&mut self) -> (&mut [u8], &mut HostEnv) {
-        self.memory.data_and_store_mut(&mut self.store)
+        let (bytes, data) = self.memory.data_and_store_mut(&mut self.store);
+        (bytes, &mut data.env)
     }
 
     fn refuel(&mut self) {
