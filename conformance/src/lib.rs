@@ -55,6 +55,7 @@ macro_rules! suite {
             growth_guards_decide_out_of_memory,
             memory_limit_is_usable_to_the_last_page,
             host_sees_memory_grown_within_a_call,
+            growth_loops_never_exhaust_the_host_stack,
             alloc_misbehaviour,
             deny_reasons,
             state_get_end_to_end,

@@ -1,6 +1,7 @@
 //! Linear memory as the guest sees it: sizes, growth, bounds, and the growth guards at the limits.
 
 use super::*;
+use executor_core::instrument::layout::MAX_GROWTHS_PER_CALL;
 
 /// Memory sizes, growth results, data segments and every out-of-bounds
 /// edge behave exactly as in the uninstrumented module (core adds a second
@@ -125,4 +126,35 @@ pub fn host_sees_memory_grown_within_a_call(factory: HostFactory) {
             assert_eq!(d.validate(b"k", world.clone()).unwrap(), denied("abc"), "{policy}, transaction {tx}");
         }
     }
+}
+
+/// A call may execute [`MAX_GROWTHS_PER_CALL`] growth operations
+/// (`memory.grow` and `table.grow`, by zero here: nothing grows); one more
+/// is `out_of_memory`, and so is a loop of 200,000 — which, before the
+/// allowance, overflowed the host's stack and aborted the process on wasmi
+/// (found by `differential-fuzz`, seed 728292, in `executor_init`): its
+/// interpreter keeps a native frame per executed growth until the call
+/// returns. Each transaction's calls get the whole allowance again.
+pub fn growth_loops_never_exhaust_the_host_stack(factory: HostFactory) {
+    // The payload's first byte picks the iterations (two growths each):
+    // 0 → exactly the allowance, 1 → one iteration more, 2 → 200,000.
+    let loops = r#"(module
+      (memory (export "memory") 1)
+      (table 1 funcref)
+      (func (export "executor_alloc") (param i32) (result i32) (i32.const 1024))
+      (func (export "executor_validate") (param $p i32) (param i32) (result i32)
+        (local $i i32)
+        (local.set $i (select (i32.const ALLOWED) (select (i32.const MORE) (i32.const 200000)
+          (i32.eq (i32.load8_u (local.get $p)) (i32.const 1)))
+          (i32.eqz (i32.load8_u (local.get $p)))))
+        (loop $again
+          (drop (memory.grow (i32.const 0)))
+          (drop (table.grow (ref.null func) (i32.const 0)))
+          (br_if $again (local.tee $i (i32.sub (local.get $i) (i32.const 1)))))
+        (i32.const 0)))"#;
+    let half = MAX_GROWTHS_PER_CALL / 2;
+    let loops = loops.replace("ALLOWED", &half.to_string()).replace("MORE", &(half + 1).to_string());
+    let mut d = load(factory, loops.as_bytes(), every_tx(1), Limits::default());
+    let oom = rejected(Rejection::OutOfMemory);
+    assert_eq!(run(&mut d, &[&[0], &[1], &[2], &[0]]), vec![A, oom.clone(), oom, A]);
 }

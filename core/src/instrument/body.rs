@@ -367,6 +367,18 @@ impl Body<'_> {
         self.ins(I::I32Store8(books_arg(0)));
     }
 
+    /// Counts a growth operation against the call's allowance
+    /// ([`super::layout::MAX_GROWTHS_PER_CALL`], in the books' growth
+    /// cell): none left sets the OOM flag and traps. Not metered, like the
+    /// growth guard before it.
+    fn count_growth(&mut self) {
+        let cell = self.plan.layout.growth_cell() as i32;
+        self.ins(I::I32Const(cell)).ins(I::I32Load(books_arg(2))).ins(I::I32Eqz);
+        self.end_if(self.plan.layout.oom_flag());
+        self.ins(I::I32Const(cell)).ins(I::I32Const(cell)).ins(I::I32Load(books_arg(2)));
+        self.ins(I::I32Const(1)).ins(I::I32Sub).ins(I::I32Store(books_arg(2)));
+    }
+
     /// With a condition on the stack: if true, set the flag and trap.
     pub(super) fn end_if(&mut self, flag: usize) {
         self.ins(I::If(BlockType::Empty));
@@ -564,6 +576,7 @@ impl Body<'_> {
                 self.ins(I::I64Const(max_pages)).ins(I::I64GtU);
                 self.end_if(layout.oom_flag());
                 self.charge_by(t.addr, cost::GROW_PAGE);
+                self.count_growth();
                 self.ins(I::LocalGet(t.addr));
                 self.f.instruction(&ins);
             }
@@ -591,6 +604,7 @@ impl Body<'_> {
                 self.ins(I::I64Const(self.plan.table_elements as i64)).ins(I::I64GtU);
                 self.end_if(layout.oom_flag());
                 self.charge_by(t.len, cost::GROW_ELEMENT);
+                self.count_growth();
                 self.ins(I::LocalGet(t.len));
                 self.set_flag(layout.tables_flag());
                 self.f.instruction(&ins);

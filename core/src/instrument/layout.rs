@@ -41,6 +41,17 @@ pub struct Layout {
 /// Bytes at the end of the books for cells and flags.
 const CELLS: usize = 32;
 
+/// How many `memory.grow` and `table.grow` one call of the guest may
+/// execute (successful, failed or by zero); one more ends the transaction
+/// as `out_of_memory`, on every engine. Why: wasmi 2's interpreter keeps a
+/// native stack frame (≈ 176 bytes) for every growth it executes until the
+/// call returns (its handlers for these two operations call the next
+/// handler instead of jumping to it), so a loop of growths by zero
+/// overflowed the host's stack and aborted the process. 4,096 frames fit
+/// in a 2 MiB thread stack with room to spare; a call that grows memory a
+/// page at a time up to the default limit (64 MiB) executes 1,024.
+pub const MAX_GROWTHS_PER_CALL: u32 = 4096;
+
 impl Layout {
     /// No books (for host functions over a plain memory).
     pub const NONE: Layout = Layout { books: 0, map: 0, summary: 0 };
@@ -124,6 +135,13 @@ impl Layout {
         self.books - 12
     }
 
+    /// Address of how many `memory.grow` and `table.grow` the current call
+    /// may still execute (`i32`, little-endian; see
+    /// [`MAX_GROWTHS_PER_CALL`]).
+    pub fn growth_cell(&self) -> usize {
+        self.books - 16
+    }
+
     /// Address of the remaining fuel (`i64`, little-endian, 8-aligned).
     pub fn fuel_cell(&self) -> usize {
         self.books - 24
@@ -159,6 +177,7 @@ impl Layout {
         let stack = stack.min(MAX_STACK_BUDGET) as u32;
         books[self.fuel_cell()..self.fuel_cell() + 8].copy_from_slice(&fuel.to_le_bytes());
         books[self.stack_cell()..self.stack_cell() + 4].copy_from_slice(&stack.to_le_bytes());
+        books[self.growth_cell()..self.growth_cell() + 4].copy_from_slice(&MAX_GROWTHS_PER_CALL.to_le_bytes());
         for at in [self.oom_flag(), self.fuel_flag(), self.stack_flag()] {
             books[at] = 0;
         }

@@ -110,6 +110,10 @@
 //! and `table.grow` request against the limits itself, in 64-bit
 //! arithmetic, before the engine sees it: past the limit, it sets the OOM
 //! flag and executes `unreachable`. Engine-side limiters stay as backstops.
+//! Each call may execute at most [`layout::MAX_GROWTHS_PER_CALL`] growth
+//! operations (counted in the books; one more is `out_of_memory` too): an
+//! interpreter that keeps a native frame per growth (wasmi 2) must not run
+//! out of host stack.
 
 use crate::{Error, Result};
 use body::Body;
@@ -145,7 +149,7 @@ pub const SUMMARY_SPAN: usize = 64 * DIRTY_PAGE;
 pub const SPILL: usize = 7;
 /// Version of the pass and its cost table: part of any key under which an
 /// instrumented module is cached.
-pub const VERSION: u32 = 15;
+pub const VERSION: u32 = 16;
 /// Locals the pass adds to every function (its temporaries). Hoisting
 /// marks out of loops adds a few more, only where the engines' limits
 /// leave ample room (see `hoist`).
