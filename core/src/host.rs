@@ -233,7 +233,7 @@ impl HostEnv {
 
     /// Remembers a host write exactly if it is small and there is room;
     /// `false` means the caller must mark the dirty map instead.
-    pub fn remember_write(&mut self, start: usize, len: usize) -> bool {
+    fn remember_write(&mut self, start: usize, len: usize) -> bool {
         let fits = len <= MAX_EXACT_WRITE && self.host_writes.len() < MAX_HOST_WRITES;
         if fits {
             self.host_writes.push((start as u32, len as u32));
